@@ -1,0 +1,155 @@
+"""The job file: every key a pipeline job accepts, its type and its default.
+
+`load_job` validates a plain dict (from YAML, after --set overrides): unknown keys and wrong
+types are refused with a JobError that names the dotted key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+DEFAULT_PROMPT = "Describe this image and its style in a very detailed manner"
+
+
+class JobError(ValueError):
+    """A job file or --set value that cannot be run; the message names the key."""
+
+
+@dataclass
+class DecodeConfig:
+    max_side: int = 1024  # longest side of the stored image; larger ones are re-encoded
+    max_pixels: int = 100_000_000  # refused before a full decode (decompression bombs)
+    min_side: int = 32  # shorter images are rejected as too_small
+    max_aspect_ratio: float = 8.0  # long side / short side; beyond is rejected as bad_aspect
+    model_side: int = 336  # short side of the RGB image handed to the models
+    jpeg_quality: int = 95  # for re-encoded stored images
+
+
+@dataclass
+class CaptionConfig:
+    backend: str = "hf"  # hf: LLaVA through transformers; sidecar: existing KEY.txt captions
+    model: str = "tiny:llava"  # a path, a hub name, or tiny:llava (built offline on first use)
+    prompt: str = DEFAULT_PROMPT
+    max_new_tokens: int = 120
+    batch_size: int = 8
+    actors: int = 1  # captioning actors; each loads the model once
+    gpus_per_actor: float = 0.0  # > 0 asks Ray for GPUs and runs bf16 + SDPA on CUDA
+    trust_remote_code: bool = False
+
+
+@dataclass
+class NounsConfig:
+    model: str = "en_core_web_sm"
+    batch_size: int = 256
+
+
+@dataclass
+class ClipConfig:
+    model: str = "tiny:clip"  # an open_clip name (ViT-L-14), a config JSON path, or tiny:clip
+    pretrained: str = "tiny:clip"  # an open_clip tag, a checkpoint path, or tiny:clip
+    grounding_threshold: float = 0.2  # cosine of image and "a photo of a {noun}"
+    batch_size: int = 32
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+
+
+@dataclass
+class RayConfig:
+    address: typing.Optional[str] = None  # None: start Ray locally; "auto" or ray://host:port
+    read_parallelism: int = 0  # 0: one read task per input part
+    cpus_per_task: float = 1.0
+
+
+@dataclass
+class Job:
+    inputs: typing.List[str] = field(default_factory=list)  # tars, folders, globs, fsspec URLs
+    output: str = ""
+    shard_size: int = 1000  # inputs per shard; a shard holds fewer samples where some are rejected
+    folder_part_size: int = 10_000  # images listed from folders per read task
+    models_cache: str = "~/.cache/pixcap/models"  # where tiny:* models are built
+    progress_seconds: float = 10.0
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
+    nouns: NounsConfig = field(default_factory=NounsConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {"caption.backend": ("hf", "sidecar")}
+POSITIVE = {
+    "shard_size", "folder_part_size", "decode.max_side", "decode.max_pixels", "decode.model_side",
+    "caption.max_new_tokens", "caption.batch_size", "caption.actors", "nouns.batch_size",
+    "clip.batch_size", "clip.actors",
+}
+
+
+def _coerce(value, annotation, key: str):
+    """Check one value against its annotation; ints are accepted where floats are wanted."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _coerce(value, inner, key)
+    if origin in (list, typing.List):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise JobError(f"{key}: expected a list, got {type(value).__name__}")
+        (inner,) = typing.get_args(annotation)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is int and isinstance(value, bool) or not isinstance(value, annotation):
+        raise JobError(f"{key}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls, data, prefix: str):
+    if not isinstance(data, dict):
+        raise JobError(f"{prefix.rstrip('.') or 'job'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise JobError(f"unknown key {prefix}{unknown[0]}")
+    kwargs = {}
+    for name, value in data.items():
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = _build(annotation, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, annotation, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def load_job(data: dict) -> Job:
+    """Validate a job dict and fill in defaults."""
+    job = _build(Job, data or {}, "")
+    flat = flatten(job.to_dict())
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise JobError(f"{key}: must be one of {', '.join(allowed)}, got {flat[key]!r}")
+    for key in POSITIVE:
+        if flat[key] <= 0:
+            raise JobError(f"{key}: must be positive, got {flat[key]!r}")
+    if not 0.0 <= job.decode.max_aspect_ratio or job.decode.max_aspect_ratio < 1.0:
+        raise JobError(f"decode.max_aspect_ratio: must be at least 1, got {job.decode.max_aspect_ratio}")
+    if not 1 <= job.decode.jpeg_quality <= 100:
+        raise JobError(f"decode.jpeg_quality: must be 1..100, got {job.decode.jpeg_quality}")
+    return job
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,32 @@
+"""The rejects table: one row per input that did not become a sample, and why."""
+import pyarrow as pa
+
+REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("key", pa.string()),  # null when the input failed before it had a key
+        pa.field("shard", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+)
+REJECT_COLUMNS = REJECT_SCHEMA.names
+
+# Stable reason words. Analysts group by these; add, never rename.
+REASONS = {
+    "read_error": "the input or the tar member could not be read",
+    "unsafe_member": "a tar member that is a link, a device, or points outside the archive",
+    "duplicate": "a second input with the same key inside one input; the first one wins",
+    "empty_file": "a zero-byte file",
+    "not_an_image": "the bytes are no image format that can be decoded",
+    "decode_error": "the image is truncated or corrupt",
+    "too_large": "more pixels than decode.max_pixels, refused before decoding",
+    "too_small": "a side shorter than decode.min_side",
+    "bad_aspect": "an aspect ratio beyond decode.max_aspect_ratio",
+    "no_caption": "the sidecar backend found no caption for the image",
+    "caption_error": "the captioner failed on this image",
+    "nouns_error": "noun extraction failed on this caption",
+    "clip_error": "CLIP scoring failed on this image",
+    "write_error": "the sample could not be encoded for the shard",
+}
