@@ -6,8 +6,11 @@ types are refused with a JobError that names the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
+
+import yaml
 
 DEFAULT_PROMPT = "Describe this image and its style in a very detailed manner"
 
@@ -109,7 +112,8 @@ def _coerce(value, annotation, key: str):
     return value
 
 
-def _build(cls, data, prefix: str):
+def build_dataclass(cls, data, prefix: str = ""):
+    """Build a (nested) config dataclass from a dict, refusing unknown keys and wrong types."""
     if not isinstance(data, dict):
         raise JobError(f"{prefix.rstrip('.') or 'job'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -121,7 +125,7 @@ def _build(cls, data, prefix: str):
     for name, value in data.items():
         annotation = hints[name]
         if dataclasses.is_dataclass(annotation):
-            kwargs[name] = _build(annotation, value, f"{prefix}{name}.")
+            kwargs[name] = build_dataclass(annotation, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, annotation, f"{prefix}{name}")
     return cls(**kwargs)
@@ -129,7 +133,7 @@ def _build(cls, data, prefix: str):
 
 def load_job(data: dict) -> Job:
     """Validate a job dict and fill in defaults."""
-    job = _build(Job, data or {}, "")
+    job = build_dataclass(Job, data or {}, "")
     flat = flatten(job.to_dict())
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
@@ -137,7 +141,7 @@ def load_job(data: dict) -> Job:
     for key in POSITIVE:
         if flat[key] <= 0:
             raise JobError(f"{key}: must be positive, got {flat[key]!r}")
-    if not 0.0 <= job.decode.max_aspect_ratio or job.decode.max_aspect_ratio < 1.0:
+    if job.decode.max_aspect_ratio < 1.0:
         raise JobError(f"decode.max_aspect_ratio: must be at least 1, got {job.decode.max_aspect_ratio}")
     if not 1 <= job.decode.jpeg_quality <= 100:
         raise JobError(f"decode.jpeg_quality: must be 1..100, got {job.decode.jpeg_quality}")
@@ -153,3 +157,41 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def read_job_yaml(path: str, overrides: typing.Sequence[str] = ()) -> dict:
+    """Read a YAML job (safe_load only) and apply `dotted.key=value` overrides.
+
+    A value is parsed as YAML, so `--set caption.batch_size=4` gives an int and
+    `--set inputs=[a,b]` a list. Errors are JobErrors naming the file or the key.
+    """
+    if not os.path.isfile(path):
+        raise JobError(f"job file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise JobError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise JobError(f"{path}: a job file is a mapping of keys, got {type(data).__name__}")
+    for item in overrides:
+        set_dotted(data, item)
+    return data
+
+
+def set_dotted(data: dict, assignment: str) -> None:
+    """Apply one `a.b.c=value` to a nested dict."""
+    dotted, sep, raw = assignment.partition("=")
+    if not sep or not dotted:
+        raise JobError(f"--set {assignment!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise JobError(f"--set {dotted}: {part} is not a mapping")
+    node[leaf] = value
