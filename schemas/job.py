@@ -45,6 +45,7 @@ class CaptionConfig:
 class NounsConfig:
     model: str = "en_core_web_sm"
     batch_size: int = 256
+    actors: int = 1
 
 
 @dataclass
@@ -60,8 +61,8 @@ class ClipConfig:
 @dataclass
 class RayConfig:
     address: typing.Optional[str] = None  # None: start Ray locally; "auto" or ray://host:port
-    read_parallelism: int = 0  # 0: one read task per input part
-    cpus_per_task: float = 1.0
+    cpus_per_task: float = 1.0  # read, decode and write tasks
+    cpus_per_actor: float = 1.0  # each caption, nouns and clip actor (on top of its GPUs)
 
 
 @dataclass
@@ -69,7 +70,6 @@ class Job:
     inputs: typing.List[str] = field(default_factory=list)  # tars, folders, globs, fsspec URLs
     output: str = ""
     shard_size: int = 1000  # inputs per shard; a shard holds fewer samples where some are rejected
-    folder_part_size: int = 10_000  # images listed from folders per read task
     models_cache: str = "~/.cache/pixcap/models"  # where tiny:* models are built
     progress_seconds: float = 10.0
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -84,8 +84,8 @@ class Job:
 
 CHOICES = {"caption.backend": ("hf", "sidecar")}
 POSITIVE = {
-    "shard_size", "folder_part_size", "decode.max_side", "decode.max_pixels", "decode.model_side",
-    "caption.max_new_tokens", "caption.batch_size", "caption.actors", "nouns.batch_size",
+    "shard_size", "decode.max_side", "decode.max_pixels", "decode.model_side",
+    "caption.max_new_tokens", "caption.batch_size", "caption.actors", "nouns.batch_size", "nouns.actors",
     "clip.batch_size", "clip.actors",
 }
 

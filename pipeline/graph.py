@@ -1,0 +1,93 @@
+"""The Ray Data graph: read -> decode -> caption -> nouns -> clip -> fragments.
+
+CPU stages without a model (read, decode, write) run as tasks that scale with the CPUs; stages
+with a model (caption, nouns, clip) run as actor pools that load it once. GPU stages ask Ray for
+GPUs when the job says so.
+"""
+from __future__ import annotations
+
+import os
+
+import ray
+
+from pixcap.schemas import Job
+from pixcap.schemas import batch as B
+from pixcap.schemas.manifest import WORK_DIR
+from pixcap.stages.caption import CaptionStage, SidecarCaptionStage
+from pixcap.stages.clip import ClipStage
+from pixcap.stages.decode import DecodeStage
+from pixcap.stages.nouns import NounsStage
+from pixcap.stages.read import ReadStage
+from pixcap.stages.write import FragmentWriter
+
+DECODE_BATCH = 16
+WRITE_BATCH = 64
+
+
+def _counted(stage_cls, name: str, counter):
+    """Wrap a stage class so each batch it finishes is reported to the progress counter."""
+
+    class Counted:
+        def __init__(self, *args, **kwargs):
+            self.stage = stage_cls(*args, **kwargs)
+
+        def __call__(self, batch):
+            out = self.stage(batch)
+            counter.add.remote(name, len(out[B.KEY]))
+            return out
+
+    Counted.__name__ = stage_cls.__name__
+    return Counted
+
+
+def _read(parts, shard_size, read_captions, counter):
+    for rows in ReadStage(shard_size, read_captions)(parts):
+        counter.add.remote("read", len(rows[B.KEY]))
+        yield rows
+
+
+def _decode(batch, config, counter):
+    out = DecodeStage(config)(batch)
+    counter.add.remote("decode", len(out[B.KEY]))
+    return out
+
+
+def _write(batch, work_dir):
+    return FragmentWriter(work_dir)(batch)
+
+
+def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
+    """The dataset of fragment-ledger rows for the given parts (models already resolved)."""
+    cpus = job.ray.cpus_per_task
+    actor_cpus = job.ray.cpus_per_actor
+    ds = ray.data.from_items(parts, override_num_blocks=max(1, len(parts)))
+    ds = ds.map_batches(
+        _read, batch_size=1, fn_kwargs={"shard_size": job.shard_size, "read_captions": job.caption.backend == "sidecar", "counter": counter},
+        num_cpus=cpus,
+    )
+    ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "counter": counter}, num_cpus=cpus)
+    caption_stage = CaptionStage if job.caption.backend == "hf" else SidecarCaptionStage
+    ds = ds.map_batches(
+        _counted(caption_stage, "caption", counter),
+        fn_constructor_kwargs={"config": job.caption},
+        batch_size=job.caption.batch_size,
+        concurrency=job.caption.actors,
+        num_gpus=job.caption.gpus_per_actor if job.caption.backend == "hf" else 0,
+        num_cpus=actor_cpus,
+    )
+    ds = ds.map_batches(
+        _counted(NounsStage, "nouns", counter),
+        fn_constructor_kwargs={"config": job.nouns},
+        batch_size=job.nouns.batch_size,
+        concurrency=job.nouns.actors,
+        num_cpus=actor_cpus,
+    )
+    ds = ds.map_batches(
+        _counted(ClipStage, "clip", counter),
+        fn_constructor_kwargs={"config": job.clip},
+        batch_size=job.clip.batch_size,
+        concurrency=job.clip.actors,
+        num_gpus=job.clip.gpus_per_actor,
+        num_cpus=actor_cpus,
+    )
+    return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"work_dir": os.path.join(job.output, WORK_DIR)}, num_cpus=cpus)

@@ -1,0 +1,152 @@
+"""`pixcap run`: list inputs, take up the ledger, run the Ray graph, commit shards as they fill."""
+from __future__ import annotations
+
+import os
+import sys
+from collections import defaultdict
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+from pixcap.schemas import Job, JobError
+from pixcap.schemas import batch as B
+from pixcap.stages.write import commit_shard
+
+from .engine import start_ray
+from .inputs import InputError, list_parts
+from .ledger import Ledger
+from .lock import OutputLock, OutputInUse
+from .manifest import write_manifest
+from .models import resolve_models
+
+COMMIT_THREADS = 2
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_output(job: Job) -> None:
+    if not job.output:
+        raise JobError("output: no output folder; set output in the job or pass --output")
+    for uri in job.inputs:
+        if "://" not in uri or uri.startswith("file://"):
+            folder = uri.removeprefix("file://").split("*")[0]
+            if folder and os.path.isdir(folder) and _inside(job.output, folder):
+                raise JobError(f"output: {job.output} is inside the input folder {uri}")
+
+
+def _shard_names(part: dict, known: set) -> list:
+    """Names of the part's shards that the ledger knows of (committed or in fragments)."""
+    prefix = part[B.PART_SHARD_PREFIX] + "-"
+    if part[B.PART_KIND] == "files":
+        return [f"{prefix}{part[B.PART_FIRST_SHARD]:05d}"]
+    return sorted(s for s in known if s.startswith(prefix) and s[len(prefix):].isdigit())
+
+
+class Committer:
+    """Commits complete shards on a thread pool; the ledger is only touched from the caller."""
+
+    def __init__(self, out_dir: str, ledger: Ledger):
+        self.out, self.ledger = out_dir, ledger
+        self.pool = ThreadPoolExecutor(COMMIT_THREADS)
+        self.running = {}  # future -> shard
+        self.written = self.rejected = 0
+
+    def submit_complete(self) -> None:
+        busy = set(self.running.values())
+        for shard in self.ledger.complete_shards():
+            if shard not in busy:
+                fragments = sorted(self.ledger.shards[shard].fragments)
+                self.running[self.pool.submit(commit_shard, self.out, shard, fragments)] = shard
+
+    def collect(self, block: bool = False) -> None:
+        if not self.running:
+            return
+        done, _ = wait(list(self.running), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            shard = self.running.pop(future)
+            result = future.result()  # a failed commit (disk full) stops the run; the rerun redoes it
+            self.written += result["samples"]
+            self.rejected += result["rejected"]
+            self.ledger.committed_shard(shard)
+
+    def drain(self) -> None:
+        while self.running:
+            self.collect(block=True)
+        self.pool.shutdown()
+
+
+def run_job(job: Job, address=None, stream=sys.stderr) -> dict:
+    """Run a validated job; returns the manifest."""
+    check_output(job)
+    try:
+        parts = list_parts(job.inputs, job.shard_size)
+    except InputError as e:
+        raise JobError(str(e)) from None
+    os.makedirs(job.output, exist_ok=True)
+    lock = OutputLock(job.output)
+    try:
+        if lock.acquire():
+            print("pixcap: took over the stale lock of a run that is gone", file=stream)
+    except OutputInUse as e:
+        raise JobError(str(e)) from None
+    try:
+        return _run_locked(job, parts, address, stream)
+    finally:
+        lock.release()
+
+
+def _run_locked(job: Job, parts: list, address, stream) -> dict:
+    ledger = Ledger(job.output)
+    removed = ledger.clean_uncommitted()
+    if removed:
+        print(f"pixcap: removed {len(removed)} half-written files of an earlier run", file=stream)
+    ledger.load_fragments()
+    committer = Committer(job.output, ledger)
+    committer.submit_complete()
+
+    done_parts = ledger.done_parts()
+    known = ledger.committed() | set(ledger.shards)
+    todo = []
+    for part in parts:
+        if part[B.PART_ID] not in done_parts:
+            todo.append({**part, B.PART_SKIP: ledger.skip_list(_shard_names(part, known))})
+    resumed = len(parts) - len(todo)
+    print(f"pixcap: {len(parts)} input parts, {resumed} already done; output {job.output}", file=stream)
+
+    resolved = resolve_models(job)
+    if todo:
+        from .graph import build_dataset
+        from .progress import ProgressCounter, ProgressPrinter
+
+        start_ray(address, resolved)
+        counter = ProgressCounter.remote()
+        printer = ProgressPrinter(counter, job.progress_seconds, stream)
+        for rows in build_dataset(todo, resolved, counter).iter_batches(batch_size=None):
+            by_fragment = defaultdict(lambda: defaultdict(list))
+            for i, fragment in enumerate(rows["fragment"]):
+                for column in (B.SHARD, B.INDEX, B.SHARD_COUNT, B.PART_END, B.PART_ID):
+                    by_fragment[fragment][column].append(rows[column][i])
+            committed = ledger.committed()
+            for fragment, columns in by_fragment.items():
+                ledger.add(fragment, columns, committed)
+            committer.collect()
+            committer.submit_complete()
+            printer.maybe_print(committer.written, committer.rejected)
+        committer.drain()
+        committer.submit_complete()  # shards completed by the very last rows
+        committer.drain()
+        printer.maybe_print(committer.written, committer.rejected, force=True)
+    else:
+        committer.drain()
+    ledger.mark_finished_parts()
+    if ledger.shards:
+        incomplete = ", ".join(sorted(ledger.shards)[:5])
+        raise RuntimeError(f"shards left incomplete after the run: {incomplete}; run again to retry")
+    models = {
+        "caption": {"backend": job.caption.backend, "name": job.caption.model, "resolved": resolved.caption.model},
+        "nouns": {"name": job.nouns.model},
+        "clip": {"name": job.clip.model, "pretrained": job.clip.pretrained,
+                 "resolved": [resolved.clip.model, resolved.clip.pretrained]},
+    }
+    return write_manifest(job.output, job.to_dict(), models)

@@ -1,0 +1,73 @@
+"""`pixcap stats`: PixArt-alpha's Table 1 (concept density) for a dataset, from its parquet only.
+
+Streams the stats tables in record batches, so memory grows with the number of distinct nouns,
+not with the number of images.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections import Counter
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from pixcap.schemas.manifest import STATS_DIR
+
+VALID_NOUN_MIN_COUNT = 10  # PixArt: a valid noun appears more than 10 times
+
+
+def concept_density(out_dir: str, valid_min_count: int = VALID_NOUN_MIN_COUNT, batch_rows: int = 65536) -> dict:
+    files = sorted(glob.glob(os.path.join(out_dir, STATS_DIR, "*.parquet")))
+    if not files:
+        raise FileNotFoundError(f"no stats parquet under {os.path.join(out_dir, STATS_DIR)}")
+    dataset = ds.dataset(files, format="parquet")
+    nouns = Counter()
+    images = total_nouns = grounded = clip_n = 0
+    clip_sum = 0.0
+    for batch in dataset.to_batches(columns=["nouns", "n_nouns", "clip_score", "n_grounded"], batch_size=batch_rows):
+        images += batch.num_rows
+        total_nouns += pc.sum(batch.column("n_nouns")).as_py() or 0
+        grounded += pc.sum(batch.column("n_grounded")).as_py() or 0
+        scores = batch.column("clip_score").drop_null()
+        clip_n += len(scores)
+        clip_sum += pc.sum(scores).as_py() or 0.0
+        flat = pc.list_flatten(batch.column("nouns"))
+        counts = pc.value_counts(flat)
+        nouns.update(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
+    distinct = len(nouns)
+    valid = sum(1 for c in nouns.values() if c > valid_min_count)
+    return {
+        "images": images,
+        "total_nouns": total_nouns,
+        "distinct_nouns": distinct,
+        "valid_distinct_nouns": valid,
+        "valid_min_count": valid_min_count,
+        "vn_dn": valid / distinct if distinct else 0.0,
+        "nouns_per_image": total_nouns / images if images else 0.0,
+        "mean_clip_score": clip_sum / clip_n if clip_n else float("nan"),
+        "grounded_nouns_per_image": grounded / images if images else 0.0,
+    }
+
+
+def format_table(table: dict) -> str:
+    """The figures as PixArt's Table 1 lays them out, one row per dataset."""
+    rows = [
+        ("images", f"{table['images']:,}"),
+        ("total nouns", f"{table['total_nouns']:,}"),
+        ("distinct nouns (DN)", f"{table['distinct_nouns']:,}"),
+        (f"valid distinct nouns (VN, > {table['valid_min_count']} times)", f"{table['valid_distinct_nouns']:,}"),
+        ("VN/DN", f"{table['vn_dn'] * 100:.1f}%"),
+        ("average nouns per image", f"{table['nouns_per_image']:.2f}"),
+        ("mean clip_score", f"{table['mean_clip_score']:.4f}"),
+        ("average grounded nouns per image", f"{table['grounded_nouns_per_image']:.2f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value:>12}" for name, value in rows)
+
+
+def stats_command(args) -> int:
+    table = concept_density(args.output, args.valid_min_count)
+    print(json.dumps(table, indent=2) if args.json else format_table(table))
+    return 0

@@ -1,0 +1,64 @@
+"""Sample keys: unique across the dataset, stable across runs, safe for webdataset.
+
+webdataset splits a member name at the first dot of its base name to find the sample key,
+so a key holds no dot; spaces and other punctuation are replaced too, and path parts that
+could climb out of a folder ("..", a leading "/") are dropped.
+"""
+import hashlib
+import re
+
+IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"})
+CAPTION_EXTENSION = "txt"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def split_extension(name: str) -> tuple:
+    """("dir/a.b.JPG") -> ("dir/a.b", "jpg"); the extension is the text after the last dot."""
+    base = name.rsplit("/", 1)[-1]
+    if "." not in base:
+        return name, ""
+    stem, ext = name.rsplit(".", 1)
+    return stem, ext.lower()
+
+
+def is_image_name(name: str) -> bool:
+    return split_extension(name)[1] in IMAGE_EXTENSIONS
+
+
+def is_unsafe_path(name: str) -> bool:
+    """A member path that is absolute or climbs out of its archive."""
+    return name.startswith("/") or ".." in name.replace("\\", "/").split("/")
+
+
+def sanitise(stem: str) -> str:
+    """Turn a member path without extension into key text: [A-Za-z0-9_-] parts joined by '/'."""
+    parts = [p for p in stem.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    return "/".join(_UNSAFE.sub("_", p) for p in parts) or "_"
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+class KeyMaker:
+    """Makes the keys of one input: sanitised paths, made unique by a hash of the original name.
+
+    `x.jpg` and `x.png`, or `a b.jpg` and `a_b.jpg`, would sanitise to one key; the second one
+    seen gets `-` + 8 hex digits of its original path. The same member name seen twice is a
+    duplicate, and `make` returns None for it.
+    """
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.names = set()
+        self.keys = set()
+
+    def make(self, name: str):
+        if name in self.names:
+            return None
+        self.names.add(name)
+        key = f"{self.prefix}/{sanitise(split_extension(name)[0])}"
+        if key in self.keys:
+            key = f"{key}-{short_hash(name)}"
+        self.keys.add(key)
+        return key

@@ -1,0 +1,200 @@
+"""read: stream the image members of input parts (tars and folder chunks) without extracting them.
+
+One output row per image-like member. Each row gets its key, its shard and its position in the
+shard; the last row of a shard carries the shard's input count and the last row of a part says
+so, which is how the writer knows a shard is complete. Inputs a previous run finished are
+counted but not emitted. A member that cannot be read becomes a reject row, never an exception.
+"""
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import fsspec
+
+from pixcap.schemas import batch as B
+
+from .keys import CAPTION_EXTENSION, KeyMaker, is_image_name, is_unsafe_path, split_extension
+
+ROWS_PER_BATCH = 16  # rows per yielded batch; bounds the bytes held in one block
+
+
+@dataclass
+class Member:
+    """One image-like input of a part, before it is numbered."""
+
+    name: str  # member path inside the tar, or the file's URL
+    source: str
+    key: Optional[str]
+    data: bytes = b""
+    caption: str = ""
+    reason: str = ""  # a reject reason, when the member cannot be used
+    error: str = ""
+
+
+def _row(part: dict, member: Member, position: int, shard_size: int) -> dict:
+    shard_number = part[B.PART_FIRST_SHARD] + position // shard_size
+    return {
+        B.KEY: member.key or "",
+        B.SHARD: f"{part[B.PART_SHARD_PREFIX]}-{shard_number:05d}",
+        B.INDEX: position % shard_size,
+        B.SHARD_COUNT: -1,
+        B.PART_END: False,
+        B.PART_ID: part[B.PART_ID],
+        B.SOURCE: member.source,
+        B.DATA: member.data,
+        B.SIDECAR_CAPTION: member.caption,
+        B.REJECT_STAGE: "read" if member.reason else "",
+        B.REJECT_REASON: member.reason,
+        B.REJECT_ERROR: member.error,
+    }
+
+
+def _read_text(fs, path: str) -> str:
+    try:
+        return fs.cat_file(path).decode("utf-8", errors="replace").strip()
+    except (FileNotFoundError, IsADirectoryError):
+        return ""
+
+
+class ReadStage:
+    """Turns a batch of part rows into batches of member rows (a generator, for map_batches)."""
+
+    def __init__(self, shard_size: int, read_captions: bool):
+        self.shard_size = shard_size
+        self.read_captions = read_captions  # only the sidecar backend needs existing captions
+
+    def __call__(self, parts: dict) -> Iterator[dict]:
+        rows = []
+        for i in range(len(parts[B.PART_ID])):
+            part = {column: values[i] for column, values in parts.items()}
+            for row in self.read_part(part):
+                rows.append(row)
+                if len(rows) >= ROWS_PER_BATCH:
+                    yield _to_batch(rows)
+                    rows = []
+        if rows:
+            yield _to_batch(rows)
+
+    def read_part(self, part: dict) -> Iterator[dict]:
+        """Number the part's members, mark shard and part ends, and skip finished inputs."""
+        skip = set(part[B.PART_SKIP])
+        members = self._tar_members(part, skip) if part[B.PART_KIND] == "tar" else self._file_members(part, skip)
+        held = None  # one row of lookahead: a row is its shard's last when the next is not in it
+        for position, member in enumerate(members):
+            row = None if member is None else _row(part, member, position, self.shard_size)
+            if held is not None:
+                if held[1] // self.shard_size != position // self.shard_size:
+                    held[0][B.SHARD_COUNT] = held[1] % self.shard_size + 1
+                yield from self._emit(held[0], skip)
+            held = (row, position) if row is not None else (_skipped(part, position, self.shard_size), position)
+        if held is not None:
+            held[0][B.SHARD_COUNT] = held[1] % self.shard_size + 1
+            held[0][B.PART_END] = True
+            yield from self._emit(held[0], skip)
+
+    @staticmethod
+    def _emit(row: dict, skip: set) -> Iterator[dict]:
+        # A finished input is still numbered (so later ones keep their positions) but not sent on;
+        # its shard's count and the part's end are already in the finished fragment.
+        if row[B.SHARD] in skip or f"{row[B.SHARD]}/{row[B.INDEX]}" in skip:
+            return
+        yield row
+
+    def _is_done(self, part: dict, position: int, skip: set) -> bool:
+        shard = f"{part[B.PART_SHARD_PREFIX]}-{part[B.PART_FIRST_SHARD] + position // self.shard_size:05d}"
+        return shard in skip or f"{shard}/{position % self.shard_size}" in skip
+
+    def _tar_members(self, part: dict, skip: set) -> Iterator[Optional[Member]]:
+        """Image members of a tar, streamed; a member's bytes are read only when not yet done.
+
+        Yields None for a finished member. A `.txt` member right after an image with the same
+        stem (webdataset's grouping) is its existing caption.
+        """
+        uri = part[B.PART_URI]
+        keys = KeyMaker(part[B.PART_KEY_PREFIX])
+        captions_fs, captions_dir = _captions_location(part) if self.read_captions else (None, "")
+        pending = None  # the last image member, waiting for a caption member that may follow
+        position = 0
+        try:
+            with fsspec.open(uri, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+                for info in tar:
+                    stem, ext = split_extension(info.name)
+                    if pending is not None and ext == CAPTION_EXTENSION and stem == split_extension(pending.name)[0]:
+                        if info.isfile() and not pending.reason and self.read_captions:
+                            pending.caption = tar.extractfile(info).read().decode("utf-8", "replace").strip()
+                        continue
+                    if not is_image_name(info.name):
+                        continue
+                    if pending is not None:
+                        yield pending
+                    pending = None
+                    member = Member(name=info.name, source=f"{uri}::{info.name}", key=keys.make(info.name))
+                    if self._is_done(part, position, skip):
+                        yield None
+                        position += 1
+                        continue
+                    position += 1
+                    if member.key is None:
+                        member.reason, member.error = "duplicate", f"member {info.name!r} appears again in {uri}"
+                    elif is_unsafe_path(info.name):
+                        member.reason, member.error = "unsafe_member", f"member path {info.name!r} leaves the archive"
+                    elif not info.isfile():
+                        member.reason, member.error = "unsafe_member", f"member {info.name!r} is a link or device, not a file"
+                    else:
+                        try:
+                            member.data = tar.extractfile(info).read()
+                        except (tarfile.TarError, EOFError, OSError) as e:
+                            member.reason, member.error = "read_error", f"{info.name}: {e}"
+                            yield member
+                            return
+                        if captions_fs is not None:
+                            member.caption = _read_text(captions_fs, f"{captions_dir}/{stem.rsplit('/', 1)[-1]}.{CAPTION_EXTENSION}")
+                    pending = member
+        except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+            if pending is not None:
+                yield pending
+                pending = None
+            # The archive itself broke (unreadable, or truncated between members): one row for it.
+            yield Member(name=uri, source=uri, key=None, reason="read_error", error=f"{uri}: {e}")
+        if pending is not None:
+            yield pending
+
+    def _file_members(self, part: dict, skip: set) -> Iterator[Optional[Member]]:
+        """The files of a folder chunk, in listing order, with `KEY.txt` or captions/ beside them."""
+        captions_fs, captions_dir = _captions_location(part) if self.read_captions else (None, "")
+        root = part[B.PART_URI].rstrip("/")
+        for position, (url, key) in enumerate(zip(part[B.PART_MEMBERS], part[B.PART_KEYS])):
+            if self._is_done(part, position, skip):
+                yield None
+                continue
+            member = Member(name=url, source=url, key=key)
+            try:
+                fs, path = fsspec.core.url_to_fs(url)
+                member.data = fs.cat_file(path)
+                if self.read_captions:
+                    stem = split_extension(path)[0]
+                    member.caption = _read_text(fs, f"{stem}.{CAPTION_EXTENSION}")
+                    if not member.caption and captions_fs is not None:
+                        relative = stem[len(fsspec.core.url_to_fs(root)[1]):].lstrip("/")
+                        member.caption = _read_text(captions_fs, f"{captions_dir}/{relative}.{CAPTION_EXTENSION}")
+            except (OSError, ValueError) as e:
+                member.reason, member.error = "read_error", f"{url}: {e}"
+            yield member
+
+
+def _skipped(part: dict, position: int, shard_size: int) -> dict:
+    """A stand-in row for a finished input: only its numbering matters."""
+    return _row(part, Member(name="", source="", key=""), position, shard_size)
+
+
+def _captions_location(part: dict):
+    if not part[B.PART_CAPTIONS]:
+        return None, ""
+    fs, path = fsspec.core.url_to_fs(part[B.PART_CAPTIONS])
+    return fs, path.rstrip("/")
+
+
+def _to_batch(rows: list) -> dict:
+    return {column: [row[column] for row in rows] for column in rows[0]}
