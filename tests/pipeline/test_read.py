@@ -1,0 +1,137 @@
+"""The read stage and input listing, without Ray."""
+import os
+import tarfile
+
+import pytest
+
+from pixcap.pipeline.inputs import InputError, list_parts
+from pixcap.schemas import batch as B
+from pixcap.stages.read import ReadStage
+
+from .tarfiles import jpeg_bytes, sa1b_members, write_tar
+
+
+def read_all(parts, shard_size=2, read_captions=False):
+    rows = []
+    columns = {c: [p[c] for p in parts] for c in parts[0]}
+    for batch in ReadStage(shard_size, read_captions)(columns):
+        rows += [{c: batch[c][i] for c in batch} for i in range(len(batch[B.KEY]))]
+    return rows
+
+
+def test_sa1b_tar_rows_keys_shards_and_ends(tmp_path):
+    write_tar(tmp_path / "sa_000000.tar", sa1b_members(1, 5))
+    parts = list_parts([str(tmp_path / "sa_000000.tar")], shard_size=2)
+    assert [p[B.PART_ID] for p in parts] == ["sa_000000"]
+    rows = read_all(parts)
+    assert [r[B.KEY] for r in rows] == [f"sa_000000/sa_{k}" for k in range(1, 6)]
+    assert [r[B.SHARD] for r in rows] == ["sa_000000-00000"] * 2 + ["sa_000000-00001"] * 2 + ["sa_000000-00002"]
+    assert [r[B.INDEX] for r in rows] == [0, 1, 0, 1, 0]
+    assert [r[B.SHARD_COUNT] for r in rows] == [-1, 2, -1, 2, 1]
+    assert [r[B.PART_END] for r in rows] == [False] * 4 + [True]
+    assert rows[0][B.DATA] == jpeg_bytes(1)
+    assert rows[0][B.SOURCE] == f"{tmp_path}/sa_000000.tar::sa_1.jpg"
+    assert all(r[B.REJECT_REASON] == "" for r in rows)
+
+
+def test_captions_in_tar_and_in_captions_folder(tmp_path):
+    write_tar(tmp_path / "sa_000001.tar", sa1b_members(1, 2, captions=True) + sa1b_members(3, 1))
+    (tmp_path / "captions").mkdir()
+    (tmp_path / "captions" / "sa_3.txt").write_text("from the captions folder\n")
+    rows = read_all(list_parts([str(tmp_path)], 10), read_captions=True)
+    assert [r[B.SIDECAR_CAPTION] for r in rows] == ["a caption for image 1", "a caption for image 2", "from the captions folder"]
+    # The hf backend does not need them, and then they are not read.
+    assert {r[B.SIDECAR_CAPTION] for r in read_all(list_parts([str(tmp_path)], 10))} == {""}
+
+
+def test_unsafe_duplicate_and_link_members_are_rejected(tmp_path):
+    link = tarfile.TarInfo("sa_9.jpg")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    device = tarfile.TarInfo("dev.png")
+    device.type = tarfile.CHRTYPE
+    write_tar(
+        tmp_path / "bad.tar",
+        [("sa_1.jpg", jpeg_bytes(1)), ("sa_1.jpg", jpeg_bytes(2)), ("../up.jpg", jpeg_bytes(3)),
+         ("/abs.jpg", jpeg_bytes(4)), link, device, ("ok.PNG", jpeg_bytes(5))],
+    )
+    rows = read_all(list_parts([str(tmp_path / "bad.tar")], 100))
+    assert [r[B.REJECT_REASON] for r in rows] == ["", "duplicate", "unsafe_member", "unsafe_member", "unsafe_member", "unsafe_member", ""]
+    assert all(r[B.DATA] == b"" for r in rows if r[B.REJECT_REASON])
+    assert rows[-1][B.KEY] == "bad/ok"
+    assert all(".." not in r[B.KEY] and not r[B.KEY].startswith("/") for r in rows)
+
+
+def test_tar_cut_inside_a_member_rejects_that_member_and_ends_the_part(tmp_path):
+    path = tmp_path / "cut.tar"
+    write_tar(path, sa1b_members(1, 3))
+    with tarfile.open(path) as tar:
+        third = tar.getmember("sa_3.jpg")
+    path.write_bytes(path.read_bytes()[: third.offset_data + third.size // 2])
+    rows = read_all(list_parts([str(path)], 100), shard_size=100)
+    assert [r[B.KEY] for r in rows] == ["cut/sa_1", "cut/sa_2", "cut/sa_3"]
+    assert [r[B.REJECT_REASON] for r in rows] == ["", "", "read_error"]
+    assert rows[-1][B.PART_END] and rows[-1][B.SHARD_COUNT] == 3
+
+
+def test_tar_cut_between_members_adds_one_row_for_the_archive(tmp_path):
+    path = tmp_path / "cut.tar"
+    write_tar(path, sa1b_members(1, 2))
+    with tarfile.open(path) as tar:
+        json2 = tar.getmember("sa_2.json")
+    path.write_bytes(path.read_bytes()[: json2.offset_data + 3])
+    rows = read_all(list_parts([str(path)], 100), shard_size=100)
+    assert [r[B.REJECT_REASON] for r in rows] == ["", "", "read_error"]
+    assert rows[-1][B.KEY] == "" and rows[-1][B.SOURCE] == str(path)
+
+
+def test_unreadable_tar_is_one_reject_row(tmp_path):
+    (tmp_path / "junk.tar").write_bytes(b"this is not a tar archive at all" * 40)
+    rows = read_all(list_parts([str(tmp_path / "junk.tar")], 100))
+    assert len(rows) == 1 and rows[0][B.REJECT_REASON] == "read_error" and rows[0][B.KEY] == ""
+
+
+def test_finished_inputs_are_skipped_but_keep_numbering(tmp_path):
+    write_tar(tmp_path / "sa_000000.tar", sa1b_members(1, 5))
+    parts = list_parts([str(tmp_path / "sa_000000.tar")], 2)
+    parts[0][B.PART_SKIP] = ["sa_000000-00000", "sa_000000-00001/1", "sa_000000-00002/0"]
+    rows = read_all(parts)
+    assert [(r[B.KEY], r[B.SHARD], r[B.INDEX]) for r in rows] == [("sa_000000/sa_3", "sa_000000-00001", 0)]
+    assert rows[0][B.SHARD_COUNT] == -1
+
+
+def test_nested_folders_with_awkward_names_and_file_urls(tmp_path):
+    root = tmp_path / "photos"
+    (root / "sub dir").mkdir(parents=True)
+    names = ["a.jpg", "a.png", "a b.jpg", "a_b.jpg", "x.y.z.JPEG", "sub dir/été.webp", "notes.txt"]
+    for name in names:
+        (root / name).write_bytes(jpeg_bytes(len(name)))
+    (root / "sub dir" / "a.txt").write_text("caption of sub dir/a")
+    parts = list_parts([f"file://{root}"], shard_size=4)
+    assert [p[B.PART_ID] for p in parts] == ["photos-00000", "photos-00001"]
+    rows = read_all(parts, shard_size=4)
+    keys = [r[B.KEY] for r in rows]
+    assert len(keys) == 6 and len(set(keys)) == 6
+    for key in keys:
+        assert key.startswith("photos/") and "." not in key and " " not in key
+    assert "photos/x_y_z" in keys and "photos/sub_dir/_t_" in keys
+    assert [r[B.SHARD] for r in rows] == ["photos-00000"] * 4 + ["photos-00001"] * 2
+    # Same listing, same keys: keys are stable across runs.
+    assert [r[B.KEY] for r in read_all(list_parts([str(root)], 4), 4)] == keys
+
+
+def test_globs_and_missing_inputs(tmp_path):
+    write_tar(tmp_path / "sa_000000.tar", sa1b_members(1, 1))
+    write_tar(tmp_path / "sa_000001.tar", sa1b_members(2, 1))
+    parts = list_parts([str(tmp_path / "sa_*.tar")], 10)
+    assert [p[B.PART_ID] for p in parts] == ["sa_000000", "sa_000001"]
+    with pytest.raises(InputError, match="no inputs match"):
+        list_parts([str(tmp_path / "nothing_*.tar")], 10)
+
+
+def test_same_named_inputs_get_distinct_prefixes(tmp_path):
+    for d in ("a", "b"):
+        os.makedirs(tmp_path / d)
+        write_tar(tmp_path / d / "sa_000000.tar", sa1b_members(1, 1))
+    parts = list_parts([str(tmp_path / "a"), str(tmp_path / "b")], 10)
+    prefixes = [p[B.PART_SHARD_PREFIX] for p in parts]
+    assert prefixes[0] == "sa_000000" and prefixes[1].startswith("sa_000000-") and len(set(prefixes)) == 2
