@@ -1,0 +1,37 @@
+# Every target bootstraps .venv when it is missing (or when pyproject.toml changed).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIXCAP := $(VENV)/bin/pixcap
+STAMP := $(VENV)/.installed
+SAMPLE := data/sample
+
+.PHONY: run test test-fast bench bench-train sample clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+sample: $(STAMP)
+	$(PY) -m pixcap.pipeline.sample $(SAMPLE)
+
+# The embedded default: the bundled SA-1B-style sample, tiny offline models, CPU, local Ray.
+run: sample
+	$(PIXCAP) run jobs/local.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(PY) bench/bench_stages.py
+
+bench-train: $(STAMP)
+	$(PY) bench/bench_train.py
+
+clean:
+	rm -rf out $(SAMPLE)
