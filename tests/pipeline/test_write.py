@@ -1,0 +1,99 @@
+"""Fragments, shard commits and the resume ledger, without Ray."""
+import json
+import os
+
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from pixcap.pipeline.ledger import Ledger
+from pixcap.schemas import batch as B
+from pixcap.schemas.manifest import WORK_DIR
+from pixcap.stages.write import FragmentWriter, commit_shard
+
+from .tarfiles import jpeg_bytes
+
+
+def finished_batch(shard, indices, count=None, rejected=(), part_end=False):
+    """Rows as the clip stage hands them to the writer."""
+    n = len(indices)
+    last = max(indices)
+    return {
+        B.KEY: [f"p/k{i}" for i in indices],
+        B.SHARD: [shard] * n,
+        B.INDEX: list(indices),
+        B.SHARD_COUNT: [count if (count and i == last) else -1 for i in indices],
+        B.PART_END: [part_end and i == last for i in indices],
+        B.PART_ID: ["p"] * n,
+        B.SOURCE: [f"in.tar::k{i}.jpg" for i in indices],
+        B.STORED: [b"" if i in rejected else jpeg_bytes(i) for i in indices],
+        B.REJECT_STAGE: ["decode" if i in rejected else "" for i in indices],
+        B.REJECT_REASON: ["decode_error" if i in rejected else "" for i in indices],
+        B.REJECT_ERROR: ["broken" if i in rejected else "" for i in indices],
+        "sha256": [f"{i:064x}" for i in indices],
+        "format": ["jpeg"] * n,
+        "width": [64] * n, "height": [48] * n, "orig_width": [64] * n, "orig_height": [48] * n,
+        "passthrough": [True] * n,
+        "caption": [f"a red car number {i}" for i in indices],
+        "caption_model": ["tiny"] * n,
+        "nouns": [["car", "number"] for _ in indices], "n_nouns": [2] * n,
+        "clip_score": [0.25] * n,
+        "grounded_nouns": [["car"] for _ in indices], "n_grounded": [1] * n,
+        "clip_model": ["tiny:ckpt"] * n,
+    }
+
+
+def test_fragments_commit_in_input_order_with_rejects(tmp_path):
+    out = str(tmp_path)
+    ledger = Ledger(out)
+    writer = FragmentWriter(os.path.join(out, WORK_DIR))
+    # Rows arrive out of order, across fragments, one of them twice (a retried task).
+    for batch in (finished_batch("p-00000", [2, 3], count=4, rejected={3}, part_end=True),
+                  finished_batch("p-00000", [1, 0]), finished_batch("p-00000", [1])):
+        summary = writer(batch)
+        ledger.add(summary["fragment"][0], summary, ledger.committed())
+    assert ledger.complete_shards() == ["p-00000"]
+    fragments = sorted(ledger.shards["p-00000"].fragments)
+    result = commit_shard(out, "p-00000", fragments)
+    ledger.committed_shard("p-00000")
+
+    assert result["samples"] == 3 and result["rejected"] == 1
+    samples = list(wds.WebDataset(os.path.join(out, "shards", "p-00000.tar"), shardshuffle=False))
+    assert [s["__key__"] for s in samples] == ["p/k0", "p/k1", "p/k2"]
+    assert samples[1]["jpg"] == jpeg_bytes(1)
+    assert samples[2]["txt"].decode() == "a red car number 2"
+    record = json.loads(samples[0]["json"])
+    assert record["key"] == "p/k0" and record["nouns"] == ["car", "number"] and record["shard"] == "p-00000"
+    stats = pq.read_table(os.path.join(out, "stats", "p-00000.parquet"))
+    assert stats.column("key").to_pylist() == ["p/k0", "p/k1", "p/k2"]
+    rejects = pq.read_table(os.path.join(out, "rejects", "p-00000.parquet")).to_pylist()
+    assert rejects == [{"source": "in.tar::k3.jpg", "key": "p/k3", "shard": "p-00000", "stage": "decode",
+                        "reason": "decode_error", "error": "broken"}]
+    # Fragments are gone once their shards are committed, and the part is marked done.
+    assert os.listdir(os.path.join(out, WORK_DIR, "fragments")) == []
+    assert ledger.done_parts() == {"p"}
+
+
+def test_commit_is_deterministic(tmp_path):
+    digests = []
+    for run in ("a", "b"):
+        out = str(tmp_path / run)
+        summary = FragmentWriter(os.path.join(out, WORK_DIR))(finished_batch("p-00000", [0, 1], count=2))
+        digests.append(commit_shard(out, "p-00000", [summary["fragment"][0]])["sha256"])
+    assert digests[0] == digests[1]
+
+
+def test_ledger_cleans_half_written_output_and_resumes_fragments(tmp_path):
+    out = str(tmp_path)
+    Ledger(out)
+    writer = FragmentWriter(os.path.join(out, WORK_DIR))
+    writer(finished_batch("p-00000", [0, 1], count=3))
+    # A run killed between a shard's tar and its parquet, and one killed mid-write.
+    (tmp_path / "shards" / "p-00001.tar").write_bytes(b"half")
+    (tmp_path / "rejects" / "p-00001.parquet").write_bytes(b"half")
+    (tmp_path / "stats" / "p-00002.parquet.tmp").write_bytes(b"half")
+    ledger = Ledger(out)
+    removed = sorted(os.path.relpath(p, out) for p in ledger.clean_uncommitted())
+    assert removed == ["rejects/p-00001.parquet", "shards/p-00001.tar", "stats/p-00002.parquet.tmp"]
+    ledger.load_fragments()
+    assert ledger.complete_shards() == []
+    assert ledger.skip_list(["p-00000"]) == ["p-00000/0", "p-00000/1"]
