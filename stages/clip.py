@@ -1,0 +1,147 @@
+"""CLIP: how well a caption fits its image (`clip_score`), and which of its nouns CLIP sees there.
+
+A noun is grounded when the cosine of the image and "a photo of a {noun}" reaches
+clip.grounding_threshold. Consumes the model image.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pixcap.schemas import batch as cols
+from pixcap.schemas.job import ClipConfig
+
+CAPTION = "caption"  # SAMPLE_SCHEMA columns
+NOUNS = "nouns"
+CLIP_SCORE = "clip_score"
+GROUNDED_NOUNS = "grounded_nouns"
+N_GROUNDED = "n_grounded"
+CLIP_MODEL = "clip_model"
+STAGE = "clip"
+NOUN_TEMPLATE = "a photo of a {}"
+
+
+def resolve_model_name(model: str) -> str:
+    """An open_clip model name; a config JSON path is registered under its file stem."""
+    import open_clip
+
+    path = Path(model).expanduser()
+    if path.suffix == ".json" and path.is_file():
+        open_clip.add_model_config(path)
+        return path.stem
+    return model
+
+
+def resolve_pretrained(pretrained: str) -> str:
+    """A checkpoint path with ~ expanded (open_clip does not), or the open_clip tag as given."""
+    path = Path(pretrained).expanduser()
+    return str(path) if path.is_file() else pretrained
+
+
+def model_label(name: str, pretrained: str) -> str:
+    """name:tag, or name:checkpoint-file-name; local folders say nothing about the model."""
+    path = Path(pretrained).expanduser()
+    return f"{name}:{path.name if path.is_file() else pretrained}"
+
+
+def unit(features: torch.Tensor) -> torch.Tensor:
+    features = features.float()
+    return features / features.norm(dim=-1, keepdim=True)
+
+
+def distinct(items) -> list:
+    """Items once each, in first-occurrence order."""
+    return list(dict.fromkeys(items))
+
+
+class ClipStage:
+    """open_clip image/caption cosine and grounded nouns, in batches of config.batch_size."""
+
+    def __init__(self, config: ClipConfig):
+        import open_clip
+
+        self.config = config
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        name = resolve_model_name(config.model)
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=resolve_pretrained(config.pretrained), device=self.device
+        )
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(name)  # truncates to the text context
+        self.label = model_label(name, config.pretrained)
+
+    def autocast(self):
+        # bf16 on the GPU for speed; the CPU runs fp32 where bf16 would be slow and lossy.
+        if self.device == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list) -> torch.Tensor:
+        """Unit text embeddings, computed in batches of config.batch_size."""
+        size = self.config.batch_size
+        parts = []
+        for start in range(0, len(texts), size):
+            tokens = self.tokenizer(texts[start:start + size]).to(self.device)
+            with self.autocast():
+                parts.append(unit(self.model.encode_text(tokens)))
+        return torch.cat(parts) if parts else torch.empty(0, 0)
+
+    @torch.inference_mode()
+    def encode_images(self, images: list) -> torch.Tensor:
+        """Unit image embeddings of HxWx3 uint8 arrays, through the model's eval transform."""
+        pixels = torch.stack([self.preprocess(Image.fromarray(np.asarray(im, dtype=np.uint8))) for im in images])
+        with self.autocast():
+            return unit(self.model.encode_image(pixels.to(self.device)))
+
+    def score_rows(self, rows: list, images, captions, nouns, noun_vectors: dict) -> dict:
+        """{row: (clip_score, grounded nouns)} for rows scored together in one forward pass."""
+        image_vectors = self.encode_images([images[i] for i in rows])
+        caption_vectors = self.encode_texts([captions[i] or "" for i in rows])
+        scores = (image_vectors * caption_vectors).sum(-1).tolist()
+        results = {}
+        for row, image_vector, score in zip(rows, image_vectors, scores):
+            grounded = [
+                noun for noun in distinct(map(str, nouns[row]))
+                if float(image_vector @ noun_vectors[noun]) >= self.config.grounding_threshold
+            ]
+            results[row] = (score, grounded)
+        return results
+
+    def __call__(self, batch: dict) -> dict:
+        images, captions, nouns = batch[cols.MODEL_IMAGE], batch[CAPTION], batch[NOUNS]
+        reasons = list(batch[cols.REJECT_REASON])
+        stages, errors = list(batch[cols.REJECT_STAGE]), list(batch[cols.REJECT_ERROR])
+        live = [i for i, reason in enumerate(reasons) if not reason]
+
+        # Each distinct noun is encoded once for the whole batch.
+        noun_list = distinct(str(noun) for i in live for noun in nouns[i])
+        noun_vectors = dict(zip(noun_list, self.encode_texts([NOUN_TEMPLATE.format(n) for n in noun_list])))
+
+        results = {}
+        size = self.config.batch_size
+        for start in range(0, len(live), size):
+            chunk = live[start:start + size]
+            try:
+                results.update(self.score_rows(chunk, images, captions, nouns, noun_vectors))
+            except Exception:  # one bad image must not cost its neighbours: retry them alone
+                for i in chunk:
+                    try:
+                        results.update(self.score_rows([i], images, captions, nouns, noun_vectors))
+                    except Exception as e:
+                        stages[i], reasons[i] = STAGE, "clip_error"
+                        errors[i] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+
+        out = {k: v for k, v in batch.items() if k != cols.MODEL_IMAGE}
+        out[cols.REJECT_STAGE], out[cols.REJECT_REASON], out[cols.REJECT_ERROR] = stages, reasons, errors
+        scored = [results.get(i, (math.nan, [])) for i in range(len(reasons))]
+        out[CLIP_SCORE] = np.array([score for score, _ in scored], dtype=np.float32)
+        out[GROUNDED_NOUNS] = [grounded for _, grounded in scored]
+        out[N_GROUNDED] = [len(grounded) for _, grounded in scored]
+        out[CLIP_MODEL] = [self.label if i in results else "" for i in range(len(reasons))]
+        return out

