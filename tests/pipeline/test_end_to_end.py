@@ -1,0 +1,93 @@
+"""The whole pipeline through Ray: every input accounted for, and the output readable."""
+import json
+import os
+
+import duckdb
+import pytest
+import webdataset as wds
+
+from pixcap.pipeline.run import run_job
+from pixcap.pipeline.stats import concept_density
+from pixcap.schemas import load_job
+
+from .collection import write_collection
+
+pytestmark = pytest.mark.slow
+
+
+def job_for(root, out, models_cache, **overrides):
+    data = {
+        "inputs": [str(root / "tars" / "sa_*.tar"), f"file://{root / 'photos'}"],
+        "output": str(out),
+        "shard_size": 3,
+        "models_cache": models_cache,
+        "caption": {"max_new_tokens": 8, "batch_size": 4},
+        "clip": {"grounding_threshold": 0.0},
+        "ray": {"cpus_per_task": 0.25, "cpus_per_actor": 0.25},
+        "progress_seconds": 1.0,
+    }
+    data.update(overrides)
+    return load_job(data)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, ray_session, models_cache):
+    root = tmp_path_factory.mktemp("collection")
+    expected = write_collection(root)
+    out = root / "out"
+    manifest = run_job(job_for(root, out, models_cache))
+    return root, out, manifest, expected
+
+
+def test_every_input_is_written_or_rejected_once(finished_run):
+    _, out, manifest, expected = finished_run
+    totals = manifest["totals"]
+    assert totals["inputs"] == expected["inputs"]
+    assert totals["rejected"] == expected["broken"]
+    assert totals["written"] + totals["rejected"] == totals["inputs"]
+    assert totals["rejected_by_reason"] == {"decode_error": 1, "empty_file": 1, "not_an_image": 1}
+    stats = duckdb.sql(f"select key, source from '{out}/stats/*.parquet'").fetchall()
+    rejects = duckdb.sql(f"select key, source, stage, reason from '{out}/rejects/*.parquet'").fetchall()
+    keys = [k for k, _ in stats] + [k for k, *_ in rejects]
+    assert len(keys) == len(set(keys)) == expected["inputs"]
+    assert {stage for _, _, stage, _ in rejects} == {"decode"}
+    assert not os.listdir(out / "_work" / "fragments")
+
+
+def test_shards_read_back_whole_with_webdataset(finished_run):
+    _, out, manifest, _ = finished_run
+    samples = list(wds.WebDataset(str(out / "shards" / "*.tar"), shardshuffle=False, empty_check=False))
+    assert len(samples) == manifest["totals"]["written"]
+    for sample in samples:
+        assert set(sample) >= {"__key__", "jpg", "txt", "json"}, sample["__key__"]
+        record = json.loads(sample["json"])
+        assert record["key"] == sample["__key__"]
+        assert record["caption"] == sample["txt"].decode()
+        assert record["n_nouns"] == len(record["nouns"])
+        assert record["n_grounded"] == len(record["grounded_nouns"])
+    keys = {s["__key__"] for s in samples}
+    assert "sa_000000/sa_1" in keys and "photos/nested_dir/holiday_beach_1" in keys
+
+
+def test_stats_with_duckdb_and_manifest(finished_run):
+    _, out, manifest, _ = finished_run
+    rows = duckdb.sql(f"select count(*), sum(n_nouns), avg(clip_score) from '{out}/stats/*.parquet'").fetchone()
+    table = concept_density(str(out))
+    assert table["images"] == rows[0] == manifest["totals"]["written"]
+    assert table["total_nouns"] == rows[1]
+    assert table["mean_clip_score"] == pytest.approx(rows[2], rel=1e-5)
+    lies = duckdb.sql(f"select format, passthrough from '{out}/stats/*.parquet' where key = 'photos/lies'").fetchone()
+    assert lies == ("jpeg", True)
+    shard_sizes = {s["name"]: s["samples"] + s["rejected"] for s in manifest["shards"]}
+    assert shard_sizes["sa_000000-00000"] == 3 and max(shard_sizes.values()) <= 3
+    with open(out / "manifest.json") as f:
+        on_disk = json.load(f)
+    assert on_disk["job"]["shard_size"] == 3 and on_disk["versions"]["torch"]
+
+
+def test_rerun_on_finished_output_does_nothing_new(finished_run, models_cache):
+    root, out, manifest, _ = finished_run
+    before = {s["name"]: s["sha256"] for s in manifest["shards"]}
+    again = run_job(job_for(root, out, models_cache))
+    assert {s["name"]: s["sha256"] for s in again["shards"]} == before
+    assert again["totals"] == manifest["totals"]
