@@ -1,0 +1,130 @@
+"""The PixArt-alpha transformer: diffusers' PixArtTransformer2DModel, its sizes, initialisation and forward call."""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from .tiny import tiny_transformer_config
+
+# Trunk sizes; everything else (patch 2, adaLN-single, cross-attention, 8 out channels) is shared.
+TRANSFORMER_SIZES = {
+    "tiny": tiny_transformer_config(),
+    "XL-2": {"num_layers": 28, "num_attention_heads": 16, "attention_head_dim": 72},  # hidden 1152
+}
+VAE_DOWNSAMPLE = 8
+# Embedders only the 1024 model has; a 256/512 checkpoint loaded into it starts them fresh.
+SIZE_EMBEDDERS = ("adaln_single.emb.resolution_embedder.", "adaln_single.emb.aspect_ratio_embedder.")
+
+
+def load_component(cls, path: str, subfolder: str, **kwargs):
+    """cls.from_pretrained(path, subfolder=...) when `path` is a pipeline holding `subfolder`, else from `path` itself."""
+    path = str(path)
+    if os.path.isdir(path):
+        if os.path.isdir(os.path.join(path, subfolder)):
+            return cls.from_pretrained(path, subfolder=subfolder, **kwargs)
+        return cls.from_pretrained(path, **kwargs)
+    try:  # a hub id: pipeline repos (PixArt-alpha/...) keep each part in a subfolder, model repos do not
+        return cls.from_pretrained(path, subfolder=subfolder, **kwargs)
+    except (OSError, ValueError):
+        return cls.from_pretrained(path, **kwargs)
+
+
+def transformer_config(size: str | dict, resolution: int, caption_channels: int) -> dict:
+    """The PixArtTransformer2DModel config for a size (a name or a trunk dict) at a resolution (pixels)."""
+    if isinstance(size, str) and size not in TRANSFORMER_SIZES:
+        raise ValueError(f"unknown transformer size {size!r}; known: {sorted(TRANSFORMER_SIZES)}")
+    trunk = TRANSFORMER_SIZES[size] if isinstance(size, str) else size
+    hidden = trunk["num_attention_heads"] * trunk["attention_head_dim"]
+    return dict(
+        **trunk,
+        in_channels=4,
+        out_channels=8,  # epsilon and the variance interpolation v (learned sigma)
+        patch_size=2,
+        sample_size=resolution // VAE_DOWNSAMPLE,
+        cross_attention_dim=hidden,  # captions are projected to the hidden size first
+        caption_channels=caption_channels,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+        activation_fn="gelu-approximate",
+        attention_bias=True,
+        num_embeds_ada_norm=1000,
+        # PixArt conditions on image size and aspect ratio only at 1024 (PixArtMS).
+        use_additional_conditions=resolution == 1024,
+    )
+
+
+def init_pixart_weights(model) -> None:
+    """PixArt's initialisation: xavier linears, small embedder MLPs, zero cross-attention output and final layer."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    w = model.pos_embed.proj.weight  # the patch embedding is a linear over patches
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    emb = model.adaln_single.emb
+    embedders = [emb.timestep_embedder]
+    if model.use_additional_conditions:
+        embedders += [emb.resolution_embedder, emb.aspect_ratio_embedder]
+    for embedder in embedders:
+        nn.init.normal_(embedder.linear_1.weight, std=0.02)
+        nn.init.normal_(embedder.linear_2.weight, std=0.02)
+    nn.init.normal_(model.adaln_single.linear.weight, std=0.02)
+    nn.init.normal_(model.caption_projection.linear_1.weight, std=0.02)
+    nn.init.normal_(model.caption_projection.linear_2.weight, std=0.02)
+    for block in model.transformer_blocks:  # each block starts as its unconditional self
+        nn.init.zeros_(block.attn2.to_out[0].weight)
+        nn.init.zeros_(block.attn2.to_out[0].bias)
+    nn.init.zeros_(model.proj_out.weight)
+    nn.init.zeros_(model.proj_out.bias)
+
+
+def build_transformer(size: str, resolution: int, caption_channels: int, load_from: str | None = None,
+                      seed: int = 0):
+    """A PixArt transformer for `resolution`, PixArt-initialised from `seed` or loaded from a diffusers checkpoint."""
+    from diffusers import PixArtTransformer2DModel
+
+    config = transformer_config(size, resolution, caption_channels)
+    torch.manual_seed(seed)
+    model = PixArtTransformer2DModel(**config)
+    init_pixart_weights(model)  # a loaded checkpoint overwrites all but the size embedders it may lack
+    if load_from is None:
+        return model
+    source = load_component(PixArtTransformer2DModel, load_from, "transformer")
+    for key in ("num_layers", "num_attention_heads", "attention_head_dim", "caption_channels", "out_channels"):
+        if source.config[key] != config[key]:
+            raise ValueError(f"{load_from}: {key} is {source.config[key]}, size {size!r} wants {config[key]}")
+    # Load weights rather than the model, so a 256/512 checkpoint serves a larger resolution (PixArt's stages):
+    # positions are fixed sin-cos and are recomputed for this sample size.
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    bad = [k for k in missing if not k.startswith(SIZE_EMBEDDERS)] + [
+        k for k in unexpected if not k.startswith(SIZE_EMBEDDERS)]
+    if bad:
+        raise ValueError(f"{load_from} does not fit a PixArt {size} transformer: {bad[:5]}")
+    return model
+
+
+def unwrap(model):
+    """The bare model inside DDP (.module) and torch.compile (._orig_mod) wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = model.module if hasattr(model, "module") else model._orig_mod
+    return model
+
+
+def model_forward(model, x_t, t, text_emb, text_mask, resolution=None, aspect_ratio=None):
+    """Run the transformer (bare or wrapped) on latents x_t at timesteps t with captions -> [B, 8, h, w] (eps, v)."""
+    batch, _, h, w = x_t.shape
+    t = torch.as_tensor(t, device=x_t.device).expand(batch)
+    cond = {"resolution": None, "aspect_ratio": None}
+    if unwrap(model).config.use_additional_conditions:
+        # Default micro-conditions are the image this latent decodes to, as the diffusers pipeline passes them.
+        if resolution is None:
+            resolution = torch.tensor([[h * VAE_DOWNSAMPLE, w * VAE_DOWNSAMPLE]]).expand(batch, 2)
+        if aspect_ratio is None:
+            aspect_ratio = resolution[:, :1] / resolution[:, 1:]
+        cond = {"resolution": resolution.to(x_t.device, x_t.dtype),
+                "aspect_ratio": aspect_ratio.to(x_t.device, x_t.dtype)}
+    return model(x_t, encoder_hidden_states=text_emb, encoder_attention_mask=text_mask, timestep=t,
+                 added_cond_kwargs=cond, return_dict=False)[0]

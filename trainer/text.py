@@ -1,0 +1,32 @@
+"""Caption embeddings: T5 encoder hidden states over 120 tokens with their attention mask, as PixArt uses."""
+from __future__ import annotations
+
+import torch
+
+from .model import load_component
+
+
+class TextEncoder:
+    """A T5 tokenizer + T5EncoderModel from a model folder, a hub id, or a PixArt pipeline (text_encoder/, tokenizer/)."""
+
+    def __init__(self, path: str, device="cpu", dtype=torch.float32, max_length: int = 120):
+        from transformers import AutoTokenizer, T5EncoderModel
+
+        self.tokenizer = load_component(AutoTokenizer, path, "tokenizer")
+        self.model = load_component(T5EncoderModel, path, "text_encoder", torch_dtype=dtype)
+        self.model.to(device).eval().requires_grad_(False)
+        self.device, self.max_length = device, max_length
+        self.hidden_size = self.model.config.d_model
+
+    @torch.no_grad()
+    def encode(self, captions: list[str]):
+        """Captions -> (emb [B, 120, D] float32, mask [B, 120] long), padded and truncated to max_length."""
+        tokens = self.tokenizer(list(captions), max_length=self.max_length, padding="max_length",
+                                truncation=True, add_special_tokens=True, return_tensors="pt")
+        ids, mask = tokens.input_ids.to(self.device), tokens.attention_mask.to(self.device)
+        emb = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return emb.float(), mask.long()
+
+    def null(self):
+        """The empty caption's embedding and mask [1, 120, D], [1, 120]: what a dropped caption becomes."""
+        return self.encode([""])
