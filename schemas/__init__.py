@@ -4,3 +4,4 @@ from .manifest import MANIFEST_NAME, REJECTS_DIR, SHARDS_DIR, STATS_DIR, WORK_DI
 from .records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_COLUMNS, SAMPLE_SCHEMA
 from .rejects import REASONS, REJECT_COLUMNS, REJECT_SCHEMA
 from . import batch
+from .train_job import TrainJob, load_train_job

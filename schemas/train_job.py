@@ -1,0 +1,100 @@
+"""The train job file: every key `pixcap train` accepts, its type and its default.
+
+`load_train_job` validates a plain dict (from YAML, after --set overrides) with the same rules as
+the pipeline job: unknown keys and wrong types are refused with a JobError naming the dotted key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+from .job import JobError, build_dataclass, flatten
+
+RESOLUTIONS = (256, 512, 1024)  # PixArt's aspect-ratio bucket tables exist for these
+MODEL_SIZES = ("tiny", "XL-2")
+MIXED_PRECISION = ("bf16", "no")
+DEFAULT_SAMPLE_PROMPTS = ["a red house under a blue sky", "a photo of a cat on the grass"]
+
+
+@dataclass
+class FilterConfig:
+    """Keep a sample only if its KEY.json passes every filter that is set (None: off)."""
+
+    min_clip_score: typing.Optional[float] = None
+    min_n_nouns: typing.Optional[int] = None
+    min_n_grounded: typing.Optional[int] = None
+    max_aspect_ratio: typing.Optional[float] = None  # long side / short side of the stored image
+    min_side: typing.Optional[int] = None  # shorter side of the stored image, pixels
+
+
+@dataclass
+class TrainJob:
+    shards: typing.List[str] = field(default_factory=list)  # paths, globs, file://, fsspec URLs, pipe:
+    output: str = ""  # RUN_DIR: checkpoints/, pipeline/, samples/, log.jsonl
+    model: str = "tiny"  # tiny | XL-2
+    resolution: int = 256  # 256 | 512 | 1024; the model's base size (1024 adds micro-conditions)
+    multiscale: typing.List[int] = field(default_factory=list)  # bucket tables to train on; [] = [resolution]
+    load_from: typing.Optional[str] = None  # a PixArt transformer folder or pipeline (convert-dit for DiT)
+    text_encoder: str = "tiny:t5"  # T5 folder, hub id, or tiny:t5
+    vae: str = "tiny:vae"  # AutoencoderKL folder, hub id, or tiny:vae
+    models_cache: str = "~/.cache/pixcap/models"  # where tiny:* models are built
+    null_caption: typing.Optional[str] = None  # pixcap encode's null_caption.npz; None: beside the shards
+    max_steps: int = 1000
+    batch_size: int = 8  # per rank
+    lr: float = 2e-5
+    weight_decay: float = 3e-2
+    eps: float = 1e-10
+    warmup_steps: int = 1000
+    grad_clip: float = 1.0  # max grad norm; 0 = off
+    ema_decay: float = 0.9999
+    mixed_precision: str = "bf16"  # bf16 autocast on CUDA; CPU always runs float32
+    gradient_checkpointing: bool = False
+    caption_dropout: float = 0.1  # probability a caption becomes the null caption
+    shuffle_buffer: int = 1000  # samples, per data-loader worker
+    num_workers: int = 4  # data-loader workers per rank
+    seed: int = 0
+    checkpoint_every: int = 1000  # also the data segment length: the stream is reseeded at these steps
+    log_every: int = 10
+    sample_every: int = 0  # steps between sample grids; 0 = only after the last step
+    sample_prompts: typing.List[str] = field(default_factory=lambda: list(DEFAULT_SAMPLE_PROMPTS))
+    sample_steps: int = 20
+    filters: FilterConfig = field(default_factory=FilterConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def resolutions(self) -> typing.List[int]:
+        """The bucket tables batches are drawn from."""
+        return list(self.multiscale) or [self.resolution]
+
+
+CHOICES = {"model": MODEL_SIZES, "resolution": RESOLUTIONS, "mixed_precision": MIXED_PRECISION}
+POSITIVE = {"max_steps", "batch_size", "lr", "checkpoint_every", "log_every", "sample_steps"}
+NON_NEGATIVE = {"weight_decay", "eps", "warmup_steps", "grad_clip", "shuffle_buffer", "num_workers", "sample_every"}
+
+
+def load_train_job(data: dict) -> TrainJob:
+    """Validate a train job dict and fill in defaults."""
+    job = build_dataclass(TrainJob, data or {}, "")
+    flat = flatten(job.to_dict())
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise JobError(f"{key}: must be one of {', '.join(map(str, allowed))}, got {flat[key]!r}")
+    for key in POSITIVE:
+        if flat[key] <= 0:
+            raise JobError(f"{key}: must be positive, got {flat[key]!r}")
+    for key in NON_NEGATIVE:
+        if flat[key] < 0:
+            raise JobError(f"{key}: must not be negative, got {flat[key]!r}")
+    for i, res in enumerate(job.multiscale):
+        if res not in RESOLUTIONS:
+            raise JobError(f"multiscale[{i}]: must be one of {', '.join(map(str, RESOLUTIONS))}, got {res!r}")
+    if not 0.0 <= job.ema_decay < 1.0:
+        raise JobError(f"ema_decay: must be in [0, 1), got {job.ema_decay}")
+    if not 0.0 <= job.caption_dropout <= 1.0:
+        raise JobError(f"caption_dropout: must be in [0, 1], got {job.caption_dropout}")
+    if job.filters.max_aspect_ratio is not None and job.filters.max_aspect_ratio < 1.0:
+        raise JobError(f"filters.max_aspect_ratio: must be at least 1, got {job.filters.max_aspect_ratio}")
+    return job

@@ -1,0 +1,57 @@
+"""Tiny shards in the pipeline's contract: KEY.jpg, KEY.txt (caption), KEY.json (SAMPLE_SCHEMA fields)."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+
+from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_COLUMNS
+
+SIZES = [(64, 64), (96, 48), (48, 96), (80, 64)]  # (width, height): square, wide, tall, 5:4
+WORDS = "a photo of the cat dog red blue green tree sky house".split()
+
+
+def sample_record(key: str, shard: str, width: int, height: int, caption: str, i: int) -> dict:
+    """A KEY.json body with every SAMPLE_SCHEMA column; clip_score and n_nouns vary with i."""
+    nouns = WORDS[4 : 4 + i % 4]
+    record = {
+        "key": key, "shard": shard, "source": f"fixture::{key}.jpg", "sha256": f"{i:064x}", "format": "jpeg",
+        "width": width, "height": height, "orig_width": width * 4, "orig_height": height * 4,
+        "passthrough": False, "caption": caption, "caption_model": "fixture", "nouns": nouns,
+        "n_nouns": len(nouns), "clip_score": round(0.1 + 0.05 * (i % 5), 3), "grounded_nouns": nouns[:1],
+        "n_grounded": min(1, len(nouns)), "clip_model": "fixture",
+    }
+    assert list(record) == SAMPLE_COLUMNS
+    return record
+
+
+def write_shards(directory, n_shards: int = 4, per_shard: int = 8, seed: int = 0, sizes=SIZES) -> list:
+    """Write n_shards tars of per_shard samples each (smooth coloured images of the given sizes); return paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for s in range(n_shards):
+        shard = f"shard-{s:05d}"
+        path = directory / f"{shard}.tar"
+        with wds.TarWriter(str(path)) as sink:
+            for j in range(per_shard):
+                i = s * per_shard + j
+                width, height = sizes[i % len(sizes)]
+                # A colour gradient: smooth enough that a tiny model can learn it.
+                base = rng.integers(0, 256, size=3)
+                ramp = np.linspace(0, 1, width)[None, :, None] * np.linspace(0.5, 1, height)[:, None, None]
+                pixels = (base * ramp).astype(np.uint8)
+                buffer = io.BytesIO()
+                Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+                key = f"fixture/{shard}/{j:04d}"
+                caption = " ".join(rng.choice(WORDS, size=5))
+                record = sample_record(key, shard, width, height, caption, i)
+                sink.write({"__key__": key, IMAGE_EXT: buffer.getvalue(), CAPTION_EXT: caption.encode(),
+                            RECORD_EXT: json.dumps(record).encode()})
+        paths.append(str(path))
+    return paths

@@ -1,0 +1,253 @@
+"""Streaming training batches from WebDataset shards: filter on KEY.json, bucket by aspect ratio, batch.
+
+shards -> [split by node, split by worker | resampled per rank] -> tar samples -> shuffle buffer
+       -> filter (KEY.json) -> decode into a bucket (or load precomputed features) -> one-bucket batches
+
+Two modes. Epoch mode (resampled=False): every shard is read once, shards split across ranks and then
+across each rank's data-loader workers, so each sample is seen once per epoch over all ranks.
+Resampled mode (the trainer's): each rank draws shards with replacement from its own share
+(shards[rank::world]), forever; ranks never read the same shard. Every random choice is seeded by
+(seed, rank, segment, worker), so a stream is a pure function of its segment number; the trainer
+restarts the stream at every segment boundary, which is what makes resuming exact (see loop.py).
+"""
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import Counter, defaultdict
+
+import fsspec
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+
+from pixcap.schemas import JobError
+from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, LATENT_EXT, RECORD_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT
+from pixcap.schemas.train_job import FilterConfig, TrainJob
+
+from .buckets import BUCKETS, nearest_bucket, resize_crop, to_pixels
+
+TEXT_TOKENS = 120  # T5 sequence length PixArt trains with; precomputed embeddings are padded back to it
+
+
+def expand_shards(uris) -> list:
+    """Shard URLs from paths, globs, braces ({000..009}), file:// and other fsspec URLs; pipe: kept as is."""
+    urls = []
+    for uri in uris:
+        for url in wds.shardlists.expand_urls(uri):
+            if url.startswith("pipe:") or not any(c in url for c in "*?["):
+                urls.append(url)
+                continue
+            fs, _, paths = fsspec.get_fs_token_paths(url)
+            local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+            urls += sorted(path if local else fs.unstrip_protocol(path) for path in paths)
+    if not urls:
+        raise JobError(f"shards: nothing matches {', '.join(uris) or '(none given)'}")
+    return urls
+
+
+def open_shards(src):
+    """{url} -> {url, stream}: pipe: through webdataset's gopen, everything else through fsspec."""
+    for sample in src:
+        url = sample["url"]
+        stream = wds.gopen(url) if url.startswith("pipe:") else fsspec.open(url, "rb").open()
+        yield dict(url=url, stream=stream)
+
+
+def tar_samples(src):
+    """Shard streams -> webdataset samples ({__key__, __url__, ext: bytes})."""
+    files = wds.tariterators.tar_file_expander(open_shards(src))
+    return wds.tariterators.group_by_keys(files)
+
+
+def worker_rng(seed: int, segment: int) -> random.Random:
+    """An RNG for this rank and data-loader worker; a str seed hashes the same in every process."""
+    rank, _, worker, _ = wds.utils.pytorch_worker_info()
+    return random.Random(f"pixcap-{seed}-{rank}-{segment}-{worker}")
+
+
+def filter_failures(record: dict, filters: FilterConfig) -> list:
+    """The names of the filters this KEY.json record fails; a missing value fails its filter."""
+    width, height = record.get("width") or 0, record.get("height") or 0
+    checks = {
+        "min_clip_score": lambda v: (record.get("clip_score") or -np.inf) >= v,
+        "min_n_nouns": lambda v: (record.get("n_nouns") or 0) >= v,
+        "min_n_grounded": lambda v: (record.get("n_grounded") or 0) >= v,
+        "max_aspect_ratio": lambda v: min(width, height) > 0 and max(width, height) / min(width, height) <= v,
+        "min_side": lambda v: min(width, height) >= v,
+    }
+    return [name for name, ok in checks.items() if getattr(filters, name) is not None and not ok(getattr(filters, name))]
+
+
+def choose_resolution(width: int, height: int, resolutions) -> int:
+    """The largest bucket table whose area the image covers (least upscaling); the smallest otherwise."""
+    fitting = [r for r in sorted(resolutions) if r * r <= width * height]
+    return fitting[-1] if fitting else min(resolutions)
+
+
+def latent_bucket(latent: np.ndarray, resolutions):
+    """(ratio, size) of the bucket a precomputed latent [4, h, w] was encoded at, or None."""
+    size = (latent.shape[1] * 8, latent.shape[2] * 8)
+    for resolution in resolutions:
+        for ratio, bucket in BUCKETS[resolution].items():
+            if bucket == size:
+                return ratio, size
+    return None
+
+
+def npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+class PrepareSamples:
+    """Raw samples -> filtered, bucketed training samples; counts what it skips, and why."""
+
+    def __init__(self, resolutions, filters: FilterConfig):
+        self.resolutions, self.filters = list(resolutions), filters
+        self.skipped = Counter()
+
+    def __call__(self, src):
+        for sample in src:
+            try:
+                prepared = self.prepare(sample)
+            except Exception:  # a corrupt member costs one sample, never the stream
+                prepared = "unreadable"
+            if isinstance(prepared, str):
+                self.skipped[prepared] += 1
+            else:
+                yield prepared
+
+    def prepare(self, sample: dict):
+        """A training sample dict, or the reason (str) it is skipped."""
+        if RECORD_EXT not in sample:
+            return "no_record"
+        record = json.loads(sample[RECORD_EXT])
+        failed = filter_failures(record, self.filters)
+        if failed:
+            return f"filter:{failed[0]}"
+        caption = sample[CAPTION_EXT].decode("utf-8") if CAPTION_EXT in sample else record.get("caption") or ""
+        out = {"key": sample["__key__"], "caption": caption}
+        if LATENT_EXT in sample:
+            out["latent"] = torch.from_numpy(npy(sample[LATENT_EXT]).astype(np.float32))
+            found = latent_bucket(out["latent"].numpy(), self.resolutions)
+            if found is None:
+                return "latent_size"
+            ratio, size = found
+        elif IMAGE_EXT in sample:
+            image = Image.open(io.BytesIO(sample[IMAGE_EXT])).convert("RGB")
+            resolution = choose_resolution(image.width, image.height, self.resolutions)
+            ratio, size = nearest_bucket(image.height, image.width, resolution)
+            out["pixels"] = torch.from_numpy(to_pixels(resize_crop(image, size)))
+        else:
+            return "no_image"
+        if T5_EMBEDDING_EXT in sample and T5_MASK_EXT in sample:
+            out["t5"], out["t5_mask"] = load_text_features(sample[T5_EMBEDDING_EXT], sample[T5_MASK_EXT])
+        # PixArt's micro-conditions: the original image's (height, width) and the bucket's ratio.
+        orig = (record.get("orig_height") or record.get("height") or size[0],
+                record.get("orig_width") or record.get("width") or size[1])
+        out["resolution"] = torch.tensor(orig, dtype=torch.float32)
+        out["aspect_ratio"] = torch.tensor([ratio], dtype=torch.float32)
+        # Raw and precomputed samples never share a batch: their tensors differ.
+        out["bucket"] = (size, "latent" in out, "t5" in out)
+        return out
+
+
+def load_text_features(emb_bytes: bytes, mask_bytes: bytes):
+    """Stored T5 features (emb [n, D] float16 for the n unmasked tokens, mask [120]) -> float32 [120, D], long [120]."""
+    return pad_text_features(npy(emb_bytes), npy(mask_bytes))
+
+
+def pad_text_features(emb: np.ndarray, mask: np.ndarray):
+    """emb [n, D] of the unmasked tokens, mask [120] -> float32 [120, D] (zeros after n), long [120]."""
+    padded = np.zeros((len(mask), emb.shape[1]), dtype=np.float32)
+    padded[: len(emb)] = emb  # padding tokens are masked out of cross-attention, so zeros stand in for them
+    return torch.from_numpy(padded), torch.from_numpy(mask.astype(np.int64))
+
+
+def collate(samples: list) -> dict:
+    """Samples of one bucket -> a batch dict of stacked tensors and lists."""
+    batch = {"key": [s["key"] for s in samples], "caption": [s["caption"] for s in samples]}
+    for name in ("pixels", "latent", "t5", "t5_mask", "resolution", "aspect_ratio"):
+        if name in samples[0]:
+            batch[name] = torch.stack([s[name] for s in samples])
+    return batch
+
+
+def bucket_batches(src, batch_size: int, prepare: PrepareSamples, partial: bool):
+    """Group samples by bucket; yield a batch when a bucket fills (and the remainders at the end if partial).
+
+    Each batch carries `skipped`: the samples this worker skipped since its previous batch, by reason.
+    """
+    pending = defaultdict(list)
+    reported = Counter()
+
+    def emit(samples):
+        batch = collate(samples)
+        batch["skipped"] = dict(prepare.skipped - reported)
+        reported.update(batch["skipped"])
+        return batch
+
+    for sample in src:
+        bucket = pending[sample["bucket"]]
+        bucket.append(sample)
+        if len(bucket) == batch_size:
+            yield emit(bucket)
+            bucket.clear()
+    if partial:
+        for samples in pending.values():
+            if samples:
+                yield emit(samples)
+
+
+def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True):
+    """The webdataset pipeline of one rank's batches for `segment` (epoch mode: the epoch number)."""
+    if resampled:
+        share = list(wds.split_by_node(urls))
+        if not share:
+            raise JobError(f"shards: {len(urls)} shard(s) cannot feed every rank; give at least one per rank")
+        shards = wds.ResampledShards(share, deterministic=True, worker_seed=lambda: worker_rng(job.seed, segment).getrandbits(31))
+        stages = [shards]
+    else:
+        order = list(urls)
+        random.Random(f"pixcap-epoch-{job.seed}-{segment}").shuffle(order)  # the same order on every rank
+        stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
+    prepare = PrepareSamples(job.resolutions, job.filters)
+
+    def shuffle(src):
+        if job.shuffle_buffer < 2:
+            return src
+        return wds.shuffle(job.shuffle_buffer, min(100, job.shuffle_buffer), rng=worker_rng(job.seed, segment))(src)
+
+    return wds.DataPipeline(
+        *stages, tar_samples, shuffle, prepare,
+        lambda src: bucket_batches(src, job.batch_size, prepare, partial=not resampled),
+    )
+
+
+def build_loader(job: TrainJob, urls, segment: int = 0, resampled: bool = True) -> torch.utils.data.DataLoader:
+    """A DataLoader over batch_stream; workers yield whole batches, taken in a fixed round-robin order."""
+    return torch.utils.data.DataLoader(
+        batch_stream(job, urls, segment, resampled), batch_size=None, num_workers=job.num_workers,
+        persistent_workers=False, prefetch_factor=2 if job.num_workers else None,
+    )
+
+
+def step_batches(job: TrainJob, urls, start_step: int):
+    """Yield (step, batch) from start_step on; the stream restarts, reseeded, every checkpoint_every steps.
+
+    A resume from a step inside a segment replays the segment's first batches and drops them.
+    """
+    step = start_step
+    while True:
+        segment, offset = divmod(step, job.checkpoint_every)
+        batches = iter(build_loader(job, urls, segment))
+        for _ in range(offset):
+            next(batches)
+        for batch in batches:
+            yield step, batch
+            step += 1
+            if step % job.checkpoint_every == 0:
+                break
+        del batches  # shuts the segment's workers down before the next segment starts its own

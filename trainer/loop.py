@@ -1,0 +1,218 @@
+"""The PixArt-alpha training loop, nanoGPT style: set up, then one explicit loop over steps.
+
+Run alone or under torchrun (DDP; gloo on CPU, nccl on CUDA). Writes RUN_DIR/log.jsonl,
+checkpoints/ (resumed automatically when the same command runs again), samples/ and, at the end,
+pipeline/ (the EMA weights as a diffusers PixArtAlphaPipeline).
+
+Exact resume: every random draw of a step comes from state in the checkpoint (a training generator
+for timesteps, noise, caption dropout and VAE sampling; the global RNGs too), and the data stream is a
+pure function of (seed, rank, step): it restarts, reseeded, at every checkpoint_every steps, so a
+resumed run reads the very batches the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from pixcap.schemas import JobError
+from pixcap.schemas.train_job import TrainJob
+
+from .checkpoint import barrier, latest_checkpoint, load_checkpoint, save_checkpoint
+from .data import expand_shards, pad_text_features, step_batches
+from .diffusion import GaussianDiffusion
+from .export import SCHEDULER_CONFIG, export_pipeline
+from .model import build_transformer, load_component, model_forward
+from .resolve import resolve_models
+from .sampling import PIPELINE_DIR, sample_images
+
+NULL_CAPTION = "null_caption.npz"  # written by `pixcap encode` beside its shards
+
+
+def setup_distributed():
+    """(rank, world_size, device) from torchrun's environment; one process without it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return rank, world, device
+
+
+class Conditioning:
+    """The VAE, T5 and null caption, each loaded only when a batch first needs it."""
+
+    def __init__(self, job: TrainJob, urls, device):
+        self.job, self.urls, self.device = job, urls, device
+        self.vae = self.text = self.stored_null = None
+
+    def latents(self, batch, generator):
+        if "latent" in batch:
+            return batch["latent"].to(self.device)
+        if self.vae is None:
+            from .latents import LatentEncoder
+
+            self.vae = LatentEncoder(self.job.vae, self.device)
+        return self.vae.encode(batch["pixels"].to(self.device), generator)
+
+    def captions(self, batch):
+        """(emb, mask, null_emb, null_mask) for the batch's captions."""
+        if "t5" in batch:
+            return (batch["t5"].to(self.device), batch["t5_mask"].to(self.device), *self.precomputed_null())
+        if self.text is None:
+            from .text import TextEncoder
+
+            self.text = TextEncoder(self.job.text_encoder, self.device)
+        return (*self.text.encode(batch["caption"]), *self.text.null())
+
+    def precomputed_null(self):
+        """The null caption `pixcap encode` stored: job.null_caption, or null_caption.npz beside the first shard."""
+        if self.stored_null is None:
+            import fsspec
+
+            path = self.job.null_caption or os.path.join(os.path.dirname(self.urls[0]), NULL_CAPTION)
+            try:
+                with fsspec.open(path, "rb") as f:
+                    stored = np.load(f)
+                    emb, mask = pad_text_features(stored["emb"], stored["mask"])
+            except FileNotFoundError:
+                raise JobError(f"null_caption: {path} not found; the shards hold T5 features, so give the "
+                               f"null_caption.npz that pixcap encode wrote") from None
+            self.stored_null = (emb[None].to(self.device), mask[None].to(self.device))
+        return self.stored_null
+
+
+def caption_channels(job: TrainJob) -> int:
+    """T5's hidden size, from its config alone, so runs on precomputed features never load T5."""
+    from transformers import T5Config
+
+    return load_component(T5Config, job.text_encoder, "text_encoder").d_model
+
+
+@torch.no_grad()
+def update_ema(ema, model, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)
+
+
+def log(run_dir: Path, entry: dict) -> None:
+    print(json.dumps(entry), flush=True)
+    with open(run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def sampling_pipeline(job: TrainJob, transformer, device):
+    """An in-memory PixArtAlphaPipeline around the EMA transformer, for samples during training."""
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, PixArtAlphaPipeline
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    pipe = PixArtAlphaPipeline(
+        tokenizer=load_component(AutoTokenizer, job.text_encoder, "tokenizer"),
+        text_encoder=load_component(T5EncoderModel, job.text_encoder, "text_encoder"),
+        vae=load_component(AutoencoderKL, job.vae, "vae"),
+        transformer=transformer, scheduler=DPMSolverMultistepScheduler(**SCHEDULER_CONFIG),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def train(job: TrainJob) -> dict:
+    """Train to job.max_steps (resuming from RUN_DIR's latest checkpoint); return the model and its EMA."""
+    rank, world, device = setup_distributed()
+    run_dir = Path(job.output)
+    if rank == 0:  # builds tiny models once, before the other ranks look for them
+        job = resolve_models(job)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    barrier()
+    if rank != 0:
+        job = resolve_models(job)
+    urls = expand_shards(job.shards)
+
+    # The model, its EMA, the optimiser and the schedule
+    model = build_transformer(job.model, job.resolution, caption_channels(job), job.load_from, seed=job.seed).to(device)
+    if job.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay, eps=job.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, job.warmup_steps)))
+    generator = torch.Generator(device).manual_seed(job.seed * 1000 + rank)
+    step = 0
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        step = load_checkpoint(checkpoint, model, ema, optimizer, scheduler, generator, rank)
+        if rank == 0:
+            print(f"resuming from {checkpoint} at step {step}", flush=True)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net.config = model.config  # model_forward reads .config; DDP does not pass attribute lookups through
+    diffusion = GaussianDiffusion()
+    conditioning = Conditioning(job, urls, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and job.mixed_precision == "bf16")
+    micro_conditions = job.resolution == 1024  # only PixArt's 1024 model takes image size and ratio
+    pipe = None
+
+    # The loop
+    skipped, window, t0 = Counter(), [], time.time()
+    batches = step_batches(job, urls, step) if step < job.max_steps else iter(())
+    for step, batch in batches:
+        skipped.update(batch["skipped"])
+        x0 = conditioning.latents(batch, generator)
+        emb, mask, null_emb, null_mask = conditioning.captions(batch)
+        batch_size = x0.shape[0]
+        drop = torch.rand(batch_size, generator=generator, device=device) < job.caption_dropout
+        emb = torch.where(drop[:, None, None], null_emb.to(emb.dtype), emb)
+        mask = torch.where(drop[:, None], null_mask, mask)
+        t = torch.randint(0, diffusion.num_timesteps, (batch_size,), generator=generator, device=device)
+        noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
+        x_t = diffusion.q_sample(x0, t, noise)
+        extra = {}
+        if micro_conditions:
+            extra = {"resolution": batch["resolution"].to(device), "aspect_ratio": batch["aspect_ratio"].to(device)}
+        with autocast:
+            output = model_forward(net, x_t, t, emb, mask, **extra)
+        losses = diffusion.training_losses(output, x0, x_t, t, noise)
+        loss = losses["loss"].mean()
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), job.grad_clip) if job.grad_clip > 0 else None
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        update_ema(ema, model, job.ema_decay)
+        step += 1
+        window.append({k: v.mean().item() for k, v in losses.items()})
+
+        if rank == 0 and (step % job.log_every == 0 or step == job.max_steps):
+            elapsed, t0 = time.time() - t0, time.time()
+            entry = {"step": step, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
+                     "lr": scheduler.get_last_lr()[0], "steps_per_s": len(window) / elapsed, "skipped": dict(skipped)}
+            if grad_norm is not None:
+                entry["grad_norm"] = grad_norm.item()
+            log(run_dir, entry)
+            window = []
+        if step % job.checkpoint_every == 0 or step == job.max_steps:
+            save_checkpoint(run_dir, step, model, ema, optimizer, scheduler, generator, job.to_dict(), rank)
+        if rank == 0 and job.sample_every and step % job.sample_every == 0 and step < job.max_steps:
+            pipe = pipe or sampling_pipeline(job, ema, device)
+            sample_images(pipe, job.sample_prompts, run_dir / "samples" / f"step-{step:07d}", steps=job.sample_steps,
+                          seed=job.seed, height=job.resolution, width=job.resolution)
+        if step >= job.max_steps:
+            break
+
+    if rank == 0:
+        pipeline_dir = export_pipeline(ema, job.text_encoder, job.vae, run_dir / PIPELINE_DIR)
+        if job.sample_prompts:
+            sample_images(pipeline_dir, job.sample_prompts, run_dir / "samples" / f"step-{step:07d}",
+                          steps=job.sample_steps, seed=job.seed, height=job.resolution, width=job.resolution)
+    barrier()
+    return {"model": model, "ema": ema, "step": step}
