@@ -7,9 +7,9 @@ from pixcap.schemas import batch as cols
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    """{"llava": dir, "clip_config": json path, "clip_checkpoint": pt path}"""
-    return build_tiny_models(tmp_path_factory.mktemp("models"))
+def tiny_models(models_cache):
+    """{"llava": dir, "clip_config": json path, "clip_checkpoint": pt path}, built once per session."""
+    return build_tiny_models(models_cache)
 
 
 def _model_images(count: int, seed: int = 0) -> list:
