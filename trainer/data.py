@@ -29,7 +29,7 @@ from pixcap.schemas.train_job import FilterConfig, TrainJob
 
 from .buckets import BUCKETS, nearest_bucket, resize_crop, to_pixels
 
-TEXT_TOKENS = 120  # T5 sequence length PixArt trains with; precomputed embeddings are padded back to it
+NULL_CAPTION = "null_caption.npz"  # `pixcap encode` writes the empty caption's T5 features beside its shards
 
 
 def expand_shards(uris) -> list:

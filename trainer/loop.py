@@ -26,14 +26,12 @@ from pixcap.schemas import JobError
 from pixcap.schemas.train_job import TrainJob
 
 from .checkpoint import barrier, latest_checkpoint, load_checkpoint, save_checkpoint
-from .data import expand_shards, pad_text_features, step_batches
+from .data import NULL_CAPTION, expand_shards, pad_text_features, step_batches
 from .diffusion import GaussianDiffusion
 from .export import SCHEDULER_CONFIG, export_pipeline
 from .model import build_transformer, load_component, model_forward
 from .resolve import resolve_models
 from .sampling import PIPELINE_DIR, sample_images
-
-NULL_CAPTION = "null_caption.npz"  # written by `pixcap encode` beside its shards
 
 
 def setup_distributed():
