@@ -40,9 +40,9 @@ def expand_shards(uris) -> list:
             if url.startswith("pipe:") or not any(c in url for c in "*?["):
                 urls.append(url)
                 continue
-            fs, _, paths = fsspec.get_fs_token_paths(url)
+            fs, path = fsspec.core.url_to_fs(url)
             local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-            urls += sorted(path if local else fs.unstrip_protocol(path) for path in paths)
+            urls += sorted(p if local else fs.unstrip_protocol(p) for p in fs.glob(path))
     if not urls:
         raise JobError(f"shards: nothing matches {', '.join(uris) or '(none given)'}")
     return urls

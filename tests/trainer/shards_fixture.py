@@ -55,3 +55,16 @@ def write_shards(directory, n_shards: int = 4, per_shard: int = 8, seed: int = 0
                             RECORD_EXT: json.dumps(record).encode()})
         paths.append(str(path))
     return paths
+
+
+def tiny_train_job(shards, output, models: dict, **overrides):
+    """A validated TrainJob for the tiny transformer on CPU: no samples, light data loading."""
+    from pixcap.schemas import load_train_job
+
+    job = {
+        "shards": list(shards), "output": str(output), "model": "tiny", "resolution": 256,
+        "text_encoder": str(models["t5"]), "vae": str(models["vae"]), "max_steps": 6, "batch_size": 2,
+        "lr": 1e-4, "warmup_steps": 2, "ema_decay": 0.9, "shuffle_buffer": 8, "num_workers": 0,
+        "checkpoint_every": 3, "log_every": 1, "sample_prompts": [],
+    }
+    return load_train_job({**job, **overrides})

@@ -1,0 +1,58 @@
+"""DDP on CPU: two gloo processes read disjoint samples and end with identical weights."""
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from .shards_fixture import tiny_train_job, write_shards
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_rank(rank: int, world: int, port: int, shards, out_dir: str, models: dict) -> None:
+    """One torchrun-like process: record the keys it trains on and its final weights."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from pixcap.trainer import loop
+
+    keys = []
+    step_batches = loop.step_batches
+
+    def recording(*args):
+        for step, batch in step_batches(*args):
+            keys.extend(batch["key"])
+            yield step, batch
+
+    loop.step_batches = recording
+    result = loop.train(tiny_train_job(shards, f"{out_dir}/run", models, max_steps=4, checkpoint_every=2))
+    torch.save({"keys": keys, "model": result["model"].state_dict(), "ema": result["ema"].state_dict()},
+               f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_ranks_disjoint_samples_identical_weights(tmp_path, tiny_trainer_models):
+    shards = write_shards(tmp_path / "shards", n_shards=4, per_shard=6)
+    models = {k: str(v) for k, v in tiny_trainer_models.items()}
+    mp.spawn(run_rank, args=(2, free_port(), shards, str(tmp_path), models), nprocs=2, join=True)
+
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert len(ranks[0]["keys"]) == len(ranks[1]["keys"]) == 4 * 2  # 4 steps of batch 2 each
+    assert not set(ranks[0]["keys"]) & set(ranks[1]["keys"])
+    for part in ("model", "ema"):
+        for name, tensor in ranks[0][part].items():
+            assert torch.equal(tensor, ranks[1][part][name]), f"{part}.{name}"
+    state = torch.load(tmp_path / "run" / "checkpoints" / "step-0000004" / "state.pt", weights_only=False)
+    assert all(torch.equal(v, ranks[0]["model"][k]) for k, v in state["model"].items())
+    assert (tmp_path / "run" / "checkpoints" / "step-0000004" / "rng-rank1.pt").exists()
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 4  # rank 0 logs alone
