@@ -52,7 +52,7 @@ class Conditioning:
 
     def __init__(self, job: TrainJob, urls, device):
         self.job, self.urls, self.device = job, urls, device
-        self.vae = self.text = self.stored_null = None
+        self.vae = self.text = self.text_null = self.stored_null = None
 
     def latents(self, batch, generator):
         if "latent" in batch:
@@ -71,7 +71,8 @@ class Conditioning:
             from .text import TextEncoder
 
             self.text = TextEncoder(self.job.text_encoder, self.device)
-        return (*self.text.encode(batch["caption"]), *self.text.null())
+            self.text_null = self.text.null()  # once: it is the same every step
+        return (*self.text.encode(batch["caption"]), *self.text_null)
 
     def precomputed_null(self):
         """The null caption `pixcap encode` stored: job.null_caption, or null_caption.npz beside the first shard."""
@@ -193,7 +194,8 @@ def train(job: TrainJob) -> dict:
         if rank == 0 and (step % job.log_every == 0 or step == job.max_steps):
             elapsed, t0 = time.time() - t0, time.time()
             entry = {"step": step, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
-                     "lr": scheduler.get_last_lr()[0], "steps_per_s": len(window) / elapsed, "skipped": dict(skipped)}
+                     "lr": scheduler.get_last_lr()[0], "steps_per_s": len(window) / elapsed,
+                     "skipped": dict(skipped)}  # rank 0's own data: samples its workers skipped, by reason
             if grad_norm is not None:
                 entry["grad_norm"] = grad_norm.item()
             log(run_dir, entry)

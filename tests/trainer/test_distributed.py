@@ -1,5 +1,4 @@
 """DDP on CPU: two gloo processes read disjoint samples and end with identical weights."""
-import json
 import os
 import socket
 
