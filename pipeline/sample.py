@@ -91,3 +91,10 @@ def write_sample(dest_dir) -> list:
             members += _sa1b_members(image_id, images[image_id - 1])
         _write_tar(path, members)
     return paths
+
+
+if __name__ == "__main__":
+    import sys
+
+    written = write_sample(sys.argv[1] if len(sys.argv) > 1 else "data/sample")
+    print(f"sample: {len(written)} SA-1B-style tars in {written[0].parent}")
