@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import ray
 
 from pixcap.schemas import Job
@@ -22,6 +23,19 @@ from pixcap.stages.write import FragmentWriter
 
 DECODE_BATCH = 16
 WRITE_BATCH = 64
+# Model actors restart when their worker dies, and retry the batches it held. The differing
+# remote args also keep Ray Data from fusing read and decode into a model actor, where they
+# would run one batch at a time instead of on every CPU.
+ACTOR_RESTARTS = {"max_restarts": -1, "max_task_retries": -1}
+
+
+def _as_lists(batch: dict) -> dict:
+    """Ray's numpy batches turn list columns (nouns) into object arrays of string arrays, which
+    Arrow cannot take back and pickles instead; hand them back as lists of lists."""
+    for column, values in batch.items():
+        if isinstance(values, np.ndarray) and values.dtype == object and len(values) and isinstance(values[0], np.ndarray) and values[0].dtype.kind in "UO":
+            batch[column] = [v.tolist() for v in values]
+    return batch
 
 
 def _counted(stage_cls, name: str, counter):
@@ -32,7 +46,7 @@ def _counted(stage_cls, name: str, counter):
             self.stage = stage_cls(*args, **kwargs)
 
         def __call__(self, batch):
-            out = self.stage(batch)
+            out = _as_lists(self.stage(batch))
             counter.add.remote(name, len(out[B.KEY]))
             return out
 
@@ -74,6 +88,7 @@ def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
         concurrency=job.caption.actors,
         num_gpus=job.caption.gpus_per_actor if job.caption.backend == "hf" else 0,
         num_cpus=actor_cpus,
+        **ACTOR_RESTARTS,
     )
     ds = ds.map_batches(
         _counted(NounsStage, "nouns", counter),
@@ -81,6 +96,7 @@ def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
         batch_size=job.nouns.batch_size,
         concurrency=job.nouns.actors,
         num_cpus=actor_cpus,
+        **ACTOR_RESTARTS,
     )
     ds = ds.map_batches(
         _counted(ClipStage, "clip", counter),
@@ -89,5 +105,6 @@ def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
         concurrency=job.clip.actors,
         num_gpus=job.clip.gpus_per_actor,
         num_cpus=actor_cpus,
+        **ACTOR_RESTARTS,
     )
     return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"work_dir": os.path.join(job.output, WORK_DIR)}, num_cpus=cpus)
