@@ -22,7 +22,7 @@ from pixcap.stages.read import ReadStage
 from pixcap.stages.write import FragmentWriter
 
 DECODE_BATCH = 16
-WRITE_BATCH = 64
+WRITE_BATCH = 8  # rows per fragment: what a crash can lose of finished work, per write task
 # Model actors restart when their worker dies, and retry the batches it held. The differing
 # remote args also keep Ray Data from fusing read and decode into a model actor, where they
 # would run one batch at a time instead of on every CPU.

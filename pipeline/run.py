@@ -10,6 +10,7 @@ from pixcap.schemas import Job, JobError
 from pixcap.schemas import batch as B
 from pixcap.stages.write import commit_shard
 
+from . import failpoints
 from .engine import start_ray
 from .inputs import InputError, list_parts
 from .ledger import Ledger
@@ -130,6 +131,7 @@ def _run_locked(job: Job, parts: list, address, stream) -> dict:
             committed = ledger.committed()
             for fragment, columns in by_fragment.items():
                 ledger.add(fragment, columns, committed)
+                failpoints.reached("fragment")
             committer.collect()
             committer.submit_complete()
             printer.maybe_print(committer.written, committer.rejected)
