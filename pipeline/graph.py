@@ -81,30 +81,19 @@ def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
     )
     ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "counter": counter}, num_cpus=cpus)
     caption_stage = CaptionStage if job.caption.backend == "hf" else SidecarCaptionStage
-    ds = ds.map_batches(
-        _counted(caption_stage, "caption", counter),
-        fn_constructor_kwargs={"config": job.caption},
-        batch_size=job.caption.batch_size,
-        concurrency=job.caption.actors,
-        num_gpus=job.caption.gpus_per_actor if job.caption.backend == "hf" else 0,
-        num_cpus=actor_cpus,
-        **ACTOR_RESTARTS,
-    )
-    ds = ds.map_batches(
-        _counted(NounsStage, "nouns", counter),
-        fn_constructor_kwargs={"config": job.nouns},
-        batch_size=job.nouns.batch_size,
-        concurrency=job.nouns.actors,
-        num_cpus=actor_cpus,
-        **ACTOR_RESTARTS,
-    )
-    ds = ds.map_batches(
-        _counted(ClipStage, "clip", counter),
-        fn_constructor_kwargs={"config": job.clip},
-        batch_size=job.clip.batch_size,
-        concurrency=job.clip.actors,
-        num_gpus=job.clip.gpus_per_actor,
-        num_cpus=actor_cpus,
-        **ACTOR_RESTARTS,
-    )
+    caption_gpus = job.caption.gpus_per_actor if job.caption.backend == "hf" else 0
+    for stage, name, config, gpus in (
+        (caption_stage, "caption", job.caption, caption_gpus),
+        (NounsStage, "nouns", job.nouns, 0),
+        (ClipStage, "clip", job.clip, job.clip.gpus_per_actor),
+    ):
+        ds = ds.map_batches(
+            _counted(stage, name, counter),
+            fn_constructor_kwargs={"config": config},
+            batch_size=config.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=config.actors),
+            num_gpus=gpus,
+            num_cpus=actor_cpus,
+            **ACTOR_RESTARTS,
+        )
     return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"work_dir": os.path.join(job.output, WORK_DIR)}, num_cpus=cpus)

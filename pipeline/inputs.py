@@ -13,7 +13,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pixcap.schemas import batch as B
-from pixcap.stages.keys import KeyMaker, is_image_name, sanitise, short_hash, split_extension
+from pixcap.stages.keys import KeyMaker, is_image_name, sanitise, short_hash
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 CAPTIONS_FOLDER = "captions"  # PixArt's layout: captions/sa_K.txt beside the images or tars

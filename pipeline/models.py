@@ -10,6 +10,7 @@ import dataclasses
 import os
 
 from pixcap.schemas import Job, JobError
+from pixcap.schemas.job import local_model_path
 
 # tiny reference -> the key of build_tiny_models' result, per job field
 TINY_REFS = {
@@ -26,12 +27,7 @@ def _resolve(key: str, name: str, cache: str) -> str:
         from .tiny_models import build_tiny_models
 
         return str(build_tiny_models(cache)[TINY_REFS[(key, name)]])
-    if name.startswith(("/", "./", "../", "~")):
-        path = os.path.abspath(os.path.expanduser(name))
-        if not os.path.exists(path):
-            raise JobError(f"{key}: model path does not exist: {name}")
-        return path
-    return name
+    return local_model_path(key, name)
 
 
 def resolve_models(job: Job) -> Job:

@@ -131,16 +131,35 @@ def build_dataclass(cls, data, prefix: str = ""):
     return cls(**kwargs)
 
 
+def check_values(config, choices: dict, positive=(), non_negative=()) -> None:
+    """Refuse values outside their choices, and numbers that must be positive or non-negative."""
+    flat = flatten(config.to_dict())
+    for key, allowed in choices.items():
+        if flat[key] not in allowed:
+            raise JobError(f"{key}: must be one of {', '.join(map(str, allowed))}, got {flat[key]!r}")
+    for key in positive:
+        if flat[key] <= 0:
+            raise JobError(f"{key}: must be positive, got {flat[key]!r}")
+    for key in non_negative:
+        if flat[key] < 0:
+            raise JobError(f"{key}: must not be negative, got {flat[key]!r}")
+
+
+def local_model_path(key: str, name: str):
+    """A model name starting with /, ./, ../ or ~ is a local path and must exist (returned absolute);
+    any other name (a hub id, an open_clip tag) is returned unchanged."""
+    if not name.startswith(("/", "./", "../", "~")):
+        return name
+    path = os.path.abspath(os.path.expanduser(name))
+    if not os.path.exists(path):
+        raise JobError(f"{key}: model path does not exist: {name}")
+    return path
+
+
 def load_job(data: dict) -> Job:
     """Validate a job dict and fill in defaults."""
     job = build_dataclass(Job, data or {}, "")
-    flat = flatten(job.to_dict())
-    for key, allowed in CHOICES.items():
-        if flat[key] not in allowed:
-            raise JobError(f"{key}: must be one of {', '.join(allowed)}, got {flat[key]!r}")
-    for key in POSITIVE:
-        if flat[key] <= 0:
-            raise JobError(f"{key}: must be positive, got {flat[key]!r}")
+    check_values(job, CHOICES, POSITIVE)
     if job.decode.max_aspect_ratio < 1.0:
         raise JobError(f"decode.max_aspect_ratio: must be at least 1, got {job.decode.max_aspect_ratio}")
     if not 1 <= job.decode.jpeg_quality <= 100:

@@ -9,7 +9,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
-from .job import JobError, build_dataclass, flatten
+from .job import JobError, build_dataclass, check_values
 
 RESOLUTIONS = (256, 512, 1024)  # PixArt's aspect-ratio bucket tables exist for these
 MODEL_SIZES = ("tiny", "XL-2")
@@ -78,16 +78,7 @@ NON_NEGATIVE = {"weight_decay", "eps", "warmup_steps", "grad_clip", "shuffle_buf
 def load_train_job(data: dict) -> TrainJob:
     """Validate a train job dict and fill in defaults."""
     job = build_dataclass(TrainJob, data or {}, "")
-    flat = flatten(job.to_dict())
-    for key, allowed in CHOICES.items():
-        if flat[key] not in allowed:
-            raise JobError(f"{key}: must be one of {', '.join(map(str, allowed))}, got {flat[key]!r}")
-    for key in POSITIVE:
-        if flat[key] <= 0:
-            raise JobError(f"{key}: must be positive, got {flat[key]!r}")
-    for key in NON_NEGATIVE:
-        if flat[key] < 0:
-            raise JobError(f"{key}: must not be negative, got {flat[key]!r}")
+    check_values(job, CHOICES, POSITIVE, NON_NEGATIVE)
     for i, res in enumerate(job.multiscale):
         if res not in RESOLUTIONS:
             raise JobError(f"multiscale[{i}]: must be one of {', '.join(map(str, RESOLUTIONS))}, got {res!r}")

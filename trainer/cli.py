@@ -43,6 +43,24 @@ def sample_command(args) -> int:
     return run(args)
 
 
+def add_convert_dit_args(parser) -> None:
+    """The arguments of `pixcap convert-dit`."""
+    parser.add_argument("dit_path", help="diffusers DiT checkpoint: folder or hub id, e.g. facebook/DiT-XL-2-256")
+    parser.add_argument("out_dir", help="where to write the PixArt transformer folder")
+    parser.add_argument("--caption-channels", type=int, default=4096, help="text encoder width (T5-XXL: 4096)")
+    parser.add_argument("--t", type=int, default=500, help="timestep at which modulations are made equal")
+
+
+def add_sample_args(parser) -> None:
+    """The arguments of `pixcap sample`."""
+    parser.add_argument("run_dir", help="training run folder; its exported pipeline is RUN_DIR/pipeline")
+    parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance-scale", type=float, default=4.5)
+    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/samples)")
+
+
 def register(subparsers) -> None:
     """Add the trainer's subcommands; each sets func(args) -> exit code."""
     train = subparsers.add_parser("train", help="train PixArt-alpha on shards (resumes RUN_DIR's latest checkpoint)")
@@ -63,20 +81,10 @@ def register(subparsers) -> None:
     encode.add_argument("--seed", type=int, default=0, help="seeds the VAE posterior samples")
     encode.set_defaults(func=encode_command)
 
-    # convert-dit's and sample's arguments mirror convert_dit.add_convert_dit_args and sampling.add_sample_args;
-    # they are spelled out here because importing those modules imports torch.
     convert = subparsers.add_parser("convert-dit", help="turn a DiT checkpoint into a PixArt transformer (stage 1 init)")
-    convert.add_argument("dit_path", help="diffusers DiT checkpoint: folder or hub id, e.g. facebook/DiT-XL-2-256")
-    convert.add_argument("out_dir", help="where to write the PixArt transformer folder")
-    convert.add_argument("--caption-channels", type=int, default=4096, help="text encoder width (T5-XXL: 4096)")
-    convert.add_argument("--t", type=int, default=500, help="timestep at which modulations are made equal")
+    add_convert_dit_args(convert)
     convert.set_defaults(func=convert_dit_command)
 
     sample = subparsers.add_parser("sample", help="sample images from RUN_DIR/pipeline")
-    sample.add_argument("run_dir", help="training run folder; its exported pipeline is RUN_DIR/pipeline")
-    sample.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
-    sample.add_argument("--steps", type=int, default=20)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--guidance-scale", type=float, default=4.5)
-    sample.add_argument("--out", default=None, help="output folder (default RUN_DIR/samples)")
+    add_sample_args(sample)
     sample.set_defaults(func=sample_command)

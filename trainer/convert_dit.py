@@ -66,14 +66,6 @@ def convert_dit(dit_path: str, out_path: str, caption_channels: int, t: int = 50
     return out_path
 
 
-def add_convert_dit_args(parser) -> None:
-    """The arguments of `pixcap convert-dit`."""
-    parser.add_argument("dit_path", help="diffusers DiT checkpoint: folder or hub id, e.g. facebook/DiT-XL-2-256")
-    parser.add_argument("out_dir", help="where to write the PixArt transformer folder")
-    parser.add_argument("--caption-channels", type=int, default=4096, help="text encoder width (T5-XXL: 4096)")
-    parser.add_argument("--t", type=int, default=500, help="timestep at which modulations are made equal")
-
-
 def convert_dit_command(args) -> int:
     """`pixcap convert-dit DIT_PATH OUT_DIR [--caption-channels N]`."""
     out = convert_dit(args.dit_path, args.out_dir, getattr(args, "caption_channels", 4096), getattr(args, "t", 500))

@@ -9,6 +9,7 @@ import dataclasses
 import os
 
 from pixcap.schemas import JobError
+from pixcap.schemas.job import local_model_path
 from pixcap.schemas.train_job import TrainJob
 
 TINY_REFS = {"tiny:t5": "t5", "tiny:vae": "vae"}  # -> the key of build_tiny_trainer_models' result
@@ -22,12 +23,7 @@ def resolve_model(key: str, name: str, cache: str) -> str:
         from .tiny import build_tiny_trainer_models
 
         return str(build_tiny_trainer_models(os.path.expanduser(cache))[TINY_REFS[name]])
-    if name.startswith(("/", "./", "../", "~")):
-        path = os.path.abspath(os.path.expanduser(name))
-        if not os.path.exists(path):
-            raise JobError(f"{key}: path does not exist: {name}")
-        return path
-    return name
+    return local_model_path(key, name)
 
 
 def resolve_models(job: TrainJob) -> TrainJob:

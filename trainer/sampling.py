@@ -48,15 +48,6 @@ def sample_images(pipeline_dir_or_pipeline, prompts: list[str], out_dir, steps: 
     return paths
 
 
-def add_sample_args(parser) -> None:
-    """The arguments of `pixcap sample`."""
-    parser.add_argument("run_dir", help="training run folder; its exported pipeline is RUN_DIR/pipeline")
-    parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--guidance-scale", type=float, default=4.5)
-    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/samples)")
-
 
 def sample_command(args) -> int:
     """`pixcap sample RUN_DIR --prompt ... [--steps] [--seed] [--out]`."""

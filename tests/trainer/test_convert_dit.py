@@ -5,7 +5,8 @@ import pytest
 import torch
 from diffusers import DiTTransformer2DModel, PixArtTransformer2DModel
 
-from pixcap.trainer.convert_dit import add_convert_dit_args, convert_dit, convert_dit_command
+from pixcap.trainer.cli import add_convert_dit_args
+from pixcap.trainer.convert_dit import convert_dit, convert_dit_command
 from pixcap.trainer.model import model_forward
 
 CAPTION_CHANNELS = 32

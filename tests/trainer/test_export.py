@@ -10,7 +10,8 @@ from PIL import Image
 
 from pixcap.trainer.export import export_pipeline
 from pixcap.trainer.model import build_transformer
-from pixcap.trainer.sampling import add_sample_args, sample_command, sample_images
+from pixcap.trainer.cli import add_sample_args
+from pixcap.trainer.sampling import sample_command, sample_images
 
 
 @pytest.fixture(scope="module")
