@@ -5,7 +5,6 @@ the driver reads the counts and prints a line every `progress_seconds`.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import ray
@@ -24,7 +23,7 @@ class ProgressCounter:
 
 
 class ProgressPrinter:
-    def __init__(self, counter, every_seconds: float, stream=sys.stderr):
+    def __init__(self, counter, every_seconds: float, stream):
         self.counter = counter
         self.every = every_seconds
         self.stream = stream

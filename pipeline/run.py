@@ -77,8 +77,9 @@ class Committer:
         self.pool.shutdown()
 
 
-def run_job(job: Job, address=None, stream=sys.stderr) -> dict:
-    """Run a validated job; returns the manifest."""
+def run_job(job: Job, address=None, stream=None) -> dict:
+    """Run a validated job; returns the manifest. Messages go to stream (default: stderr)."""
+    stream = stream or sys.stderr
     check_output(job)
     try:
         parts = list_parts(job.inputs, job.shard_size)
