@@ -40,10 +40,14 @@ class Ledger:
         self.fragment_shards = defaultdict(set)  # fragment -> its uncommitted shards
         for directory in (SHARDS_DIR, STATS_DIR, REJECTS_DIR, os.path.join(WORK_DIR, FRAGMENTS), os.path.join(WORK_DIR, PARTS)):
             os.makedirs(os.path.join(out_dir, directory), exist_ok=True)
+        # Read once; this run's commits are added as they happen (one run per output: the lock).
+        self.committed_shards = {
+            os.path.basename(p)[: -len(".parquet")] for p in glob.glob(os.path.join(out_dir, STATS_DIR, "*.parquet"))
+        }
 
     # -- what is on disk -------------------------------------------------------------------
     def committed(self) -> set:
-        return {os.path.basename(p)[: -len(".parquet")] for p in glob.glob(os.path.join(self.out, STATS_DIR, "*.parquet"))}
+        return self.committed_shards
 
     def done_parts(self) -> set:
         return {os.path.basename(p)[: -len(".done")] for p in glob.glob(os.path.join(self.work, PARTS, "*.done"))}
@@ -65,13 +69,13 @@ class Ledger:
 
     def load_fragments(self) -> None:
         """Take up the rows a previous run finished but did not commit."""
-        committed = self.committed()
         for fragment in sorted(glob.glob(os.path.join(self.work, FRAGMENTS, "*.parquet"))):
-            self.add(fragment, read_ledger(fragment).to_pydict(), committed)
+            self.add(fragment, read_ledger(fragment).to_pydict())
 
     # -- what is in flight -----------------------------------------------------------------
-    def add(self, fragment: str, rows: dict, committed: set) -> None:
+    def add(self, fragment: str, rows: dict) -> None:
         """Record rows that reached a fragment."""
+        committed = self.committed_shards
         for shard, index, count, part_end, part_id in zip(*(rows[c] for c in (B.SHARD, B.INDEX, B.SHARD_COUNT, B.PART_END, B.PART_ID))):
             self.part_shards[part_id].add(shard)
             if part_end:
@@ -90,7 +94,7 @@ class Ledger:
 
     def skip_list(self, part_shards: list) -> list:
         """PART_SKIP entries for a part: committed shards whole, and finished inputs one by one."""
-        committed = self.committed()
+        committed = self.committed_shards
         skip = []
         for shard in part_shards:
             if shard in committed:
@@ -106,6 +110,7 @@ class Ledger:
         """Forget a committed shard; delete fragments that hold nothing uncommitted any more;
         mark parts whose shards are now all committed."""
         state = self.shards.pop(shard)
+        self.committed_shards.add(shard)
         for fragment in state.fragments:
             pending = self.fragment_shards.get(fragment)
             if pending is None:
@@ -118,7 +123,7 @@ class Ledger:
         self.mark_finished_parts()
 
     def mark_finished_parts(self) -> None:
-        committed = self.committed()
+        committed = self.committed_shards
         for part_id, end in list(self.part_ends.items()):
             if all(s in committed for s in self.part_shards[part_id]) and end in committed:
                 open(os.path.join(self.work, PARTS, f"{part_id}.done"), "w").close()

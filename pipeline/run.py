@@ -36,12 +36,14 @@ def check_output(job: Job) -> None:
                 raise JobError(f"output: {job.output} is inside the input folder {uri}")
 
 
-def _shard_names(part: dict, known: set) -> list:
-    """Names of the part's shards that the ledger knows of (committed or in fragments)."""
-    prefix = part[B.PART_SHARD_PREFIX] + "-"
-    if part[B.PART_KIND] == "files":
-        return [f"{prefix}{part[B.PART_FIRST_SHARD]:05d}"]
-    return sorted(s for s in known if s.startswith(prefix) and s[len(prefix):].isdigit())
+def _shards_by_prefix(shards) -> dict:
+    """{"sa_000000": ["sa_000000-00000", ...]}: shard names grouped by the part prefix they carry."""
+    grouped = defaultdict(list)
+    for shard in shards:
+        prefix, _, number = shard.rpartition("-")
+        if number.isdigit():
+            grouped[prefix].append(shard)
+    return grouped
 
 
 class Committer:
@@ -108,11 +110,14 @@ def _run_locked(job: Job, parts: list, address, stream) -> dict:
     committer.submit_complete()
 
     done_parts = ledger.done_parts()
-    known = ledger.committed() | set(ledger.shards)
+    known = _shards_by_prefix(ledger.committed() | set(ledger.shards))
     todo = []
     for part in parts:
         if part[B.PART_ID] not in done_parts:
-            todo.append({**part, B.PART_SKIP: ledger.skip_list(_shard_names(part, known))})
+            shards = known.get(part[B.PART_SHARD_PREFIX], [])
+            if part[B.PART_KIND] == "files":  # a folder chunk is one shard of its folder's prefix
+                shards = [s for s in shards if s == part[B.PART_ID]]
+            todo.append({**part, B.PART_SKIP: ledger.skip_list(sorted(shards))})
     resumed = len(parts) - len(todo)
     print(f"pixcap: {len(parts)} input parts, {resumed} already done; output {job.output}", file=stream)
 
@@ -129,9 +134,8 @@ def _run_locked(job: Job, parts: list, address, stream) -> dict:
             for i, fragment in enumerate(rows["fragment"]):
                 for column in (B.SHARD, B.INDEX, B.SHARD_COUNT, B.PART_END, B.PART_ID):
                     by_fragment[fragment][column].append(rows[column][i])
-            committed = ledger.committed()
             for fragment, columns in by_fragment.items():
-                ledger.add(fragment, columns, committed)
+                ledger.add(fragment, columns)
                 failpoints.reached("fragment")
             committer.collect()
             committer.submit_complete()

@@ -50,7 +50,7 @@ def test_fragments_commit_in_input_order_with_rejects(tmp_path):
     for batch in (finished_batch("p-00000", [2, 3], count=4, rejected={3}, part_end=True),
                   finished_batch("p-00000", [1, 0]), finished_batch("p-00000", [1])):
         summary = writer(batch)
-        ledger.add(summary["fragment"][0], summary, ledger.committed())
+        ledger.add(summary["fragment"][0], summary)
     assert ledger.complete_shards() == ["p-00000"]
     fragments = sorted(ledger.shards["p-00000"].fragments)
     result = commit_shard(out, "p-00000", fragments)
