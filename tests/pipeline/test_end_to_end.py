@@ -12,6 +12,7 @@ from pixcap.pipeline.stats import concept_density
 from pixcap.schemas import load_job
 
 from .collection import write_collection
+from .tarfiles import jpeg_bytes, sa1b_members, write_tar
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +94,23 @@ def test_rerun_on_finished_output_does_nothing_new(finished_run, models_cache):
     again = run_job(job_for(root, out, models_cache))
     assert {s["name"]: s["sha256"] for s in again["shards"]} == before
     assert again["totals"] == manifest["totals"]
+
+
+def test_sidecar_backend_rescores_existing_captions(tmp_path, ray_session, models_cache):
+    os.makedirs(tmp_path / "tars" / "captions")
+    write_tar(tmp_path / "tars" / "sa_000000.tar", sa1b_members(1, 2, captions=True) + sa1b_members(3, 2))
+    (tmp_path / "tars" / "captions" / "sa_3.txt").write_text("a dog on the beach\n")  # PixArt's layout
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(jpeg_bytes(5))
+    (photos / "cat.txt").write_text("a cat on a sofa")
+    job = job_for(tmp_path, tmp_path / "out", models_cache, caption={"backend": "sidecar", "model": "/no/llava/needed"})
+    manifest = run_job(job)
+    captions = dict(duckdb.sql(f"select key, caption from '{tmp_path}/out/stats/*.parquet'").fetchall())
+    assert captions == {"sa_000000/sa_1": "a caption for image 1", "sa_000000/sa_2": "a caption for image 2",
+                        "sa_000000/sa_3": "a dog on the beach", "photos/cat": "a cat on a sofa"}
+    rejects = duckdb.sql(f"select key, reason from '{tmp_path}/out/rejects/*.parquet'").fetchall()
+    assert rejects == [("sa_000000/sa_4", "no_caption")]
+    assert manifest["totals"]["inputs"] == 5
+    nouns = dict(duckdb.sql(f"select key, nouns from '{tmp_path}/out/stats/*.parquet'").fetchall())
+    assert nouns["photos/cat"] == ["cat", "sofa"]
