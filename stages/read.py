@@ -83,23 +83,20 @@ class ReadStage:
         members = self._tar_members(part, skip) if part[B.PART_KIND] == "tar" else self._file_members(part, skip)
         held = None  # one row of lookahead: a row is its shard's last when the next is not in it
         for position, member in enumerate(members):
-            row = None if member is None else _row(part, member, position, self.shard_size)
             if held is not None:
-                if held[1] // self.shard_size != position // self.shard_size:
-                    held[0][B.SHARD_COUNT] = held[1] % self.shard_size + 1
-                yield from self._emit(held[0], skip)
-            held = (row, position) if row is not None else (_skipped(part, position, self.shard_size), position)
+                yield from self._release(*held, shard_ends=held[1] // self.shard_size != position // self.shard_size, skip=skip)
+            held = (None if member is None else _row(part, member, position, self.shard_size), position)
         if held is not None:
-            held[0][B.SHARD_COUNT] = held[1] % self.shard_size + 1
-            held[0][B.PART_END] = True
-            yield from self._emit(held[0], skip)
+            yield from self._release(*held, shard_ends=True, skip=skip, part_ends=True)
 
-    @staticmethod
-    def _emit(row: dict, skip: set) -> Iterator[dict]:
-        # A finished input is still numbered (so later ones keep their positions) but not sent on;
-        # its shard's count and the part's end are already in the finished fragment.
-        if row[B.SHARD] in skip or f"{row[B.SHARD]}/{row[B.INDEX]}" in skip:
+    def _release(self, row, position: int, shard_ends: bool, skip: set, part_ends: bool = False) -> Iterator[dict]:
+        # A finished input (None) was numbered, so later ones keep their positions, but is not
+        # sent on: its shard's count and the part's end are already in the finished fragment.
+        if row is None or f"{row[B.SHARD]}/{row[B.INDEX]}" in skip or row[B.SHARD] in skip:
             return
+        if shard_ends:
+            row[B.SHARD_COUNT] = position % self.shard_size + 1
+        row[B.PART_END] = part_ends
         yield row
 
     def _is_done(self, part: dict, position: int, skip: set) -> bool:
@@ -182,11 +179,6 @@ class ReadStage:
             except (OSError, ValueError) as e:
                 member.reason, member.error = "read_error", f"{url}: {e}"
             yield member
-
-
-def _skipped(part: dict, position: int, shard_size: int) -> dict:
-    """A stand-in row for a finished input: only its numbering matters."""
-    return _row(part, Member(name="", source="", key=""), position, shard_size)
 
 
 def _captions_location(part: dict):

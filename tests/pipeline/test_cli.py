@@ -49,21 +49,22 @@ def test_bad_set_and_missing_inputs_exit_2(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
 
 
-def test_output_inside_an_input_folder_is_refused(tmp_path, capsys):
+def job_over_one_image(tmp_path, text: str):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(b"x")
     job = tmp_path / "job.yaml"
-    job.write_text(f"inputs: ['{tmp_path}/images']\noutput: {tmp_path}/images/out\n")
-    code, _, err = run_cli(capsys, "run", str(job))
+    job.write_text(f"inputs: ['{tmp_path}/images']\n" + text)
+    return str(job)
+
+
+def test_output_inside_an_input_folder_is_refused(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", job_over_one_image(tmp_path, f"output: {tmp_path}/images/out\n"))
     assert code == 2 and "inside the input folder" in err
 
 
 def test_missing_model_path_is_refused(tmp_path, capsys):
-    (tmp_path / "images").mkdir()
-    (tmp_path / "images" / "a.jpg").write_bytes(b"x")
-    job = tmp_path / "job.yaml"
-    job.write_text(f"inputs: ['{tmp_path}/images']\noutput: {tmp_path}/out\ncaption:\n  model: {tmp_path}/no-llava\n")
-    code, _, err = run_cli(capsys, "run", str(job))
+    job = job_over_one_image(tmp_path, f"output: {tmp_path}/out\ncaption:\n  model: {tmp_path}/no-llava\n")
+    code, _, err = run_cli(capsys, "run", job)
     assert code == 2 and "caption.model: model path does not exist" in err, err
 
 
