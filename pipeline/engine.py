@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import ray
 
@@ -9,13 +10,28 @@ from pixcap.schemas import Job, JobError
 
 
 def start_ray(address, job: Job) -> None:
+    address = address or job.ray.address or os.environ.get("RAY_ADDRESS")
+    _check_reachable(address)
     if not ray.is_initialized():  # else a caller (a test session, a notebook) already runs Ray
-        _init(address, job)
+        _init(address)
     check_gpus(job)
 
 
-def _init(address, job: Job) -> None:
-    address = address or job.ray.address or os.environ.get("RAY_ADDRESS")
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A host:port address (or ray://host:port) that nothing answers on fails in seconds;
+    ray.init would retry it for minutes."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise JobError(f"--address {address}: expected host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise JobError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from None
+
+
+def _init(address) -> None:
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=True, ignore_reinit_error=True)
     except (ConnectionError, RuntimeError, ValueError) as e:

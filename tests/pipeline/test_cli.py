@@ -106,3 +106,9 @@ def test_concept_density_counts_valid_and_distinct_nouns(tmp_path, capsys):
 def test_stats_on_a_folder_without_stats_exits_2(tmp_path, capsys):
     code, _, err = run_cli(capsys, "stats", str(tmp_path))
     assert code == 2 and "no stats parquet" in err
+
+
+def test_unreachable_address_exits_2_quickly(tmp_path, capsys, models_cache):
+    job = job_over_one_image(tmp_path, f"output: {tmp_path}/out\nmodels_cache: {models_cache}\n")
+    code, _, err = run_cli(capsys, "run", job, "--address", "127.0.0.1:1")
+    assert code == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in err
