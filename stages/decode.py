@@ -70,8 +70,8 @@ def open_image(data: bytes, config: DecodeConfig) -> Image.Image:
             # Sizes between PIL's limit and ours are ours to judge, below; don't warn per image.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as e:
-        raise Reject("not_an_image", str(e)) from None
+    except UnidentifiedImageError:
+        raise Reject("not_an_image", "no image format recognises these bytes") from None
     except Image.DecompressionBombError as e:  # PIL's own, fixed limit; stricter than ours can be
         raise Reject("too_large", str(e)) from None
     width, height = image.size
