@@ -37,4 +37,3 @@ PART_KEYS = "part_keys"  # "files": their keys, made unique when the folder was 
 PART_CAPTIONS = "part_captions"  # URL of a captions/ folder beside the input, or ""
 PART_SKIP = "part_skip"  # "shard/index" strings of inputs already done; whole shard names too
 
-PART_KINDS = ("tar", "files")

@@ -9,7 +9,8 @@ import webdataset as wds
 
 from pixcap.pipeline.run import run_job
 from pixcap.pipeline.stats import concept_density
-from pixcap.schemas import load_job
+from pixcap.schemas import REASONS, load_job
+from pixcap.schemas.manifest import MANIFEST_KEYS
 
 from .collection import write_collection
 from .tarfiles import jpeg_bytes, sa1b_members, write_tar
@@ -85,7 +86,9 @@ def test_stats_with_duckdb_and_manifest(finished_run):
     assert shard_sizes["sa_000000-00000"] == 3 and max(shard_sizes.values()) <= 3
     with open(out / "manifest.json") as f:
         on_disk = json.load(f)
+    assert tuple(on_disk) == MANIFEST_KEYS
     assert on_disk["job"]["shard_size"] == 3 and on_disk["versions"]["torch"]
+    assert set(on_disk["totals"]["rejected_by_reason"]) <= set(REASONS)
 
 
 def test_rerun_on_finished_output_does_nothing_new(finished_run, models_cache):
