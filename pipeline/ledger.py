@@ -12,9 +12,8 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from pixcap.schemas import batch as B
 from pixcap.schemas.manifest import REJECTS_DIR, SHARDS_DIR, STATS_DIR, WORK_DIR
-from pixcap.stages.write import FRAGMENTS, TMP_SUFFIX, read_ledger
+from pixcap.stages.write import FRAGMENTS, LEDGER_COLUMNS, TMP_SUFFIX, read_ledger
 
 PARTS = "parts"
 
@@ -76,7 +75,7 @@ class Ledger:
     def add(self, fragment: str, rows: dict) -> None:
         """Record rows that reached a fragment."""
         committed = self.committed_shards
-        for shard, index, count, part_end, part_id in zip(*(rows[c] for c in (B.SHARD, B.INDEX, B.SHARD_COUNT, B.PART_END, B.PART_ID))):
+        for shard, index, count, part_end, part_id in zip(*(rows[c] for c in LEDGER_COLUMNS)):
             self.part_shards[part_id].add(shard)
             if part_end:
                 self.part_ends[part_id] = shard

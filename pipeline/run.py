@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from pixcap.schemas import Job, JobError
 from pixcap.schemas import batch as B
-from pixcap.stages.write import commit_shard
+from pixcap.stages.write import LEDGER_COLUMNS, commit_shard
 
 from . import failpoints
 from .engine import start_ray
@@ -132,7 +132,7 @@ def _run_locked(job: Job, parts: list, address, stream) -> dict:
         for rows in build_dataset(todo, resolved, counter).iter_batches(batch_size=None):
             by_fragment = defaultdict(lambda: defaultdict(list))
             for i, fragment in enumerate(rows["fragment"]):
-                for column in (B.SHARD, B.INDEX, B.SHARD_COUNT, B.PART_END, B.PART_ID):
+                for column in LEDGER_COLUMNS:
                     by_fragment[fragment][column].append(rows[column][i])
             for fragment, columns in by_fragment.items():
                 ledger.add(fragment, columns)
@@ -140,9 +140,7 @@ def _run_locked(job: Job, parts: list, address, stream) -> dict:
             committer.collect()
             committer.submit_complete()
             printer.maybe_print(committer.written, committer.rejected)
-        committer.drain()
-        committer.submit_complete()  # shards completed by the very last rows
-        committer.drain()
+        committer.drain()  # the last block's complete shards were submitted inside the loop
         printer.maybe_print(committer.written, committer.rejected, force=True)
     else:
         committer.drain()
