@@ -13,7 +13,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pixcap.schemas import batch as B
-from pixcap.stages.keys import KeyMaker, is_image_name, sanitise, short_hash
+from pixcap.stages.keys import KeyMaker, SidecarTracker, is_image_name, sanitise, short_hash
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 CAPTIONS_FOLDER = "captions"  # PixArt's layout: captions/sa_K.txt beside the images or tars
@@ -53,11 +53,28 @@ def _expand(uri: str):
     return fs, [path] if fs.exists(path) else []
 
 
+def _accounted(paths: list, captions_dir: str = "") -> list:
+    """The files of a folder that are inputs: every image, and every other file that no image
+    claims as its sidecar (those become `no_image` rejects, so nothing is silently skipped).
+    Tars are parts of their own; a captions/ folder holds captions, not inputs."""
+    tracker = SidecarTracker()
+    images = []
+    for path in paths:
+        if _is_tar(path) or (captions_dir and path.startswith(captions_dir + "/")):
+            continue
+        if is_image_name(path):
+            tracker.add_image(path)
+            images.append(path)
+        else:
+            tracker.add_other(path, path)
+    return sorted(images + [path for _, path in tracker.orphans()])
+
+
 def list_parts(inputs: list, shard_size: int) -> list:
     """The parts of all inputs, as rows for the read stage (without PART_SKIP)."""
     tars = []  # (fs, path)
     folders = []  # (fs, root, [image paths])
-    loose = defaultdict(list)  # parent folder -> images named one by one or by a glob
+    loose = defaultdict(list)  # parent folder -> images named one by one, or a glob's files
     for uri in inputs:
         fs, paths = _expand(uri)
         if not paths:
@@ -66,16 +83,17 @@ def list_parts(inputs: list, shard_size: int) -> list:
             if fs.isdir(path):
                 found = sorted(fs.find(path))
                 tars += [(fs, p) for p in found if _is_tar(p)]
-                images = [p for p in found if is_image_name(p)]
-                if images:
-                    folders.append((fs, path.rstrip("/"), images))
+                files = _accounted(found, posixpath.join(path.rstrip("/"), CAPTIONS_FOLDER))
+                if files:
+                    folders.append((fs, path.rstrip("/"), files))
             elif _is_tar(path):
                 tars.append((fs, path))
-            elif is_image_name(path):
+            elif is_image_name(path) or len(paths) > 1:  # a glob's other matches are accounted for
                 loose[(fs, posixpath.dirname(path))].append(path)
-            elif len(paths) == 1:
+            else:
                 raise InputError(f"{uri} is neither a folder, a tar, nor an image")
-    folders += [(fs, root, sorted(images)) for (fs, root), images in sorted(loose.items(), key=lambda kv: kv[0][1])]
+    for (fs, root), files in sorted(loose.items(), key=lambda kv: kv[0][1]):
+        folders.append((fs, root, _accounted(files)))
 
     parts = []
     prefixes = set()
@@ -91,11 +109,11 @@ def list_parts(inputs: list, shard_size: int) -> list:
         url = _url(fs, path)
         prefix = unique_prefix(_tar_stem(path), url)
         parts.append(_part(prefix, "tar", url, prefix, 0, prefix, [], [], _captions_dir(fs, posixpath.dirname(path))))
-    for fs, root, images in folders:
+    for fs, root, files in folders:
         url = _url(fs, root)
         prefix = unique_prefix(posixpath.basename(root) or "root", url)
         keys = KeyMaker(prefix)
-        members = [(_url(fs, p), keys.make(p[len(root) + 1:])) for p in images]
+        members = [(_url(fs, p), keys.make(p[len(root) + 1:])) for p in files]
         captions = _captions_dir(fs, root)
         for chunk, start in enumerate(range(0, len(members), shard_size)):
             urls, chunk_keys = zip(*members[start : start + shard_size])

@@ -16,8 +16,9 @@ REJECT_COLUMNS = REJECT_SCHEMA.names
 # Stable reason words. Analysts group by these; add, never rename.
 REASONS = {
     "read_error": "the input or the tar member could not be read",
-    "unsafe_member": "a tar member that is a link, a device, or points outside the archive",
+    "unsafe_member": "a link, device or pipe, or a path that leads outside the input",
     "duplicate": "a second input with the same key inside one input; the first one wins",
+    "no_image": "a file or tar member that is no image and belongs to none (an orphan sidecar)",
     "empty_file": "a zero-byte file",
     "not_an_image": "the bytes are no image format that can be decoded",
     "decode_error": "the image is truncated or corrupt",

@@ -25,6 +25,48 @@ def is_image_name(name: str) -> bool:
     return split_extension(name)[1] in IMAGE_EXTENSIONS
 
 
+def sample_names(name: str) -> frozenset:
+    """The names that tie a sidecar to its image: the path without its last extension, and
+    webdataset's sample key (the path up to the first dot of its base name). `sa_1.jpg` and
+    `sa_1.json` share both; `a.b.jpg` claims `a.b.txt` and, as webdataset would, `a.json`."""
+    directory, _, base = name.rpartition("/")
+    webdataset_key = (directory + "/" if directory else "") + base.split(".", 1)[0]
+    return frozenset((split_extension(name)[0], webdataset_key))
+
+
+class SidecarTracker:
+    """Finds the non-image files of an input that belong to no image (orphan sidecars).
+
+    Files arrive in order; a non-image file waits until an image with a shared sample name
+    claims it (before or after it). What is left at the end has no image and is reported.
+    """
+
+    def __init__(self):
+        self.image_names = set()
+        self.waiting = {}  # arrival number -> (name, payload)
+        self.waiting_by_name = {}  # sample name -> [arrival numbers]
+        self.arrivals = 0
+
+    def add_image(self, name: str) -> None:
+        for sample_name in sample_names(name):
+            self.image_names.add(sample_name)
+            for number in self.waiting_by_name.pop(sample_name, ()):
+                self.waiting.pop(number, None)
+
+    def add_other(self, name: str, payload=None) -> None:
+        names = sample_names(name)
+        if names & self.image_names:
+            return
+        self.arrivals += 1
+        self.waiting[self.arrivals] = (name, payload)
+        for sample_name in names:
+            self.waiting_by_name.setdefault(sample_name, []).append(self.arrivals)
+
+    def orphans(self) -> list:
+        """(name, payload) of the files no image claimed, in arrival order."""
+        return [self.waiting[number] for number in sorted(self.waiting)]
+
+
 def is_unsafe_path(name: str) -> bool:
     """A member path that is absolute or climbs out of its archive."""
     return name.startswith("/") or ".." in name.replace("\\", "/").split("/")

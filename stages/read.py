@@ -7,15 +7,18 @@ counted but not emitted. A member that cannot be read becomes a reject row, neve
 """
 from __future__ import annotations
 
+import os
+import stat
 import tarfile
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from pixcap.schemas import batch as B
 
-from .keys import CAPTION_EXTENSION, KeyMaker, is_image_name, is_unsafe_path, split_extension
+from .keys import CAPTION_EXTENSION, KeyMaker, SidecarTracker, is_image_name, is_unsafe_path, split_extension
 
 ROWS_PER_BATCH = 16  # rows per yielded batch; bounds the bytes held in one block
 
@@ -51,10 +54,13 @@ def _row(part: dict, member: Member, position: int, shard_size: int) -> dict:
     }
 
 
-def _read_text(fs, path: str) -> str:
+def _read_text(fs, path: str, root_path: str) -> str:
+    """A caption file's text, or "" when there is none or it may not be read (see local_file_problem)."""
     try:
+        if local_file_problem(fs, path, root_path):
+            return ""
         return fs.cat_file(path).decode("utf-8", errors="replace").strip()
-    except (FileNotFoundError, IsADirectoryError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return ""
 
 
@@ -107,32 +113,38 @@ class ReadStage:
         """Image members of a tar, streamed; a member's bytes are read only when not yet done.
 
         Yields None for a finished member. A `.txt` member right after an image with the same
-        stem (webdataset's grouping) is its existing caption.
+        stem (webdataset's grouping) is its existing caption; other non-image members belong to
+        the image they share a sample name with, and those that belong to none come last.
         """
         uri = part[B.PART_URI]
         keys = KeyMaker(part[B.PART_KEY_PREFIX])
+        sidecars = SidecarTracker()
         captions_fs, captions_dir = _captions_location(part) if self.read_captions else (None, "")
         pending = None  # the last image member, waiting for a caption member that may follow
+        broken = None  # a row for the archive itself, when it cannot be read to its end
         position = 0
         try:
             with fsspec.open(uri, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
                 for info in tar:
+                    if info.isdir():
+                        continue
                     stem, ext = split_extension(info.name)
                     if pending is not None and ext == CAPTION_EXTENSION and stem == split_extension(pending.name)[0]:
                         if info.isfile() and not pending.reason and self.read_captions:
                             pending.caption = tar.extractfile(info).read().decode("utf-8", "replace").strip()
                         continue
                     if not is_image_name(info.name):
+                        sidecars.add_other(info.name, info.isfile())
                         continue
+                    sidecars.add_image(info.name)
                     if pending is not None:
                         yield pending
                     pending = None
                     member = Member(name=info.name, source=f"{uri}::{info.name}", key=keys.make(info.name))
-                    if self._is_done(part, position, skip):
-                        yield None
-                        position += 1
-                        continue
                     position += 1
+                    if self._is_done(part, position - 1, skip):
+                        yield None
+                        continue
                     if member.key is None:
                         member.reason, member.error = "duplicate", f"member {info.name!r} appears again in {uri}"
                     elif is_unsafe_path(info.name):
@@ -143,25 +155,37 @@ class ReadStage:
                         try:
                             member.data = tar.extractfile(info).read()
                         except (tarfile.TarError, EOFError, OSError) as e:
+                            # Cut inside this member: it is rejected and the part ends here.
                             member.reason, member.error = "read_error", f"{info.name}: {e}"
-                            yield member
-                            return
+                            pending = member
+                            break
                         if captions_fs is not None:
-                            member.caption = _read_text(captions_fs, f"{captions_dir}/{stem.rsplit('/', 1)[-1]}.{CAPTION_EXTENSION}")
+                            member.caption = _read_text(captions_fs, f"{captions_dir}/{stem.rsplit('/', 1)[-1]}.{CAPTION_EXTENSION}", captions_dir)
                     pending = member
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-            if pending is not None:
-                yield pending
-                pending = None
             # The archive itself broke (unreadable, or truncated between members): one row for it.
-            yield Member(name=uri, source=uri, key=None, reason="read_error", error=f"{uri}: {e}")
+            broken = Member(name=uri, source=uri, key=None, reason="read_error", error=f"{uri}: {e}")
         if pending is not None:
             yield pending
+        for name, is_file in sidecars.orphans():
+            position += 1
+            if self._is_done(part, position - 1, skip):
+                yield None
+            else:
+                yield _orphan(uri, name, is_file, keys.make(name))
+        if broken is not None:
+            yield broken
 
     def _file_members(self, part: dict, skip: set) -> Iterator[Optional[Member]]:
-        """The files of a folder chunk, in listing order, with `KEY.txt` or captions/ beside them."""
+        """The files of a folder chunk, in listing order, with `KEY.txt` or captions/ beside them.
+
+        A file that is a link out of the input folder, or no regular file (a pipe would block
+        the read forever), is rejected before it is opened; a non-image file is listed here only
+        when no image claims it as a sidecar, and is rejected too.
+        """
         captions_fs, captions_dir = _captions_location(part) if self.read_captions else (None, "")
         root = part[B.PART_URI].rstrip("/")
+        root_path = fsspec.core.url_to_fs(root)[1]
         for position, (url, key) in enumerate(zip(part[B.PART_MEMBERS], part[B.PART_KEYS])):
             if self._is_done(part, position, skip):
                 yield None
@@ -169,16 +193,56 @@ class ReadStage:
             member = Member(name=url, source=url, key=key)
             try:
                 fs, path = fsspec.core.url_to_fs(url)
-                member.data = fs.cat_file(path)
-                if self.read_captions:
-                    stem = split_extension(path)[0]
-                    member.caption = _read_text(fs, f"{stem}.{CAPTION_EXTENSION}")
-                    if not member.caption and captions_fs is not None:
-                        relative = stem[len(fsspec.core.url_to_fs(root)[1]):].lstrip("/")
-                        member.caption = _read_text(captions_fs, f"{captions_dir}/{relative}.{CAPTION_EXTENSION}")
+                problem = local_file_problem(fs, path, root_path)
+                if problem:
+                    member.reason, member.error = "unsafe_member", problem
+                elif not is_image_name(path):
+                    member.reason, member.error = "no_image", f"{url}: not an image, and no image in its folder has its name"
+                else:
+                    member.data = fs.cat_file(path)
+                    if self.read_captions:
+                        member.caption = self._folder_caption(fs, path, root_path, captions_fs, captions_dir)
             except (OSError, ValueError) as e:
                 member.reason, member.error = "read_error", f"{url}: {e}"
             yield member
+
+    @staticmethod
+    def _folder_caption(fs, path: str, root_path: str, captions_fs, captions_dir: str) -> str:
+        stem = split_extension(path)[0]
+        caption = _read_text(fs, f"{stem}.{CAPTION_EXTENSION}", root_path)
+        if not caption and captions_fs is not None:
+            relative = stem[len(root_path):].lstrip("/")
+            caption = _read_text(captions_fs, f"{captions_dir}/{relative}.{CAPTION_EXTENSION}", captions_dir)
+        return caption
+
+
+def _orphan(uri: str, name: str, is_file: bool, key: Optional[str]) -> Member:
+    """The reject row of a tar member that belongs to no image."""
+    member = Member(name=name, source=f"{uri}::{name}", key=key)
+    if key is None:
+        member.reason, member.error = "duplicate", f"member {name!r} appears again in {uri}"
+    elif is_unsafe_path(name):
+        member.reason, member.error = "unsafe_member", f"member path {name!r} leaves the archive"
+    elif not is_file:
+        member.reason, member.error = "unsafe_member", f"member {name!r} is a link or device, not a file"
+    else:
+        member.reason, member.error = "no_image", f"member {name!r} is not an image, and no image in {uri} has its name"
+    return member
+
+
+def local_file_problem(fs, path: str, root_path: str) -> str:
+    """Why a local file may not be read as part of the input under root_path, or "".
+
+    Other filesystems have no links to follow; their files are read as listed.
+    """
+    if not isinstance(fs, LocalFileSystem):
+        return ""
+    real, real_root = os.path.realpath(path), os.path.realpath(root_path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return f"{path} is a link to {real}, outside the input {root_path}"
+    if not stat.S_ISREG(os.stat(real).st_mode):
+        return f"{path} is not a regular file (a folder, pipe, socket or device)"
+    return ""
 
 
 def _captions_location(part: dict):

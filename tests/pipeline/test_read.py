@@ -105,16 +105,20 @@ def test_nested_folders_with_awkward_names_and_file_urls(tmp_path):
     names = ["a.jpg", "a.png", "a b.jpg", "a_b.jpg", "x.y.z.JPEG", "sub dir/été.webp", "notes.txt"]
     for name in names:
         (root / name).write_bytes(jpeg_bytes(len(name)))
-    (root / "sub dir" / "a.txt").write_text("caption of sub dir/a")
+    (root / "sub dir" / "a.txt").write_text("caption of sub dir/a")  # no image sub dir/a.*
     parts = list_parts([f"file://{root}"], shard_size=4)
     assert [p[B.PART_ID] for p in parts] == ["photos-00000", "photos-00001"]
     rows = read_all(parts, shard_size=4)
     keys = [r[B.KEY] for r in rows]
-    assert len(keys) == 6 and len(set(keys)) == 6
+    assert len(keys) == 8 and len(set(keys)) == 8
     for key in keys:
         assert key.startswith("photos/") and "." not in key and " " not in key
     assert "photos/x_y_z" in keys and "photos/sub_dir/_t_" in keys
-    assert [r[B.SHARD] for r in rows] == ["photos-00000"] * 4 + ["photos-00001"] * 2
+    # The two text files belong to no image: accounted for as rejects, never read.
+    orphans = {r[B.KEY]: r for r in rows if r[B.REJECT_REASON]}
+    assert sorted(orphans) == ["photos/notes", "photos/sub_dir/a"]
+    assert {r[B.REJECT_REASON] for r in orphans.values()} == {"no_image"}
+    assert [r[B.SHARD] for r in rows] == ["photos-00000"] * 4 + ["photos-00001"] * 4
     # Same listing, same keys: keys are stable across runs.
     assert [r[B.KEY] for r in read_all(list_parts([str(root)], 4), 4)] == keys
 
@@ -135,3 +139,78 @@ def test_same_named_inputs_get_distinct_prefixes(tmp_path):
     parts = list_parts([str(tmp_path / "a"), str(tmp_path / "b")], 10)
     prefixes = [p[B.PART_SHARD_PREFIX] for p in parts]
     assert prefixes[0] == "sa_000000" and prefixes[1].startswith("sa_000000-") and len(set(prefixes)) == 2
+
+
+def test_every_tar_member_is_an_input_a_sidecar_or_an_orphan_reject(tmp_path):
+    folder = tarfile.TarInfo("sa_7")
+    folder.type = tarfile.DIRTYPE
+    orphan_link = tarfile.TarInfo("lonely.json")
+    orphan_link.type, orphan_link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    write_tar(
+        tmp_path / "sa_000000.tar",
+        [("sa_2.json", b"{}"),  # before its image: claimed when sa_2.jpg arrives
+         ("sa_1.jpg", jpeg_bytes(1)), ("sa_1.json", b"{}"),
+         ("sa_2.jpg", jpeg_bytes(2)),
+         ("sa_3.json", b"{}"),  # its image is missing
+         folder,  # a folder entry is no input
+         ("sa_4.dat", jpeg_bytes(4)),  # a JPEG under a non-image name: pixcap does not guess
+         ("a.b.jpg", jpeg_bytes(5)), ("a.json", b"{}"),  # webdataset's key: claimed by a.b.jpg
+         orphan_link, ("../up.json", b"{}")],
+    )
+    rows = read_all(list_parts([str(tmp_path / "sa_000000.tar")], 100), shard_size=100)
+    assert [(r[B.KEY], r[B.REJECT_REASON]) for r in rows] == [
+        ("sa_000000/sa_1", ""), ("sa_000000/sa_2", ""), ("sa_000000/a_b", ""),
+        ("sa_000000/sa_3", "no_image"), ("sa_000000/sa_4", "no_image"),
+        ("sa_000000/lonely", "unsafe_member"), ("sa_000000/up", "unsafe_member")]
+    assert all(r[B.DATA] == b"" for r in rows[3:])
+    assert rows[3][B.SOURCE].endswith("::sa_3.json") and "sa_3.json" in rows[3][B.REJECT_ERROR]
+    assert [r[B.INDEX] for r in rows] == list(range(7)) and rows[-1][B.PART_END] and rows[-1][B.SHARD_COUNT] == 7
+    # A resumed read numbers the orphans the same way and skips the finished ones.
+    parts = list_parts([str(tmp_path / "sa_000000.tar")], 100)
+    parts[0][B.PART_SKIP] = ["sa_000000-00000/3", "sa_000000-00000/5"]
+    resumed = read_all(parts, shard_size=100)
+    assert [r[B.INDEX] for r in resumed] == [0, 1, 2, 4, 6]
+
+
+def test_folder_links_out_of_the_input_pipes_and_orphans_are_rejected(tmp_path):
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(jpeg_bytes(1))
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "real.jpg").write_bytes(jpeg_bytes(2))
+    (root / "real.json").write_text("{}")  # a sidecar: no input of its own
+    (root / "inside.jpg").symlink_to(root / "real.jpg")  # a link within the input is read
+    (root / "escape.jpg").symlink_to(outside)
+    (root / "etc").symlink_to("/etc")  # a link to a folder outside is not followed
+    os.mkfifo(root / "pipe.jpg")  # reading a pipe would block the run forever
+    (root / "orphan.json").write_text("{}")
+    rows = read_all(list_parts([str(root)], 100), shard_size=100)
+    outcome = {r[B.KEY]: r[B.REJECT_REASON] for r in rows}
+    assert outcome == {"in/escape": "unsafe_member", "in/etc": "unsafe_member", "in/inside": "",
+                       "in/orphan": "no_image", "in/pipe": "unsafe_member", "in/real": ""}
+    by_key = {r[B.KEY]: r for r in rows}
+    assert by_key["in/inside"][B.DATA] == jpeg_bytes(2) and by_key["in/escape"][B.DATA] == b""
+    assert "outside the input" in by_key["in/escape"][B.REJECT_ERROR]
+
+
+def test_a_glob_accounts_for_every_file_it_matches(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(1))
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / "b.json").write_text("{}")
+    rows = read_all(list_parts([str(tmp_path / "*")], 100), shard_size=100)
+    assert [(r[B.KEY].split("/", 1)[1], r[B.REJECT_REASON]) for r in rows] == [("a", ""), ("b", "no_image")]
+    with pytest.raises(InputError, match="neither a folder, a tar, nor an image"):
+        list_parts([str(tmp_path / "b.json")], 100)
+
+
+def test_sidecar_captions_are_not_read_through_links_out_of_the_input(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private text outside the input")
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(jpeg_bytes(1))
+    (root / "a.txt").symlink_to(secret)
+    (root / "b.jpg").write_bytes(jpeg_bytes(2))
+    (root / "b.txt").write_text("a real caption")
+    rows = read_all(list_parts([str(root)], 100), shard_size=100, read_captions=True)
+    assert [r[B.SIDECAR_CAPTION] for r in rows] == ["", "a real caption"]
