@@ -3,8 +3,8 @@
 Each image is opened once. Its header alone decides the cheap rejects (too large, too small,
 bad aspect), so a decompression bomb is never decoded. A JPEG is then decoded at a reduced
 size (libjpeg's DCT scaling via `draft`) large enough for both outputs, which is most of the
-speed on SA-1B photos. A JPEG that is already RGB, upright and small enough is stored as its
-original bytes; everything else is re-encoded as an upright RGB JPEG.
+speed on SA-1B photos. A JPEG that is already RGB, sRGB, upright and small enough is stored as
+its original bytes; everything else is re-encoded as an upright sRGB JPEG (see colour.py).
 """
 from __future__ import annotations
 
@@ -20,12 +20,11 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from pixcap.schemas import batch as B
 from pixcap.schemas.job import DecodeConfig
 
+from .colour import needs_conversion, to_srgb
+
 STAGE = "decode"
 EXIF_ORIENTATION = 0x0112
 TURNED_ORIENTATIONS = (2, 3, 4, 5, 6, 7, 8)  # 1 is upright; other values are invalid and ignored
-TRANSPARENT_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
-SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
-WHITE = (255, 255, 255)
 # The stored image is the training target and is kept, so it gets the sharper filter; the model
 # image is resized again by the models' own (bicubic) transforms, and bicubic costs a third less.
 STORED_RESAMPLE = Image.Resampling.LANCZOS
@@ -86,23 +85,6 @@ def open_image(data: bytes, config: DecodeConfig) -> Image.Image:
     return image
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any mode -> RGB: 16-bit scaled to 8, transparency composited on white."""
-    if image.mode in SIXTEEN_BIT_MODES:
-        # PIL's own I -> L conversion clips at 255 instead of scaling the 16-bit range down.
-        levels = np.asarray(image).astype(np.float32)
-        eight_bit = np.clip(np.rint(levels / 257.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(eight_bit, "L").convert("RGB")
-    if image.mode == "P" or "transparency" in image.info:
-        image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
-    if image.mode in TRANSPARENT_MODES:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, WHITE)
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
 def resized(image: Image.Image, size: tuple, resample: Image.Resampling) -> Image.Image:
     # reducing_gap first shrinks by whole factors, cheaply, where a PNG is many times too large.
     return image if image.size == size else image.resize(size, resample, reducing_gap=3.0)
@@ -120,7 +102,7 @@ def decode_image(data: bytes, config: DecodeConfig) -> Decoded:
         orientation = image.getexif().get(EXIF_ORIENTATION, 1)
         # MPO (a JPEG with more pictures appended) is re-encoded so only the first is stored.
         passthrough = (image_format == "jpeg" and image.mode == "RGB" and store_scale == 1.0
-                       and orientation not in TURNED_ORIENTATIONS)
+                       and orientation not in TURNED_ORIENTATIONS and not needs_conversion(image))
         decode_scale = model_scale if passthrough else max(store_scale, model_scale)
         if decode_scale < 1.0:
             # draft works in the file's own (unrotated) frame and never returns less than asked.
@@ -135,7 +117,7 @@ def decode_image(data: bytes, config: DecodeConfig) -> Decoded:
     # Judged from what the transpose did, so the recorded sizes always match the pixels.
     turned_sideways = image.size != loaded_size
     orig_width, orig_height = (height, width) if turned_sideways else (width, height)
-    upright = to_rgb(image)
+    upright = to_srgb(image)
 
     # np.array, not asarray: PIL's buffer is read-only, and torch.from_numpy downstream warns on it.
     model_image = np.array(resized(upright, scaled_size(orig_width, orig_height, model_scale),

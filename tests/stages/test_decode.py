@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageCms, ImageFile
 
 from pixcap.pipeline.sample import write_sample
 from pixcap.schemas import batch as B
@@ -176,6 +176,40 @@ def test_cmyk_and_grayscale_jpegs_give_rgb():
         r = accepted(jpeg(photo(120, 90).convert(mode)))
         assert r[B.MODEL_IMAGE].shape == (90, 120, 3) and r["passthrough"] is False
         assert stored_image(r).size == (120, 90)
+
+
+def swapped_primaries_profile() -> bytes:
+    """An RGB ICC profile whose red and blue primaries trade places, so a file's pure red means
+    sRGB blue. Built from PIL's sRGB profile by swapping two tag-table entries and renaming it."""
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    (count,) = struct.unpack(">I", data[128:132])
+    entries = {bytes(data[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
+    data[red + 4:red + 12], data[blue + 4:blue + 12] = data[blue + 4:blue + 12], data[red + 4:red + 12]
+    return bytes(data).replace("sRGB".encode("utf-16-be"), "swap".encode("utf-16-be"))
+
+
+def test_embedded_icc_profile_is_converted_to_srgb():
+    red = Image.new("RGB", (80, 60), RED)
+    r = accepted(jpeg_with_profile(red, swapped_primaries_profile()))
+    assert r["passthrough"] is False
+    for pixels in (np.asarray(stored_image(r)), r[B.MODEL_IMAGE]):
+        mean = pixels.reshape(-1, 3).mean(axis=0)
+        assert mean[2] > 200 and mean[0] < 60, mean  # the file's red is the profile's blue
+    assert "icc_profile" not in stored_image(r).info  # the stored pixels are plain sRGB now
+
+
+def test_srgb_tagged_and_broken_profiles_keep_the_original_bytes():
+    image = photo(80, 60)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for profile in (srgb, b"not an icc profile at all" * 8):
+        data = jpeg_with_profile(image, profile)
+        r = accepted(data)
+        assert r["passthrough"] is True and r[B.STORED] == data
+
+
+def jpeg_with_profile(image, profile: bytes) -> bytes:
+    return encoded(image, "JPEG", quality=95, icc_profile=profile)
 
 
 def test_sixteen_bit_png_is_scaled_to_eight_bits():
