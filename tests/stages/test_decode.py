@@ -15,6 +15,8 @@ from pixcap.schemas.job import DecodeConfig
 from pixcap.schemas.rejects import REASONS
 from pixcap.stages.decode import DecodeStage
 
+from ..pipeline.hostile import swapped_primaries_profile
+
 CONFIG = DecodeConfig(max_side=1024, model_side=336, min_side=32, max_aspect_ratio=8.0)
 RED = (255, 0, 0)
 
@@ -176,17 +178,6 @@ def test_cmyk_and_grayscale_jpegs_give_rgb():
         r = accepted(jpeg(photo(120, 90).convert(mode)))
         assert r[B.MODEL_IMAGE].shape == (90, 120, 3) and r["passthrough"] is False
         assert stored_image(r).size == (120, 90)
-
-
-def swapped_primaries_profile() -> bytes:
-    """An RGB ICC profile whose red and blue primaries trade places, so a file's pure red means
-    sRGB blue. Built from PIL's sRGB profile by swapping two tag-table entries and renaming it."""
-    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    (count,) = struct.unpack(">I", data[128:132])
-    entries = {bytes(data[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(count)}
-    red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
-    data[red + 4:red + 12], data[blue + 4:blue + 12] = data[blue + 4:blue + 12], data[red + 4:red + 12]
-    return bytes(data).replace("sRGB".encode("utf-16-be"), "swap".encode("utf-16-be"))
 
 
 def test_embedded_icc_profile_is_converted_to_srgb():
