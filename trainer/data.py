@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import sys
 from collections import Counter, defaultdict
 
 import fsspec
@@ -48,18 +49,51 @@ def expand_shards(uris) -> list:
     return urls
 
 
-def open_shards(src):
-    """{url} -> {url, stream}: pipe: through webdataset's gopen, everything else through fsspec."""
-    for sample in src:
-        url = sample["url"]
-        stream = wds.gopen(url) if url.startswith("pipe:") else fsspec.open(url, "rb").open()
-        yield dict(url=url, stream=stream)
+def open_shard(url: str):
+    """A shard's byte stream: pipe: through webdataset's gopen, everything else through fsspec."""
+    return wds.gopen(url) if url.startswith("pipe:") else fsspec.open(url, "rb").open()
 
 
-def tar_samples(src):
-    """Shard streams -> webdataset samples ({__key__, __url__, ext: bytes})."""
-    files = wds.tariterators.tar_file_expander(open_shards(src))
-    return wds.tariterators.group_by_keys(files)
+def shard_files(src, on_broken_shard=None):
+    """{url} -> the files of each shard ({fname, data, __url__}), then {} to end the shard.
+
+    A shard that cannot be opened or read to its end (truncated, unreachable) keeps the files
+    read before the break; on_broken_shard(url, error) is told once and the stream goes on.
+    Without it, the error is raised. (webdataset's tar_file_expander reports a truncated shard
+    twice and ends the stream when its handler says stop, so this loop is ours.)
+    """
+    for source in src:
+        url, errors = source["url"], []
+
+        def stop(error):
+            errors.append(error)
+            return False  # leave this shard; the next one is read as usual
+
+        stream = None
+        try:
+            stream = open_shard(url)
+            for file in wds.tariterators.tar_file_iterator(stream, handler=stop):
+                yield {**file, "__url__": url}
+        except Exception as e:
+            errors.append(e)
+        finally:
+            if stream is not None:
+                stream.close()
+        if errors:
+            if on_broken_shard is None:
+                raise errors[0]
+            on_broken_shard(url, errors[0])
+        yield {}  # the end of a shard: its last sample is never merged with the next shard's first
+
+
+def tar_samples(src, on_broken_shard=None):
+    """Shard URLs -> webdataset samples ({__key__, __url__, ext: bytes}); see shard_files."""
+    return wds.tariterators.group_by_keys(shard_files(src, on_broken_shard))
+
+
+def one_line(error: Exception) -> str:
+    text = str(error).split(" @ <", 1)[0]  # webdataset appends the stream object's repr
+    return f"{type(error).__name__}: {' '.join(text.split())}"
 
 
 def worker_rng(seed: int, segment: int) -> random.Random:
@@ -108,16 +142,27 @@ class PrepareSamples:
         self.resolutions, self.filters = list(resolutions), filters
         self.skipped = Counter()
 
+    def broken_shard(self, url: str, error: Exception) -> None:
+        """A shard that breaks off costs its remaining samples, never the training run."""
+        self.skipped["broken_shard"] += 1
+        print(f"pixcap: skipped the rest of {url}: {one_line(error)}", file=sys.stderr)
+
     def __call__(self, src):
         for sample in src:
-            try:
-                prepared = self.prepare(sample)
-            except Exception:  # a corrupt member costs one sample, never the stream
-                prepared = "unreadable"
-            if isinstance(prepared, str):
-                self.skipped[prepared] += 1
-            else:
+            prepared = self.prepare_or_skip(sample)
+            if prepared is not None:
                 yield prepared
+
+    def prepare_or_skip(self, sample: dict):
+        """The prepared sample, or None after counting why it is skipped."""
+        try:
+            prepared = self.prepare(sample)
+        except Exception:  # a corrupt member costs one sample, never the stream
+            prepared = "unreadable"
+        if isinstance(prepared, str):
+            self.skipped[prepared] += 1
+            return None
+        return prepared
 
     def prepare(self, sample: dict):
         """A training sample dict, or the reason (str) it is skipped."""
@@ -214,14 +259,13 @@ def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True):
         random.Random(f"pixcap-epoch-{job.seed}-{segment}").shuffle(order)  # the same order on every rank
         stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
     prepare = PrepareSamples(job.resolutions, job.filters)
-
     def shuffle(src):
         if job.shuffle_buffer < 2:
             return src
         return wds.shuffle(job.shuffle_buffer, min(100, job.shuffle_buffer), rng=worker_rng(job.seed, segment))(src)
 
     return wds.DataPipeline(
-        *stages, tar_samples, shuffle, prepare,
+        *stages, lambda src: tar_samples(src, prepare.broken_shard), shuffle, prepare,
         lambda src: bucket_batches(src, job.batch_size, prepare, partial=not resampled),
     )
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import os
+import sys
+import tarfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from pixcap.schemas import JobError
 from pixcap.schemas.records import IMAGE_EXT, LATENT_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT
 from pixcap.schemas.train_job import FilterConfig
 
-from .data import NULL_CAPTION, PrepareSamples, expand_shards, tar_samples
+from .data import NULL_CAPTION, PrepareSamples, expand_shards, one_line, tar_samples
 from .resolve import resolve_model
 
 CHUNK = 64  # samples read before encoding, so each bucket gets batches
@@ -84,27 +86,37 @@ class ShardEncoder:
         """Raw samples -> the same samples with the three feature members added (unreadable ones dropped)."""
         # Features already present are dropped first, so a re-encode always starts from the stored image.
         raw = [{k: v for k, v in s.items() if k not in FEATURE_EXTS} for s in raw]
-        kept = [(s, p) for s, p in ((s, self.prepare.prepare(s)) for s in raw) if not isinstance(p, str)]
+        kept = [(s, p) for s, p in ((s, self.prepare.prepare_or_skip(s)) for s in raw) if p is not None]
         latents = self.latents([p["pixels"] for _, p in kept])
         texts = self.captions([p["caption"] for _, p in kept])
         return [{**s, LATENT_EXT: latent, T5_EMBEDDING_EXT: t5, T5_MASK_EXT: t5mask}
                 for (s, _), latent, (t5, t5mask) in zip(kept, latents, texts)]
 
     def encode_shard(self, url: str, out_path: Path) -> int:
-        """Write url's samples with features to out_path (via a temporary name); return the sample count."""
+        """Write url's samples with features to out_path (via a temporary name); return the sample count.
+
+        A shard that cannot be read to its end raises, and nothing is written for it: a rerun
+        tries it again rather than taking a partial shard for a finished one.
+        """
         import webdataset as wds
 
         tmp = out_path.with_name(f".{out_path.name}.tmp")
         count = 0
-        with wds.TarWriter(str(tmp)) as sink:
-            chunk = []
-            for sample in tar_samples([{"url": url}]):
-                if IMAGE_EXT in sample:
-                    chunk.append(sample)
-                if len(chunk) == CHUNK:
-                    count += self.write(sink, chunk)
-                    chunk = []
-            count += self.write(sink, chunk)
+        try:
+            with wds.TarWriter(str(tmp)) as sink:
+                chunk = []
+                for sample in tar_samples([{"url": url}]):
+                    if IMAGE_EXT in sample:
+                        chunk.append(sample)
+                    else:
+                        self.prepare.skipped["no_image"] += 1
+                    if len(chunk) == CHUNK:
+                        count += self.write(sink, chunk)
+                        chunk = []
+                count += self.write(sink, chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, out_path)
         return count
 
@@ -137,7 +149,19 @@ def encode_command(args) -> int:
     with open(null_tmp, "wb") as f:
         np.savez(f, **encoder.null_caption())
     os.replace(null_tmp, out_dir / NULL_CAPTION)
+    broken = []
     for url, out_path in todo:
-        count = encoder.encode_shard(url, out_path)
-        print(f"{out_path}: {count} samples")
+        encoder.prepare.skipped.clear()
+        try:
+            count = encoder.encode_shard(url, out_path)
+        except (OSError, EOFError, tarfile.TarError, ValueError) as e:  # the shard, not the encoder
+            broken.append(url)
+            print(f"pixcap: cannot read {url}: {one_line(e)}; not encoded", file=sys.stderr)
+            continue
+        skipped = dict(encoder.prepare.skipped)
+        print(f"{out_path}: {count} samples" + (f", skipped {skipped}" if skipped else ""))
+    if broken:
+        print(f"pixcap: failed: {len(broken)} of {len(todo)} shards could not be read; the others are"
+              f" encoded, and a rerun retries only these", file=sys.stderr)
+        return 1
     return 0

@@ -68,3 +68,28 @@ def tiny_train_job(shards, output, models: dict, **overrides):
         "checkpoint_every": 3, "log_every": 1, "sample_prompts": [],
     }
     return load_train_job({**job, **overrides})
+
+
+def damage_shards(good: list, directory) -> dict:
+    """Copies of good shards, damaged: one with a corrupt image and a broken KEY.json, and one
+    cut in the middle of a member. Returns {"corrupt": path, "truncated": path, "lost": keys}."""
+    import tarfile
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    corrupt, truncated = directory / "corrupt-00000.tar", directory / "truncated-00000.tar"
+    with tarfile.open(good[0]) as source, tarfile.open(corrupt, "w") as sink:
+        names = [m.name for m in source.getmembers()]
+        for member in source.getmembers():
+            data = source.extractfile(member).read()
+            if member.name == names[0] and member.name.endswith(IMAGE_EXT):
+                data = data[: len(data) // 3]  # a truncated JPEG
+            elif member.name.endswith(RECORD_EXT) and member.name.startswith(names[3].rsplit(".", 1)[0]):
+                data = b'{"width": 64, "hei'  # a broken record
+            member.size = len(data)
+            sink.addfile(member, io.BytesIO(data))
+    raw = Path(good[1]).read_bytes()
+    with tarfile.open(good[1]) as source:
+        middle = source.getmembers()[len(source.getmembers()) // 2]
+    truncated.write_bytes(raw[: middle.offset_data + middle.size // 2])
+    return {"corrupt": str(corrupt), "truncated": str(truncated)}

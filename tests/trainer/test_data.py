@@ -9,7 +9,7 @@ from pixcap.schemas import JobError, load_train_job
 from pixcap.trainer.buckets import nearest_bucket
 from pixcap.trainer.data import batch_stream, build_loader, choose_resolution, expand_shards, latent_bucket, step_batches
 
-from .shards_fixture import write_shards
+from .shards_fixture import damage_shards, write_shards
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,19 @@ def test_step_stream_is_a_function_of_the_step(shards):
     assert first == again and resumed == first[4:]
     assert [step for step, _ in first] == list(range(7))
     assert [k for _, k in first[:3]] != [k for _, k in first[3:6]]  # segments are reseeded, not replayed
+
+
+def test_damaged_shards_cost_their_samples_not_the_stream(tmp_path, capsys):
+    damaged = damage_shards(write_shards(tmp_path / "good", n_shards=2, per_shard=4), tmp_path / "bad")
+    batches = epoch(make_job([damaged["corrupt"], damaged["truncated"]]), [damaged["corrupt"], damaged["truncated"]])
+    keys = sorted(k for b in batches for k in b["key"])
+    # corrupt: 0000 (a cut JPEG) and 0001 (a broken record) are skipped; truncated: cut inside 0002.
+    assert keys == ["fixture/shard-00000/0002", "fixture/shard-00000/0003",
+                    "fixture/shard-00001/0000", "fixture/shard-00001/0001"]
+    skipped = {}
+    for b in batches:
+        for reason, n in b["skipped"].items():
+            skipped[reason] = skipped.get(reason, 0) + n
+    assert skipped == {"unreadable": 2, "broken_shard": 1}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and damaged["truncated"] in err[0]

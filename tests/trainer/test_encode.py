@@ -14,7 +14,7 @@ from pixcap.trainer.buckets import nearest_bucket
 from pixcap.trainer.encode import encode_command
 from pixcap.trainer.loop import train
 
-from .shards_fixture import tiny_train_job, write_shards
+from .shards_fixture import damage_shards, tiny_train_job, write_shards
 
 
 def members(path) -> dict:
@@ -80,3 +80,22 @@ def test_training_on_features_loads_neither_vae_nor_t5(encoded, tiny_trainer_mod
                          max_steps=3, caption_dropout=0.5)
     assert train(job)["step"] == 3
     assert (tmp_path / "run" / "pipeline" / "model_index.json").exists()
+
+
+def test_damaged_shards_are_reported_and_the_rest_encoded(tmp_path, tiny_trainer_models, capsys):
+    good = write_shards(tmp_path / "good", n_shards=2, per_shard=4)
+    damaged = damage_shards(good, tmp_path / "bad")
+    out = tmp_path / "encoded"
+    args = argparse.Namespace(shards=[good[0], damaged["corrupt"], damaged["truncated"]], output=str(out),
+                              resolution=256, text_encoder=str(tiny_trainer_models["t5"]),
+                              vae=str(tiny_trainer_models["vae"]), models_cache=str(tmp_path / "cache"),
+                              batch_size=4, seed=0)
+    assert encode_command(args) == 1
+    printed = capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["corrupt-00000.tar", "null_caption.npz", "shard-00000.tar"]
+    assert "corrupt-00000.tar: 2 samples, skipped {'unreadable': 2}" in printed.out
+    errors = [line for line in printed.err.splitlines() if line.startswith("pixcap:")]  # not progress bars
+    assert len(errors) == 2 and damaged["truncated"] in errors[0] and "1 of 3 shards" in errors[1]
+    # A rerun does only the shard that failed, and fails on it again.
+    assert encode_command(args) == 1
+    assert "2 of 3 shards already encoded" in capsys.readouterr().out
