@@ -23,6 +23,7 @@ class JobError(ValueError):
 class DecodeConfig:
     max_side: int = 1024  # longest side of the stored image; larger ones are re-encoded
     max_pixels: int = 100_000_000  # refused before a full decode (decompression bombs)
+    max_file_bytes: int = 256 * 2**20  # a bigger file or tar member is refused unread (memory)
     min_side: int = 32  # shorter images are rejected as too_small
     max_aspect_ratio: float = 8.0  # long side / short side; beyond is rejected as bad_aspect
     model_side: int = 336  # short side of the RGB image handed to the models
@@ -84,7 +85,7 @@ class Job:
 
 CHOICES = {"caption.backend": ("hf", "sidecar")}
 POSITIVE = {
-    "shard_size", "decode.max_side", "decode.max_pixels", "decode.model_side",
+    "shard_size", "decode.max_side", "decode.max_pixels", "decode.max_file_bytes", "decode.model_side",
     "caption.max_new_tokens", "caption.batch_size", "caption.actors", "nouns.batch_size", "nouns.actors",
     "clip.batch_size", "clip.actors",
 }

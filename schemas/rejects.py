@@ -22,7 +22,7 @@ REASONS = {
     "empty_file": "a zero-byte file",
     "not_an_image": "the bytes are no image format that can be decoded",
     "decode_error": "the image is truncated or corrupt",
-    "too_large": "more pixels than decode.max_pixels, refused before decoding",
+    "too_large": "more pixels than decode.max_pixels, or more bytes than decode.max_file_bytes; refused unread",
     "too_small": "a side shorter than decode.min_side",
     "bad_aspect": "an aspect ratio beyond decode.max_aspect_ratio",
     "no_caption": "the sidecar backend found no caption for the image",

@@ -17,6 +17,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pixcap.schemas import batch as B
+from pixcap.schemas.job import DecodeConfig
 
 from .keys import CAPTION_EXTENSION, KeyMaker, SidecarTracker, is_image_name, is_unsafe_path, split_extension
 
@@ -67,9 +68,10 @@ def _read_text(fs, path: str, root_path: str) -> str:
 class ReadStage:
     """Turns a batch of part rows into batches of member rows (a generator, for map_batches)."""
 
-    def __init__(self, shard_size: int, read_captions: bool):
+    def __init__(self, shard_size: int, read_captions: bool, max_file_bytes: int = DecodeConfig.max_file_bytes):
         self.shard_size = shard_size
         self.read_captions = read_captions  # only the sidecar backend needs existing captions
+        self.max_file_bytes = max_file_bytes  # a member is held in memory whole, so its size is capped
 
     def __call__(self, parts: dict) -> Iterator[dict]:
         rows = []
@@ -151,6 +153,8 @@ class ReadStage:
                         member.reason, member.error = "unsafe_member", f"member path {info.name!r} leaves the archive"
                     elif not info.isfile():
                         member.reason, member.error = "unsafe_member", f"member {info.name!r} is a link or device, not a file"
+                    elif info.size > self.max_file_bytes:
+                        member.reason, member.error = "too_large", self._too_large(info.name, info.size)
                     else:
                         try:
                             member.data = tar.extractfile(info).read()
@@ -198,6 +202,8 @@ class ReadStage:
                     member.reason, member.error = "unsafe_member", problem
                 elif not is_image_name(path):
                     member.reason, member.error = "no_image", f"{url}: not an image, and no image in its folder has its name"
+                elif fs.size(path) > self.max_file_bytes:
+                    member.reason, member.error = "too_large", self._too_large(url, fs.size(path))
                 else:
                     member.data = fs.cat_file(path)
                     if self.read_captions:
@@ -205,6 +211,9 @@ class ReadStage:
             except (OSError, ValueError) as e:
                 member.reason, member.error = "read_error", f"{url}: {e}"
             yield member
+
+    def _too_large(self, name: str, size: int) -> str:
+        return f"{name}: {size} bytes is more than decode.max_file_bytes ({self.max_file_bytes}); not read"
 
     @staticmethod
     def _folder_caption(fs, path: str, root_path: str, captions_fs, captions_dir: str) -> str:

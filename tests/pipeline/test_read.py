@@ -11,10 +11,10 @@ from pixcap.stages.read import ReadStage
 from .tarfiles import jpeg_bytes, sa1b_members, write_tar
 
 
-def read_all(parts, shard_size=2, read_captions=False):
+def read_all(parts, shard_size=2, read_captions=False, **limits):
     rows = []
     columns = {c: [p[c] for p in parts] for c in parts[0]}
-    for batch in ReadStage(shard_size, read_captions)(columns):
+    for batch in ReadStage(shard_size, read_captions, **limits)(columns):
         rows += [{c: batch[c][i] for c in batch} for i in range(len(batch[B.KEY]))]
     return rows
 
@@ -214,3 +214,16 @@ def test_sidecar_captions_are_not_read_through_links_out_of_the_input(tmp_path):
     (root / "b.txt").write_text("a real caption")
     rows = read_all(list_parts([str(root)], 100), shard_size=100, read_captions=True)
     assert [r[B.SIDECAR_CAPTION] for r in rows] == ["", "a real caption"]
+
+
+def test_files_and_members_over_max_file_bytes_are_refused_unread(tmp_path):
+    small, big = jpeg_bytes(1, size=(32, 32)), jpeg_bytes(2, size=(256, 256))
+    write_tar(tmp_path / "t.tar", [("small.jpg", small), ("big.jpg", big), ("after.jpg", small)])
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "big.jpg").write_bytes(big)
+    limit = {"max_file_bytes": len(small)}
+    rows = read_all(list_parts([str(tmp_path / "t.tar"), str(tmp_path / "folder")], 100), 100, **limit)
+    assert [(r[B.KEY], r[B.REJECT_REASON]) for r in rows] == [
+        ("t/small", ""), ("t/big", "too_large"), ("t/after", ""), ("folder/big", "too_large")]
+    assert rows[1][B.DATA] == b"" and "decode.max_file_bytes" in rows[1][B.REJECT_ERROR]
+    assert rows[2][B.DATA] == small  # the stream skipped the big member's bytes correctly
