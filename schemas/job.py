@@ -206,7 +206,9 @@ def set_dotted(data: dict, assignment: str) -> None:
         raise JobError(f"--set {assignment!r}: expected dotted.key=value")
     try:
         value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
+    except yaml.constructor.ConstructorError as e:  # a !!python/... tag: refused, never kept as text
+        raise JobError(f"--set {dotted}: {e.problem}") from None
+    except yaml.YAMLError:  # other text YAML cannot parse (a prompt with a colon) is the text itself
         value = raw
     *parents, leaf = dotted.split(".")
     node = data

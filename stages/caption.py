@@ -78,9 +78,11 @@ class CaptionStage:
         cuda = torch.cuda.is_available()
         # bf16 + SDPA is how the 7B model fits and runs fast on a GPU; CPU bf16 is slow and lossy.
         extra = {"dtype": torch.bfloat16, "attn_implementation": "sdpa"} if cuda else {"dtype": torch.float32}
+        # A model folder's auto_map names python files in it; they run only if the job sets
+        # caption.trust_remote_code. Weights load as tensors only: a pickled .bin cannot run code.
         self.processor = AutoProcessor.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
         self.model = LlavaForConditionalGeneration.from_pretrained(
-            config.model, trust_remote_code=config.trust_remote_code, **extra
+            config.model, trust_remote_code=config.trust_remote_code, weights_only=True, **extra
         ).to("cuda" if cuda else "cpu").eval()
         self.prompt = chat_prompt(self.processor, config.prompt)
 

@@ -69,7 +69,8 @@ class ClipStage:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         name = resolve_model_name(config.model)
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=resolve_pretrained(config.pretrained), device=self.device
+            name, pretrained=resolve_pretrained(config.pretrained), device=self.device,
+            weights_only=True,  # a checkpoint is a pickle: refuse anything but tensors and plain values
         )
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(name)  # truncates to the text context

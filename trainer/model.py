@@ -19,8 +19,14 @@ SIZE_EMBEDDERS = ("adaln_single.emb.resolution_embedder.", "adaln_single.emb.asp
 
 
 def load_component(cls, path: str, subfolder: str, **kwargs):
-    """cls.from_pretrained(path, subfolder=...) when `path` is a pipeline holding `subfolder`, else from `path` itself."""
+    """cls.from_pretrained(path, subfolder=...) when `path` is a pipeline holding `subfolder`, else from `path` itself.
+
+    Never runs a folder's own python: transformers would import the files its auto_map names if asked
+    (or if a user answers its prompt), so it is told no; diffusers never imports them for a model class.
+    """
     path = str(path)
+    if cls.__module__.startswith("transformers"):
+        kwargs["trust_remote_code"] = False
     if os.path.isdir(path):
         if os.path.isdir(os.path.join(path, subfolder)):
             return cls.from_pretrained(path, subfolder=subfolder, **kwargs)

@@ -13,7 +13,7 @@ class TextEncoder:
         from transformers import AutoTokenizer, T5EncoderModel
 
         self.tokenizer = load_component(AutoTokenizer, path, "tokenizer")
-        self.model = load_component(T5EncoderModel, path, "text_encoder", torch_dtype=dtype)
+        self.model = load_component(T5EncoderModel, path, "text_encoder", torch_dtype=dtype, weights_only=True)
         self.model.to(device).eval().requires_grad_(False)
         self.device, self.max_length = device, max_length
         self.hidden_size = self.model.config.d_model

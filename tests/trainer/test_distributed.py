@@ -51,7 +51,7 @@ def test_two_ranks_disjoint_samples_identical_weights(tmp_path, tiny_trainer_mod
     for part in ("model", "ema"):
         for name, tensor in ranks[0][part].items():
             assert torch.equal(tensor, ranks[1][part][name]), f"{part}.{name}"
-    state = torch.load(tmp_path / "run" / "checkpoints" / "step-0000004" / "state.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "step-0000004" / "state.pt", weights_only=True)
     assert all(torch.equal(v, ranks[0]["model"][k]) for k, v in state["model"].items())
     assert (tmp_path / "run" / "checkpoints" / "step-0000004" / "rng-rank1.pt").exists()
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 4  # rank 0 logs alone

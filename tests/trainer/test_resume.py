@@ -11,7 +11,7 @@ from .shards_fixture import tiny_train_job, write_shards
 
 
 def final_state(run_dir):
-    return torch.load(latest_checkpoint(run_dir) / "state.pt", weights_only=False)
+    return torch.load(latest_checkpoint(run_dir) / "state.pt", weights_only=True)
 
 
 def assert_same(a, b, where=""):
