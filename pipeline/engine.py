@@ -9,12 +9,31 @@ import ray
 from pixcap.schemas import Job, JobError
 
 
+def _address(address, job: Job):
+    return address or job.ray.address or os.environ.get("RAY_ADDRESS")
+
+
 def start_ray(address, job: Job) -> None:
-    address = address or job.ray.address or os.environ.get("RAY_ADDRESS")
+    address = _address(address, job)
     _check_reachable(address)
     if not ray.is_initialized():  # else a caller (a test session, a notebook) already runs Ray
         _init(address)
     check_gpus(job)
+
+
+def check_cluster(address, job: Job) -> None:
+    """Refuse an unreachable address, or GPUs the cluster lacks, before anything is written.
+    Ray itself is started here only for a job that asks for GPUs (to count them); otherwise it
+    starts when there is work, so a rerun over a finished output never starts it."""
+    _check_reachable(_address(address, job))
+    if _wants_gpus(job):
+        start_ray(address, job)
+
+
+def _wants_gpus(job: Job) -> dict:
+    return {key: wanted for key, wanted in (
+        ("caption.gpus_per_actor", job.caption.gpus_per_actor if job.caption.backend == "hf" else 0),
+        ("clip.gpus_per_actor", job.clip.gpus_per_actor)) if wanted > 0}
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -41,7 +60,6 @@ def _init(address) -> None:
 def check_gpus(job: Job) -> None:
     """A job asking for GPUs on a cluster with none fails now, not after the actors never start."""
     gpus = ray.cluster_resources().get("GPU", 0)
-    for key, wanted in (("caption.gpus_per_actor", job.caption.gpus_per_actor if job.caption.backend == "hf" else 0),
-                        ("clip.gpus_per_actor", job.clip.gpus_per_actor)):
-        if wanted > 0 and gpus == 0:
+    for key, wanted in _wants_gpus(job).items():
+        if gpus == 0:
             raise JobError(f"{key}={wanted} but the Ray cluster has no GPU")

@@ -1,22 +1,61 @@
-"""Fault injection for the crash tests: `PIXCAP_KILL_AT=point:n` makes the process SIGKILL
-itself the n-th time it reaches `point`, so a test can kill a run at an exact place instead of
-racing a timer. Unset in normal runs, where a check is one dict lookup."""
+"""Fault injection for the crash tests: `PIXCAP_KILL_AT=point:n[:action]` acts the n-th time a
+process reaches `point`, so a test can fail a run at an exact place instead of racing a timer.
+
+Actions: `self` (the default) SIGKILLs the process that reached the point (the driver, or the
+Ray worker running a read/decode task or a model actor); `driver` SIGKILLs the driver from
+wherever the point is reached (the driver hands its pid to its Ray workers, see `worker_env`);
+`enospc` raises OSError(ENOSPC), a full disk. With `PIXCAP_KILL_ONCE=path` a point fires only
+if it can create that file, so once across processes and restarts (else a restarted actor would
+be killed again forever). Unset in normal runs, where a check is one dict lookup.
+
+Points: read, decode, caption, nouns, clip (per batch, in Ray workers); fragment (the driver,
+per fragment it records); shard_tar (a commit thread, once a shard's tar has its first 10 KB in
+the temp file); shard_commit (between a shard's tar rename and its stats rename).
+"""
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import threading
 
 ENV = "PIXCAP_KILL_AT"
+ONCE_ENV = "PIXCAP_KILL_ONCE"
+DRIVER_ENV = "PIXCAP_DRIVER_PID"
 _counts = {}
+_lock = threading.Lock()  # the driver commits shards on two threads
+
+
+def worker_env() -> dict:
+    """Ray remote args that give workers the driver's failpoint settings and pid ({} when unset):
+    workers are started by the raylet, not by the driver, and do not inherit its environment."""
+    if not os.environ.get(ENV):
+        return {}
+    env = {name: os.environ[name] for name in (ENV, ONCE_ENV) if os.environ.get(name)}
+    return {"runtime_env": {"env_vars": {**env, DRIVER_ENV: str(os.getpid())}}}
 
 
 def reached(point: str) -> None:
     spec = os.environ.get(ENV)
     if not spec:
         return
-    name, _, n = spec.partition(":")
+    name, _, rest = spec.partition(":")
     if name != point:
         return
-    _counts[point] = _counts.get(point, 0) + 1
-    if _counts[point] >= int(n or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    n, _, action = rest.partition(":")
+    with _lock:
+        _counts[point] = _counts.get(point, 0) + 1
+        if _counts[point] != int(n or 1):
+            return
+        once = os.environ.get(ONCE_ENV)
+        if once:
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
+    if action not in ("", "self", "driver", "enospc"):
+        raise ValueError(f"{ENV}={spec}: unknown action {action!r}")
+    if action == "enospc":
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected at {point})")
+    pid = int(os.environ.get(DRIVER_ENV, os.getpid())) if action == "driver" else os.getpid()
+    os.kill(pid, signal.SIGKILL)

@@ -21,6 +21,8 @@ from pixcap.stages.nouns import NounsStage
 from pixcap.stages.read import ReadStage
 from pixcap.stages.write import FragmentWriter
 
+from . import failpoints
+
 DECODE_BATCH = 16
 WRITE_BATCH = 8  # rows per fragment: what a crash can lose of finished work, per write task
 # Model actors restart when their worker dies, and retry the batches it held. The differing
@@ -46,6 +48,7 @@ def _counted(stage_cls, name: str, counter):
             self.stage = stage_cls(*args, **kwargs)
 
         def __call__(self, batch):
+            failpoints.reached(name)
             out = _as_lists(self.stage(batch))
             counter.add.remote(name, len(out[B.KEY]))
             return out
@@ -54,19 +57,22 @@ def _counted(stage_cls, name: str, counter):
     return Counted
 
 
-def _read(parts, shard_size, read_captions, counter):
-    for rows in ReadStage(shard_size, read_captions)(parts):
+def _read(parts, shard_size, read_captions, max_file_bytes, counter):
+    for rows in ReadStage(shard_size, read_captions, max_file_bytes)(parts):
+        failpoints.reached("read")
         counter.add.remote("read", len(rows[B.KEY]))
         yield rows
 
 
 def _decode(batch, config, counter):
+    failpoints.reached("decode")
     out = DecodeStage(config)(batch)
     counter.add.remote("decode", len(out[B.KEY]))
     return out
 
 
 def _write(batch, work_dir):
+    failpoints.reached("write")
     return FragmentWriter(work_dir)(batch)
 
 
@@ -74,12 +80,14 @@ def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
     """The dataset of fragment-ledger rows for the given parts (models already resolved)."""
     cpus = job.ray.cpus_per_task
     actor_cpus = job.ray.cpus_per_actor
+    faults = failpoints.worker_env()  # {} unless a crash test set PIXCAP_KILL_AT
     ds = ray.data.from_items(parts, override_num_blocks=max(1, len(parts)))
     ds = ds.map_batches(
-        _read, batch_size=1, fn_kwargs={"shard_size": job.shard_size, "read_captions": job.caption.backend == "sidecar", "counter": counter},
-        num_cpus=cpus,
+        _read, batch_size=1, fn_kwargs={"shard_size": job.shard_size, "read_captions": job.caption.backend == "sidecar",
+                          "max_file_bytes": job.decode.max_file_bytes, "counter": counter},
+        num_cpus=cpus, **faults,
     )
-    ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "counter": counter}, num_cpus=cpus)
+    ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "counter": counter}, num_cpus=cpus, **faults)
     caption_stage = CaptionStage if job.caption.backend == "hf" else SidecarCaptionStage
     caption_gpus = job.caption.gpus_per_actor if job.caption.backend == "hf" else 0
     for stage, name, config, gpus in (
@@ -94,6 +102,6 @@ def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
             compute=ray.data.ActorPoolStrategy(size=config.actors),
             num_gpus=gpus,
             num_cpus=actor_cpus,
-            **ACTOR_RESTARTS,
+            **ACTOR_RESTARTS, **faults,
         )
-    return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"work_dir": os.path.join(job.output, WORK_DIR)}, num_cpus=cpus)
+    return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"work_dir": os.path.join(job.output, WORK_DIR)}, num_cpus=cpus, **faults)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -11,10 +12,10 @@ from pixcap.schemas import batch as B
 from pixcap.stages.write import LEDGER_COLUMNS, commit_shard
 
 from . import failpoints
-from .engine import start_ray
+from .engine import check_cluster, start_ray
 from .inputs import InputError, list_parts
 from .ledger import Ledger
-from .lock import OutputLock, OutputInUse
+from .lock import OutputInUse, OutputLock, describe
 from .manifest import write_manifest
 from .models import resolve_models
 
@@ -46,8 +47,33 @@ def _shards_by_prefix(shards) -> dict:
     return grouped
 
 
+class CommitError(RuntimeError):
+    """A shard could not be committed (a full disk, a write error): the run stops."""
+
+
+class StageError(RuntimeError):
+    """A stage of the Ray graph failed for good (worker crashes are retried; errors are not)."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b[^:]*: ")
+
+
+def _stage_failure(e: Exception) -> str:
+    """One line from a Ray task error: the stage and the user code's exception, which Ray only
+    keeps as text (its first exception line is the root cause)."""
+    text = _ANSI.sub("", str(e))
+    where = re.search(r"ray::(\S+)\(\)", text)
+    causes = [line for line in text.splitlines() if _EXCEPTION_LINE.match(line)]
+    cause = causes[0] if causes else f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+    return f"stage {where.group(1) if where else '?'} failed: {cause}; fix that and run again to continue"
+
+
 class Committer:
-    """Commits complete shards on a thread pool; the ledger is only touched from the caller."""
+    """Commits complete shards on a thread pool; the ledger is only touched from the caller.
+
+    A failed commit stops the run at the next collect: queued commits are cancelled, and the
+    shard's temp files are left to the next run, which removes them and commits it again."""
 
     def __init__(self, out_dir: str, ledger: Ledger):
         self.out, self.ledger = out_dir, ledger
@@ -60,7 +86,7 @@ class Committer:
         for shard in self.ledger.complete_shards():
             if shard not in busy:
                 fragments = sorted(self.ledger.shards[shard].fragments)
-                self.running[self.pool.submit(commit_shard, self.out, shard, fragments)] = shard
+                self.running[self.pool.submit(commit_shard, self.out, shard, fragments, failpoints.reached)] = shard
 
     def collect(self, block: bool = False) -> None:
         if not self.running:
@@ -68,14 +94,24 @@ class Committer:
         done, _ = wait(list(self.running), timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
             shard = self.running.pop(future)
-            result = future.result()  # a failed commit (disk full) stops the run; the rerun redoes it
+            try:
+                result = future.result()
+            except Exception as e:
+                self.pool.shutdown(wait=True, cancel_futures=True)  # a commit under way still lands
+                cause = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename else str(e)
+                cause = cause.splitlines()[0] if cause else type(e).__name__
+                raise CommitError(f"could not commit shard {shard}: {cause}; fix that and run again to continue") from e
             self.written += result["samples"]
             self.rejected += result["rejected"]
             self.ledger.committed_shard(shard)
 
-    def drain(self) -> None:
+    def settle(self) -> None:
+        """Wait for the commits under way."""
         while self.running:
             self.collect(block=True)
+
+    def drain(self) -> None:
+        self.settle()
         self.pool.shutdown()
 
 
@@ -87,28 +123,25 @@ def run_job(job: Job, address=None, stream=None) -> dict:
         parts = list_parts(job.inputs, job.shard_size)
     except InputError as e:
         raise JobError(str(e)) from None
+    # Everything that can refuse the job does so before the output folder is touched.
+    resolved = resolve_models(job)
+    check_cluster(address, resolved)
     os.makedirs(job.output, exist_ok=True)
     lock = OutputLock(job.output)
     try:
-        if lock.acquire():
-            print("pixcap: took over the stale lock of a run that is gone", file=stream)
+        stale = lock.acquire()
     except OutputInUse as e:
         raise JobError(str(e)) from None
+    if stale is not None:
+        print(f"pixcap: took over the stale lock of a run that is gone ({describe(stale)}); resuming its output", file=stream)
     try:
-        return _run_locked(job, parts, address, stream)
+        return _run_locked(job, resolved, parts, address, stream)
     finally:
         lock.release()
 
 
-def _run_locked(job: Job, parts: list, address, stream) -> dict:
-    ledger = Ledger(job.output)
-    removed = ledger.clean_uncommitted()
-    if removed:
-        print(f"pixcap: removed {len(removed)} half-written files of an earlier run", file=stream)
-    ledger.load_fragments()
-    committer = Committer(job.output, ledger)
-    committer.submit_complete()
-
+def _parts_to_do(parts: list, ledger: Ledger) -> list:
+    """The parts not done yet, each with the shards and inputs to skip."""
     done_parts = ledger.done_parts()
     known = _shards_by_prefix(ledger.committed() | set(ledger.shards))
     todo = []
@@ -118,32 +151,60 @@ def _run_locked(job: Job, parts: list, address, stream) -> dict:
             if part[B.PART_KIND] == "files":  # a folder chunk is one shard of its folder's prefix
                 shards = [s for s in shards if s == part[B.PART_ID]]
             todo.append({**part, B.PART_SKIP: ledger.skip_list(sorted(shards))})
-    resumed = len(parts) - len(todo)
-    print(f"pixcap: {len(parts)} input parts, {resumed} already done; output {job.output}", file=stream)
+    return todo
 
-    resolved = resolve_models(job)
-    if todo:
-        from .graph import build_dataset
-        from .progress import ProgressCounter, ProgressPrinter
 
-        start_ray(address, resolved)
-        counter = ProgressCounter.remote()
-        printer = ProgressPrinter(counter, job.progress_seconds, stream)
-        for rows in build_dataset(todo, resolved, counter).iter_batches(batch_size=None):
-            by_fragment = defaultdict(lambda: defaultdict(list))
-            for i, fragment in enumerate(rows["fragment"]):
-                for column in LEDGER_COLUMNS:
-                    by_fragment[fragment][column].append(rows[column][i])
-            for fragment, columns in by_fragment.items():
-                ledger.add(fragment, columns)
-                failpoints.reached("fragment")
-            committer.collect()
-            committer.submit_complete()
-            printer.maybe_print(committer.written, committer.rejected)
-        committer.drain()  # the last block's complete shards were submitted inside the loop
-        printer.maybe_print(committer.written, committer.rejected, force=True)
-    else:
+def _stream(todo: list, resolved: Job, address, stream, ledger: Ledger, committer: Committer) -> None:
+    """Run the Ray graph over the parts to do, recording fragments and committing shards as they fill."""
+    import ray
+
+    from .graph import build_dataset
+    from .progress import ProgressCounter, ProgressPrinter
+
+    start_ray(address, resolved)
+    counter = ProgressCounter.remote()
+    printer = ProgressPrinter(counter, resolved.progress_seconds, stream)
+    batches = iter(build_dataset(todo, resolved, counter).iter_batches(batch_size=None))
+    while True:
+        try:
+            rows = next(batches, None)
+        except ray.exceptions.RayError as e:
+            raise StageError(_stage_failure(e)) from None
+        if rows is None:
+            break
+        by_fragment = defaultdict(lambda: defaultdict(list))
+        for i, fragment in enumerate(rows["fragment"]):
+            for column in LEDGER_COLUMNS:
+                by_fragment[fragment][column].append(rows[column][i])
+        for fragment, columns in by_fragment.items():
+            ledger.add(fragment, columns)
+            failpoints.reached("fragment")
+        committer.collect()  # a failed commit stops the run here
+        committer.submit_complete()
+        printer.maybe_print(committer.written, committer.rejected)
+    committer.drain()  # the last block's complete shards were submitted inside the loop
+    printer.maybe_print(committer.written, committer.rejected, force=True)
+
+
+def _run_locked(job: Job, resolved: Job, parts: list, address, stream) -> dict:
+    ledger = Ledger(job.output)
+    removed = ledger.clean_uncommitted()
+    if removed:
+        print(f"pixcap: removed {len(removed)} half-written files of an earlier run", file=stream)
+    ledger.load_fragments()
+    committer = Committer(job.output, ledger)
+    try:
+        # Shards an earlier run finished but did not commit: committed first, so that parts
+        # whose inputs all reached fragments are marked done and not read again.
+        committer.submit_complete()
+        committer.settle()
+        todo = _parts_to_do(parts, ledger)
+        print(f"pixcap: {len(parts)} input parts, {len(parts) - len(todo)} already done; output {job.output}", file=stream)
+        if todo:
+            _stream(todo, resolved, address, stream, ledger, committer)
         committer.drain()
+    finally:
+        committer.pool.shutdown(wait=True, cancel_futures=True)  # no commit outlives the lock
     ledger.mark_finished_parts()
     if ledger.shards:
         incomplete = ", ".join(sorted(ledger.shards)[:5])

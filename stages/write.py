@@ -8,6 +8,7 @@ is renamed last and is the commit point.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -110,20 +111,32 @@ def _record(row: dict) -> dict:
     return {name: row[name] for name in SAMPLE_SCHEMA.names}
 
 
-def _write_tar(path: str, samples: list) -> None:
+def _write_tar(path: str, samples: list, failpoint) -> None:
     with open(path, "wb") as f:
         # Fixed owner and mtime: the same samples give byte-identical shards on every run.
         writer = wds.TarWriter(f, user="pixcap", group="pixcap", mtime=0.0)
-        for row in samples:
-            writer.write(
-                {
-                    "__key__": row[B.KEY],
-                    IMAGE_EXT: row[B.STORED],
-                    CAPTION_EXT: row["caption"].encode("utf-8"),
-                    RECORD_EXT: json.dumps(_record(row), ensure_ascii=False, sort_keys=True).encode("utf-8"),
-                }
-            )
-        writer.close()
+        try:
+            partway = False
+            for row in samples:
+                writer.write(
+                    {
+                        "__key__": row[B.KEY],
+                        IMAGE_EXT: row[B.STORED],
+                        CAPTION_EXT: row["caption"].encode("utf-8"),
+                        RECORD_EXT: json.dumps(_record(row), ensure_ascii=False, sort_keys=True).encode("utf-8"),
+                    }
+                )
+                if not partway and f.tell() > 0:  # the tar's first 10 KB block reached the file
+                    partway = True
+                    f.flush()
+                    failpoint("shard_tar")
+            writer.close()
+        except BaseException:
+            # A failed write (a full disk): end the tar stream now, while the file is open, or
+            # its finalizer writes to the closed file and prints a traceback later.
+            with contextlib.suppress(Exception):
+                writer.close()
+            raise
 
 
 def _sha256_file(path: str) -> str:
@@ -134,8 +147,16 @@ def _sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def commit_shard(out_dir: str, shard: str, fragments: list) -> dict:
-    """Write shards/SHARD.tar, rejects/SHARD.parquet and stats/SHARD.parquet (the commit point)."""
+def _no_failpoint(point: str) -> None:
+    pass
+
+
+def commit_shard(out_dir: str, shard: str, fragments: list, failpoint=_no_failpoint) -> dict:
+    """Write shards/SHARD.tar, rejects/SHARD.parquet and stats/SHARD.parquet (the commit point).
+
+    `failpoint(point)` is called part-way through the tar, once its first block is in the file
+    ("shard_tar", not reached by a tar under 10 KB), and between the tar's rename and the stats'
+    ("shard_commit"); the crash tests pass one (stages do not import the pipeline's failpoints)."""
     rows = _shard_rows(shard, fragments)
     samples = [r for r in rows if not r[B.REJECT_REASON]]
     rejects = [r for r in rows if r[B.REJECT_REASON]]
@@ -145,7 +166,7 @@ def commit_shard(out_dir: str, shard: str, fragments: list) -> dict:
     for directory in (SHARDS_DIR, STATS_DIR, REJECTS_DIR):
         os.makedirs(os.path.join(out_dir, directory), exist_ok=True)
 
-    _write_tar(tar_path + TMP_SUFFIX, samples)
+    _write_tar(tar_path + TMP_SUFFIX, samples, failpoint)
     tar_bytes, tar_sha = os.path.getsize(tar_path + TMP_SUFFIX), _sha256_file(tar_path + TMP_SUFFIX)
     stats = pa.Table.from_pylist([_record(r) for r in samples], schema=SAMPLE_SCHEMA).replace_schema_metadata(
         {SHARD_META_BYTES: str(tar_bytes), SHARD_META_SHA256: tar_sha, SHARD_META_REJECTED: str(len(rejects))}
@@ -160,5 +181,6 @@ def commit_shard(out_dir: str, shard: str, fragments: list) -> dict:
         pq.write_table(pa.Table.from_pylist(reject_rows, schema=REJECT_SCHEMA), rejects_path + TMP_SUFFIX)
         os.replace(rejects_path + TMP_SUFFIX, rejects_path)
     os.replace(tar_path + TMP_SUFFIX, tar_path)
+    failpoint("shard_commit")
     os.replace(stats_path + TMP_SUFFIX, stats_path)
     return {"name": shard, "samples": len(samples), "rejected": len(rejects), "bytes": tar_bytes, "sha256": tar_sha}

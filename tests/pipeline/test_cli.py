@@ -57,21 +57,42 @@ def job_over_one_image(tmp_path, text: str):
     return str(job)
 
 
-def test_output_inside_an_input_folder_is_refused(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "run", job_over_one_image(tmp_path, f"output: {tmp_path}/images/out\n"))
-    assert code == 2 and "inside the input folder" in err
+def refused(capsys, *argv) -> str:
+    """Run the CLI, expect exit code 2 with one line on stderr; return that line."""
+    code, _, err = run_cli(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("pixcap: error: "), err
+    return lines[0]
 
 
-def test_missing_model_path_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("output", ["images", "images/out", "images/deeper/out"])
+def test_output_equal_to_or_inside_an_input_folder_is_refused(tmp_path, capsys, output):
+    job = job_over_one_image(tmp_path, f"output: {tmp_path}/{output}\n")
+    assert "inside the input folder" in refused(capsys, "run", job)
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["a.jpg"]  # nothing written
+
+
+def test_missing_model_path_is_refused_and_nothing_is_written(tmp_path, capsys):
     job = job_over_one_image(tmp_path, f"output: {tmp_path}/out\ncaption:\n  model: {tmp_path}/no-llava\n")
-    code, _, err = run_cli(capsys, "run", job)
-    assert code == 2 and "caption.model: model path does not exist" in err, err
+    assert "caption.model: model path does not exist" in refused(capsys, "run", job)
+    assert not (tmp_path / "out").exists()
 
 
-def test_asking_for_gpus_without_any_is_refused(ray_session):
+def test_yaml_tags_that_would_run_code_are_refused(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    job = job_over_one_image(tmp_path, f"output: !!python/object/apply:os.system ['touch {marker}']\n")
+    assert "job.yaml" in refused(capsys, "run", job)
+    assert not marker.exists()
+
+
+def test_asking_for_gpus_without_any_is_refused(ray_session, tmp_path, capsys, models_cache):
     with pytest.raises(JobError, match=r"caption.gpus_per_actor=1.0 but the Ray cluster has no GPU"):
         check_gpus(load_job({"caption": {"gpus_per_actor": 1}}))
     check_gpus(load_job({"caption": {"backend": "sidecar", "gpus_per_actor": 1}}))  # sidecar needs none
+    job = job_over_one_image(tmp_path, f"output: {tmp_path}/out\nmodels_cache: {models_cache}\n")
+    line = refused(capsys, "run", job, "--set", "clip.gpus_per_actor=1")
+    assert "clip.gpus_per_actor=1.0 but the Ray cluster has no GPU" in line
+    assert not (tmp_path / "out").exists()
 
 
 def write_stats(out, rows):
@@ -110,5 +131,12 @@ def test_stats_on_a_folder_without_stats_exits_2(tmp_path, capsys):
 
 def test_unreachable_address_exits_2_quickly(tmp_path, capsys, models_cache):
     job = job_over_one_image(tmp_path, f"output: {tmp_path}/out\nmodels_cache: {models_cache}\n")
-    code, _, err = run_cli(capsys, "run", job, "--address", "127.0.0.1:1")
-    assert code == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in err
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in refused(capsys, "run", job, "--address", "127.0.0.1:1")
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_inputs_matching_is_refused_and_nothing_is_written(tmp_path, capsys):
+    job = tmp_path / "job.yaml"
+    job.write_text(f"inputs: ['{tmp_path}/nothing-*.tar', '{tmp_path}/nowhere']\noutput: {tmp_path}/out\n")
+    assert "no inputs match" in refused(capsys, "run", str(job))
+    assert not (tmp_path / "out").exists()

@@ -1,8 +1,10 @@
 """Fragments, shard commits and the resume ledger, without Ray."""
+import errno
 import json
 import os
 
 import pyarrow.parquet as pq
+import pytest
 import webdataset as wds
 
 from pixcap.pipeline.ledger import Ledger
@@ -97,3 +99,54 @@ def test_ledger_cleans_half_written_output_and_resumes_fragments(tmp_path):
     ledger.load_fragments()
     assert ledger.complete_shards() == []
     assert ledger.skip_list(["p-00000"]) == ["p-00000/0", "p-00000/1"]
+
+
+def big_batch():
+    """A shard of three inputs, one rejected, whose tar is over 10 KB (one tar stream block)."""
+    batch = finished_batch("p-00000", [0, 1, 2], count=3, rejected={2})
+    batch[B.STORED] = [jpeg_bytes(i, size=(160, 120)) if s else s for i, s in enumerate(batch[B.STORED])]
+    return batch
+
+
+def test_commit_failpoints_fire_partway_through_the_tar_and_between_tar_and_stats(tmp_path):
+    out = str(tmp_path)
+    summary = FragmentWriter(os.path.join(out, WORK_DIR))(big_batch())
+    seen = []
+
+    def failpoint(point):
+        on_disk = sorted(os.path.relpath(os.path.join(d, f), out) for d, _, files in os.walk(out) for f in files
+                         if not d.endswith("fragments"))
+        seen.append((point, on_disk, os.path.getsize(tmp_path / "shards" / "p-00000.tar.tmp") if point == "shard_tar" else None))
+
+    commit_shard(out, "p-00000", [summary["fragment"][0]], failpoint)
+    (tar_point, before, partial), (commit_point, between, _) = seen
+    assert tar_point == "shard_tar" and before == ["shards/p-00000.tar.tmp"]
+    assert 0 < partial < os.path.getsize(tmp_path / "shards" / "p-00000.tar")
+    assert commit_point == "shard_commit"
+    assert between == ["rejects/p-00000.parquet", "shards/p-00000.tar", "stats/p-00000.parquet.tmp"]
+
+
+@pytest.mark.parametrize("point", ["shard_tar", "shard_commit"])
+def test_a_commit_that_fails_is_cleaned_up_and_redone_identically(tmp_path, point):
+    """A write error part-way through the tar, or a crash between the tar and the stats rename:
+    nothing is committed, the next run's ledger removes what was written, and the commit redone
+    is byte-identical to one that never failed."""
+    batch = big_batch()
+    clean = commit_shard(str(tmp_path / "clean"), "p-00000", [FragmentWriter(str(tmp_path / "clean" / WORK_DIR))(batch)["fragment"][0]])
+
+    out = str(tmp_path / "failed")
+    fragment = FragmentWriter(os.path.join(out, WORK_DIR))(batch)["fragment"][0]
+
+    def fail(at):
+        if at == point:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OSError):
+        commit_shard(out, "p-00000", [fragment], fail)
+    ledger = Ledger(out)
+    assert ledger.committed() == set()
+    ledger.clean_uncommitted()
+    assert [f for d in ("shards", "stats", "rejects") for f in os.listdir(os.path.join(out, d))] == []
+    ledger.load_fragments()
+    assert ledger.complete_shards() == ["p-00000"]
+    assert commit_shard(out, "p-00000", [fragment]) == clean

@@ -1,0 +1,208 @@
+"""Faults: the failpoints themselves, Ray workers killed mid-job, and a full disk while a shard
+is committed or a fragment written. Driver kills are in test_resume.py, the lock in test_lock.py."""
+import errno
+import glob
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from pixcap.pipeline import failpoints
+from pixcap.pipeline.cli import main
+from pixcap.pipeline.lock import LOCK_NAME
+from pixcap.pipeline.run import StageError, run_job
+from pixcap.schemas import batch as B
+from pixcap.schemas.manifest import WORK_DIR
+from pixcap.stages.write import FragmentWriter
+
+from .tarfiles import jpeg_bytes
+from .test_end_to_end import job_for
+from .test_resume import assert_committed_output_valid, assert_same_as_reference, reference, run_driver  # noqa: F401
+from .test_write import finished_batch
+
+NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+@pytest.fixture
+def failpoint_env(monkeypatch):
+    """Set PIXCAP_KILL_AT in this process, with fresh arrival counts."""
+    monkeypatch.setattr(failpoints, "_counts", {})
+    monkeypatch.delenv(failpoints.ONCE_ENV, raising=False)
+    return lambda name, value: monkeypatch.setenv(name, value)
+
+
+# -- the failpoints ---------------------------------------------------------------------------
+
+def test_failpoints_are_a_no_op_when_unset(monkeypatch):
+    monkeypatch.delenv(failpoints.ENV, raising=False)
+    failpoints.reached("fragment")
+    assert failpoints.worker_env() == {}
+
+
+def test_a_failpoint_acts_at_the_nth_arrival_and_once_with_a_marker(failpoint_env, tmp_path):
+    failpoint_env(failpoints.ENV, "shard_tar:2:enospc")
+    failpoints.reached("fragment")
+    failpoints.reached("shard_tar")
+    with pytest.raises(OSError) as raised:
+        failpoints.reached("shard_tar")
+    assert raised.value.errno == errno.ENOSPC
+    failpoints.reached("shard_tar")  # the third arrival passes
+    marker = tmp_path / "fired"
+    failpoint_env(failpoints.ONCE_ENV, str(marker))
+    failpoints._counts.clear()  # as in a restarted worker
+    failpoints.reached("shard_tar")
+    with pytest.raises(OSError):
+        failpoints.reached("shard_tar")
+    assert marker.exists()
+    failpoints._counts.clear()
+    failpoints.reached("shard_tar")
+    failpoints.reached("shard_tar")  # the marker is there: fired once already
+
+
+def test_workers_get_the_spec_and_the_driver_pid(failpoint_env, tmp_path):
+    failpoint_env(failpoints.ENV, "caption:1:driver")
+    failpoint_env(failpoints.ONCE_ENV, str(tmp_path / "fired"))
+    assert failpoints.worker_env() == {"runtime_env": {"env_vars": {
+        failpoints.ENV: "caption:1:driver", failpoints.ONCE_ENV: str(tmp_path / "fired"),
+        failpoints.DRIVER_ENV: str(os.getpid())}}}
+
+
+REACH_TWICE = """
+from pixcap.pipeline import failpoints
+failpoints.reached("read")
+print("first", flush=True)
+failpoints.reached("read")
+print("second", flush=True)
+"""
+
+
+def test_kill_actions_sigkill_this_process_or_the_driver():
+    env = {**os.environ, failpoints.ENV: "read:2"}
+    worker = subprocess.run([sys.executable, "-c", REACH_TWICE], env=env, capture_output=True, text=True, timeout=60)
+    assert worker.returncode == -signal.SIGKILL and worker.stdout == "first\n"
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    env = {**os.environ, failpoints.ENV: "read:1:driver", failpoints.DRIVER_ENV: str(driver.pid)}
+    worker = subprocess.run([sys.executable, "-c", REACH_TWICE], env=env, capture_output=True, text=True, timeout=60)
+    assert worker.returncode == 0 and worker.stdout == "first\nsecond\n"
+    assert driver.wait(timeout=10) == -signal.SIGKILL
+
+
+# -- a failed commit, without Ray -------------------------------------------------------------
+
+@pytest.fixture
+def fake_graph(monkeypatch, tmp_path):
+    """`pixcap run` with the Ray graph and the models replaced: the graph yields, slowly, one
+    batch of finished rows per two-input shard; `consumed` counts the batches the driver took."""
+    from pixcap.pipeline import graph, progress
+    from pixcap.pipeline import run as run_module
+
+    class Graph:
+        batches, consumed, work = 30, 0, None
+
+        def __call__(self, todo, job, counter):
+            self.work = os.path.join(job.output, WORK_DIR)
+            return self
+
+        def iter_batches(self, batch_size=None):
+            writer = FragmentWriter(self.work)
+            image = jpeg_bytes(1, size=(160, 120))  # a tar over one 10 KB block: shard_tar is reached
+            for i in range(self.batches):
+                self.consumed += 1
+                batch = finished_batch(f"p-{i:05d}", [0, 1], count=2, part_end=i == self.batches - 1)
+                yield writer({**batch, B.STORED: [image, image]})
+                time.sleep(0.05)
+
+    fake = Graph()
+    monkeypatch.setattr(graph, "build_dataset", fake)
+    monkeypatch.setattr(run_module, "start_ray", lambda address, job: None)
+    monkeypatch.setattr(run_module, "resolve_models", lambda job: job)
+    monkeypatch.setattr(progress, "ProgressCounter", SimpleNamespace(remote=lambda: None))
+    monkeypatch.setattr(progress, "ProgressPrinter", lambda *args: SimpleNamespace(maybe_print=lambda *a, **k: None))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(jpeg_bytes(1))
+    fake.out = tmp_path / "out"
+    fake.job_file = str(tmp_path / "job.yaml")
+    (tmp_path / "job.yaml").write_text(f"inputs: ['{tmp_path}/images']\noutput: {fake.out}\n")
+    return fake
+
+
+def test_a_failed_commit_stops_the_run_at_once_with_one_line(fake_graph, failpoint_env, capsys):
+    failpoint_env(failpoints.ENV, "shard_tar:1:enospc")  # the first shard's tar, after its first sample
+    code = main(["run", fake_graph.job_file])
+    _, err = capsys.readouterr()
+    assert code == 1
+    failed = [line for line in err.splitlines() if line.startswith("pixcap: failed:")]
+    assert failed == [f"pixcap: failed: CommitError: could not commit shard p-00000: [Errno {errno.ENOSPC}] {NO_SPACE}"
+                      " (injected at shard_tar); fix that and run again to continue"]
+    assert "Traceback" not in err
+    assert fake_graph.consumed <= 10  # of 30: the driver stopped at the next batch or so, not at the end
+    out = fake_graph.out
+    assert not (out / LOCK_NAME).exists()
+    assert "p-00000" not in assert_committed_output_valid(out)
+    assert os.path.getsize(out / "shards" / "p-00000.tar.tmp") > 0  # part-way, under a temp name
+
+
+# -- Ray workers killed, and a full disk, through the real graph -------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["caption:2", "decode:1"])
+def test_a_killed_worker_is_replaced_and_the_job_finishes(spec, reference, tmp_path, failpoint_env, models_cache):
+    """SIGKILL the worker holding the caption actor (its second batch), or the one running the
+    first decode task: Ray restarts the actor or retries the task; the output is the reference's."""
+    root, reference_out, manifest = reference
+    marker = tmp_path / "fired"
+    failpoint_env(failpoints.ENV, spec)
+    failpoint_env(failpoints.ONCE_ENV, str(marker))  # else the restarted worker dies again
+    out = root / f"worker-{spec.partition(':')[0]}"
+    shutil.rmtree(out, ignore_errors=True)
+    finished = run_job(job_for(root, out, models_cache), stream=io.StringIO())
+    assert marker.exists()
+    assert finished["totals"] == manifest["totals"]
+    assert_same_as_reference(out, reference_out)
+    shutil.rmtree(out)
+
+
+@pytest.mark.slow
+def test_disk_full_while_committing_stops_cleanly_and_the_rerun_completes(reference, models_cache, ray_session):
+    root, reference_out, manifest = reference
+    out = root / "disk-full"
+    shutil.rmtree(out, ignore_errors=True)
+    driver, stderr = run_driver(root, out, models_cache, ray_session, "shard_tar:1:enospc")
+    assert driver.returncode == 1, stderr[-3000:]
+    failed = [line for line in stderr.splitlines() if line.startswith("pixcap: failed:")]
+    assert len(failed) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    temp_tars = glob.glob(str(out / "shards" / "*.tar.tmp"))
+    assert len(temp_tars) == 1 and os.path.getsize(temp_tars[0]) > 0
+    shard = os.path.basename(temp_tars[0])[: -len(".tar.tmp")]
+    assert failed[0].startswith(f"pixcap: failed: CommitError: could not commit shard {shard}: [Errno {errno.ENOSPC}] {NO_SPACE}")
+    assert not (out / LOCK_NAME).exists()
+    committed = assert_committed_output_valid(out)
+    assert shard not in committed and len(committed) < len(manifest["shards"])
+
+    messages = io.StringIO()
+    resumed = run_job(job_for(root, out, models_cache), stream=messages)
+    assert "half-written files of an earlier run" in messages.getvalue()
+    assert resumed["totals"] == manifest["totals"]
+    assert_same_as_reference(out, reference_out)
+    shutil.rmtree(out)
+
+
+@pytest.mark.slow
+def test_disk_full_while_writing_fragments_stops_with_one_line(reference, tmp_path, failpoint_env, models_cache):
+    """A write task (a fragment, inside Ray) that fails is not retried: the run stops with one
+    line naming the stage and the cause, not Ray's multi-line task error; the lock is released."""
+    root, _, _ = reference
+    failpoint_env(failpoints.ENV, "write:1:enospc")
+    out = tmp_path / "out"
+    with pytest.raises(StageError) as failed:
+        run_job(job_for(root, out, models_cache), stream=io.StringIO())
+    assert str(failed.value) == (f"stage MapBatches(_write) failed: OSError: [Errno {errno.ENOSPC}] {NO_SPACE}"
+                                 " (injected at write); fix that and run again to continue")
+    assert not (out / LOCK_NAME).exists()
+    assert_committed_output_valid(out)

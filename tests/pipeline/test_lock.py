@@ -1,0 +1,182 @@
+"""The output lock: a live holder refuses a second run, a dead one's lock is taken over."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from pixcap.pipeline.cli import main
+from pixcap.pipeline.lock import LOCK_NAME, OutputInUse, OutputLock
+
+from .test_faults import fake_graph  # noqa: F401 (a fixture)
+
+HOLD = """
+import sys, time
+from pixcap.pipeline.lock import OutputLock
+OutputLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A live process holding the lock of tmp_path/out."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "locked\n"
+    yield process
+    process.kill()
+    process.wait()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped), with its start time."""
+    process = psutil.Popen([sys.executable, "-c", "pass"])
+    started = process.create_time()
+    process.wait()
+    return process.pid, started
+
+
+def write_lock(out, **owner):
+    out.mkdir(exist_ok=True)
+    (out / LOCK_NAME).write_text(json.dumps(owner))
+
+
+def test_acquire_and_release(tmp_path):
+    lock = OutputLock(str(tmp_path))
+    assert lock.acquire() is None
+    owner = json.loads((tmp_path / LOCK_NAME).read_text())
+    assert owner == {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+    assert os.listdir(tmp_path) == [LOCK_NAME]  # no temp file left beside it
+    lock.release()
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_live_holder_refuses_with_one_line_naming_it(tmp_path, holder):
+    with pytest.raises(OutputInUse) as refused:
+        OutputLock(str(tmp_path / "out")).acquire()
+    message = str(refused.value)
+    assert f"in use by another pixcap run: pid {holder.pid} on {socket.gethostname()} since " in message
+    assert str(tmp_path / "out" / LOCK_NAME) in message and "\n" not in message
+    assert json.loads((tmp_path / "out" / LOCK_NAME).read_text())["pid"] == holder.pid  # untouched
+
+
+def test_the_same_process_cannot_take_its_own_lock_twice(tmp_path):
+    lock = OutputLock(str(tmp_path))
+    lock.acquire()
+    with pytest.raises(OutputInUse):
+        OutputLock(str(tmp_path)).acquire()
+    lock.release()
+
+
+def test_a_dead_holder_is_stale_and_taken_over(tmp_path):
+    pid, started = dead_pid()
+    write_lock(tmp_path, host=socket.gethostname(), pid=pid, started=started)
+    lock = OutputLock(str(tmp_path))
+    assert lock.acquire() == {"host": socket.gethostname(), "pid": pid, "started": started}
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_a_reused_pid_is_stale(tmp_path):
+    """The pid is alive but started at another time: another process got the dead run's pid."""
+    me = psutil.Process()
+    write_lock(tmp_path, host=socket.gethostname(), pid=me.pid, started=me.create_time() - 100)
+    assert OutputLock(str(tmp_path)).acquire()["pid"] == me.pid
+
+
+def test_a_killed_but_unreaped_holder_is_stale(tmp_path):
+    process = psutil.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    write_lock(tmp_path, host=socket.gethostname(), pid=process.pid, started=process.create_time())
+    process.kill()
+    try:
+        for _ in range(500):
+            if process.status() == psutil.STATUS_ZOMBIE:  # dead, not yet waited for by its parent
+                break
+            time.sleep(0.01)
+        assert OutputLock(str(tmp_path)).acquire()["pid"] == process.pid
+    finally:
+        process.wait()
+
+
+def test_an_unreadable_lock_is_stale(tmp_path):
+    (tmp_path / LOCK_NAME).write_text("{not json")
+    assert OutputLock(str(tmp_path)).acquire() == {}
+
+
+def test_a_lock_from_another_host_is_never_taken(tmp_path):
+    pid, started = dead_pid()
+    write_lock(tmp_path, host="some-other-host", pid=pid, started=started)
+    with pytest.raises(OutputInUse, match=f"pid {pid} on some-other-host"):
+        OutputLock(str(tmp_path)).acquire()
+
+
+def test_release_leaves_a_lock_that_is_no_longer_ours(tmp_path):
+    lock = OutputLock(str(tmp_path))
+    lock.acquire()
+    write_lock(tmp_path, host="some-other-host", pid=1, started=0)  # someone replaced it
+    lock.release()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["host"] == "some-other-host"
+
+
+RACE = """
+import os, sys, time
+from pixcap.pipeline import lock
+from pixcap.pipeline.lock import OutputInUse, OutputLock
+check = lock.owner_alive
+lock.owner_alive = lambda owner: time.sleep(0.2) or check(owner)  # a slow check: all see the stale lock
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+try:
+    OutputLock(sys.argv[1]).acquire()
+    print("won", flush=True)
+    while not os.path.exists(sys.argv[3]):  # hold it until every racer has tried
+        time.sleep(0.01)
+except OutputInUse:
+    print("refused", flush=True)
+"""
+
+
+def test_runs_racing_for_a_stale_lock_take_it_over_once(tmp_path):
+    out = tmp_path / "out"
+    pid, started = dead_pid()
+    write_lock(out, host=socket.gethostname(), pid=pid, started=started)
+    go, done = tmp_path / "go", tmp_path / "done"
+    racers = [subprocess.Popen([sys.executable, "-c", RACE, str(out), str(go), str(done)], stdout=subprocess.PIPE, text=True)
+              for _ in range(4)]
+    go.touch()
+    results = [racer.stdout.readline().strip() for racer in racers]  # a winner prints, then holds the lock
+    done.touch()
+    for racer in racers:
+        racer.communicate(timeout=60)
+    assert sorted(results) == ["refused", "refused", "refused", "won"]
+
+
+def test_cli_refuses_an_output_in_use_with_exit_code_2(tmp_path, holder, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(b"x")
+    job = tmp_path / "job.yaml"
+    job.write_text(f"inputs: ['{tmp_path}/images']\noutput: {tmp_path}/out\n")
+    code = main(["run", str(job)])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert err.startswith(f"pixcap: error: output {tmp_path}/out is in use by another pixcap run: pid {holder.pid} on ")
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path / "out")) == [LOCK_NAME]  # nothing touched
+
+
+def test_cli_takes_over_a_stale_lock_and_says_so(fake_graph, capsys):  # noqa: F811
+    pid, started = dead_pid()
+    write_lock(fake_graph.out, host=socket.gethostname(), pid=pid, started=started)
+    code = main(["run", fake_graph.job_file])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"pixcap: took over the stale lock of a run that is gone (pid {pid} on {socket.gethostname()} since " in err
+    assert "inputs 60 = written 60 + rejected 0 in 30 shards" in out
+    assert not (fake_graph.out / LOCK_NAME).exists()
