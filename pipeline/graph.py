@@ -24,6 +24,10 @@ from pixcap.stages.write import FragmentWriter
 from . import failpoints
 
 DECODE_BATCH = 16
+# Ray Data coalesces a task's output into blocks of up to 128 MiB by default: 16,000 small images
+# travelled as one block, held whole by every stage, and nothing was committed until the end.
+# 8 MiB blocks (a dozen SA-1B photos, thousands of thumbnails) keep the graph streaming.
+MAX_BLOCK_BYTES = 8 << 20
 WRITE_BATCH = 8  # rows per fragment: what a crash can lose of finished work, per write task
 # Model actors restart when their worker dies, and retry the batches it held. The differing
 # remote args also keep Ray Data from fusing read and decode into a model actor, where they
@@ -81,6 +85,7 @@ def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
     cpus = job.ray.cpus_per_task
     actor_cpus = job.ray.cpus_per_actor
     faults = failpoints.worker_env()  # {} unless a crash test set PIXCAP_KILL_AT
+    ray.data.DataContext.get_current().target_max_block_size = MAX_BLOCK_BYTES
     ds = ray.data.from_items(parts, override_num_blocks=max(1, len(parts)))
     ds = ds.map_batches(
         _read, batch_size=1, fn_kwargs={"shard_size": job.shard_size, "read_captions": job.caption.backend == "sidecar",
