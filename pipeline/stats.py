@@ -57,8 +57,13 @@ def concept_density(out_dir: str, valid_min_count: int = VALID_NOUN_MIN_COUNT, b
                     _count_nouns(nouns, pending)
                     pending_len = 0
     _count_nouns(nouns, pending)
-    distinct = len(nouns)
     valid = sum(1 for c in nouns.values() if c > valid_min_count)
+    return density_table(images, total_nouns, len(nouns), valid, valid_min_count, clip_sum, clip_n, grounded)
+
+
+def density_table(images: int, total_nouns: int, distinct: int, valid: int, valid_min_count: int,
+                  clip_sum: float, clip_n: int, grounded: int) -> dict:
+    """The table from its counts; clip_n counts the images that have a clip_score."""
     return {
         "images": images,
         "total_nouns": total_nouns,

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pixcap.pipeline.stats import density_table
 from pixcap.schemas.manifest import STATS_DIR
 from pixcap.schemas.records import SAMPLE_SCHEMA
 
@@ -137,16 +138,6 @@ def write_stats(out_dir, rows: int = 1_000_000, files: int = 20, seed: int = 0,
         grounded += figures["grounded"]
         clip_sum += figures["clip_sum"]
         clip_n += figures["clip_n"]
-    distinct = int((counts > 0).sum())
-    valid = int((counts > valid_min_count).sum())
-    return {
-        "images": rows,
-        "total_nouns": total_nouns,
-        "distinct_nouns": distinct,
-        "valid_distinct_nouns": valid,
-        "valid_min_count": valid_min_count,
-        "vn_dn": valid / distinct if distinct else 0.0,
-        "nouns_per_image": total_nouns / rows if rows else 0.0,
-        "mean_clip_score": clip_sum / clip_n if clip_n else float("nan"),
-        "grounded_nouns_per_image": grounded / rows if rows else 0.0,
-    }
+    # The counts come from the generator's own draws; only the ratios are the table's arithmetic.
+    return density_table(rows, total_nouns, int((counts > 0).sum()), int((counts > valid_min_count).sum()),
+                         valid_min_count, clip_sum, clip_n, grounded)
