@@ -11,6 +11,7 @@ import os
 import stat
 import tarfile
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator, Optional
 
 import fsspec
@@ -147,15 +148,10 @@ class ReadStage:
                     if self._is_done(part, position - 1, skip):
                         yield None
                         continue
-                    if member.key is None:
-                        member.reason, member.error = "duplicate", f"member {info.name!r} appears again in {uri}"
-                    elif is_unsafe_path(info.name):
-                        member.reason, member.error = "unsafe_member", f"member path {info.name!r} leaves the archive"
-                    elif not info.isfile():
-                        member.reason, member.error = "unsafe_member", f"member {info.name!r} is a link or device, not a file"
-                    elif info.size > self.max_file_bytes:
+                    member.reason, member.error = _member_problem(uri, info.name, member.key, info.isfile())
+                    if not member.reason and info.size > self.max_file_bytes:
                         member.reason, member.error = "too_large", self._too_large(info.name, info.size)
-                    else:
+                    if not member.reason:
                         try:
                             member.data = tar.extractfile(info).read()
                         except (tarfile.TarError, EOFError, OSError) as e:
@@ -202,8 +198,8 @@ class ReadStage:
                     member.reason, member.error = "unsafe_member", problem
                 elif not is_image_name(path):
                     member.reason, member.error = "no_image", f"{url}: not an image, and no image in its folder has its name"
-                elif fs.size(path) > self.max_file_bytes:
-                    member.reason, member.error = "too_large", self._too_large(url, fs.size(path))
+                elif (size := fs.size(path)) > self.max_file_bytes:
+                    member.reason, member.error = "too_large", self._too_large(url, size)
                 else:
                     member.data = fs.cat_file(path)
                     if self.read_captions:
@@ -225,18 +221,30 @@ class ReadStage:
         return caption
 
 
+def _member_problem(uri: str, name: str, key: Optional[str], is_file: bool) -> tuple:
+    """(reason, error) for a tar member that may not be read, or ("", "")."""
+    if key is None:
+        return "duplicate", f"member {name!r} appears again in {uri}"
+    if is_unsafe_path(name):
+        return "unsafe_member", f"member path {name!r} leaves the archive"
+    if not is_file:
+        return "unsafe_member", f"member {name!r} is a link or device, not a file"
+    return "", ""
+
+
 def _orphan(uri: str, name: str, is_file: bool, key: Optional[str]) -> Member:
     """The reject row of a tar member that belongs to no image."""
     member = Member(name=name, source=f"{uri}::{name}", key=key)
-    if key is None:
-        member.reason, member.error = "duplicate", f"member {name!r} appears again in {uri}"
-    elif is_unsafe_path(name):
-        member.reason, member.error = "unsafe_member", f"member path {name!r} leaves the archive"
-    elif not is_file:
-        member.reason, member.error = "unsafe_member", f"member {name!r} is a link or device, not a file"
-    else:
+    member.reason, member.error = _member_problem(uri, name, key, is_file)
+    if not member.reason:
         member.reason, member.error = "no_image", f"member {name!r} is not an image, and no image in {uri} has its name"
     return member
+
+
+@lru_cache(maxsize=64)
+def _real_root(root_path: str) -> str:
+    """An input folder's resolved path; asked once per file, resolved once per folder."""
+    return os.path.realpath(root_path)
 
 
 def local_file_problem(fs, path: str, root_path: str) -> str:
@@ -246,7 +254,7 @@ def local_file_problem(fs, path: str, root_path: str) -> str:
     """
     if not isinstance(fs, LocalFileSystem):
         return ""
-    real, real_root = os.path.realpath(path), os.path.realpath(root_path)
+    real, real_root = os.path.realpath(path), _real_root(root_path)
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
         return f"{path} is a link to {real}, outside the input {root_path}"
     if not stat.S_ISREG(os.stat(real).st_mode):
