@@ -60,17 +60,21 @@ def _profile_input_mode(image: Image.Image) -> str:
     return image.mode if image.mode in ("CMYK", "L") else "RGB"
 
 
+def _image_transform(image: Image.Image):
+    """The transform of the image's own profile to sRGB, or None (no profile, or sRGB already)."""
+    icc = image.info.get("icc_profile")
+    return _transform(icc, _profile_input_mode(image)) if icc else None
+
+
 def needs_conversion(image: Image.Image) -> bool:
     """Whether the image carries a profile other than sRGB (so its bytes cannot be kept as they are)."""
-    icc = image.info.get("icc_profile")
-    return bool(icc) and _transform(icc, _profile_input_mode(image)) is not None
+    return _image_transform(image) is not None
 
 
 def to_srgb(image: Image.Image) -> Image.Image:
     """Any mode and profile -> sRGB RGB; the profile is dropped, since the pixels are sRGB now."""
-    icc = image.info.get("icc_profile")
-    transform = _transform(icc, _profile_input_mode(image)) if icc else None
+    transform = _image_transform(image)
     if transform is None:
         return to_rgb(image)
-    source = image if image.mode in ("CMYK", "L") else to_rgb(image)
+    source = image if _profile_input_mode(image) != "RGB" else to_rgb(image)
     return ImageCms.applyTransform(source, transform)
