@@ -72,7 +72,7 @@ def _stage_failure(e: Exception) -> str:
 class Committer:
     """Commits complete shards on a thread pool; the ledger is only touched from the caller.
 
-    A failed commit stops the run at the next collect: queued commits are cancelled, and the
+    A failed commit stops the run at the next collect (the caller then cancels queued commits), and the
     shard's temp files are left to the next run, which removes them and commits it again."""
 
     def __init__(self, out_dir: str, ledger: Ledger):
@@ -97,7 +97,6 @@ class Committer:
             try:
                 result = future.result()
             except Exception as e:
-                self.pool.shutdown(wait=True, cancel_futures=True)  # a commit under way still lands
                 cause = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename else str(e)
                 cause = cause.splitlines()[0] if cause else type(e).__name__
                 raise CommitError(f"could not commit shard {shard}: {cause}; fix that and run again to continue") from e
