@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIXCAP := $(VENV)/bin/pixcap
 STAMP := $(VENV)/.installed
-SAMPLE := data/sample
+DEMO := data/demo
 
-.PHONY: run test test-fast bench bench-train sample clean
+.PHONY: run test test-fast bench bench-train demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-sample: $(STAMP)
-	$(PY) -m pixcap.pipeline.sample $(SAMPLE)
+demo: $(STAMP)
+	$(PY) -m pixcap.demo.sa1b $(DEMO)
 
-# The embedded default: the bundled SA-1B-style sample, tiny offline models, CPU, local Ray.
-run: sample
+# The embedded default: the bundled SA-1B-style demo collection, tiny offline models, CPU, local Ray.
+run: demo
 	$(PIXCAP) run jobs/local.yaml
 
 test: $(STAMP)
@@ -35,4 +35,4 @@ bench-train: $(STAMP)
 	$(PY) bench/bench_train.py
 
 clean:
-	rm -rf out $(SAMPLE)
+	rm -rf out $(DEMO)

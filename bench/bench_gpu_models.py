@@ -24,7 +24,7 @@ def build_llava_7b_shape(folder: str, tokens: int) -> None:
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, GenerationConfig, LlamaConfig, LlavaConfig,
                               LlavaForConditionalGeneration, LlavaProcessor)
 
-    from pixcap.pipeline.tiny_models import LLAVA_CHAT_TEMPLATE, build_tokenizer
+    from pixcap.models.tiny_captioning import LLAVA_CHAT_TEMPLATE, build_tokenizer
 
     tokenizer = build_tokenizer()
     vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,

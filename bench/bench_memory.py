@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pixcap.schemas.models import DEFAULT_MODELS_CACHE
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -32,7 +34,7 @@ from tests.pipeline.synthetic_stats import write_stats  # noqa: E402
 
 
 def bench_run(args) -> None:
-    from pixcap.pipeline.tiny_models import build_tiny_models
+    from pixcap.models.tiny import build_tiny_models
 
     models = os.path.expanduser(args.models_cache)
     build_tiny_models(models)
@@ -43,7 +45,7 @@ def bench_run(args) -> None:
         made = time.monotonic() - start
         job = pipeline_job(str(root / "in" / "sa_*.tar"), root / "out", models, args.backend)
         job["ray"] = {"cpus_per_task": args.cpus, "cpus_per_actor": args.cpus}
-        cli = (args.cli,) if args.cli else ("-m", "pixcap.pipeline.cli")
+        cli = (args.cli,) if args.cli else ("-m", "pixcap.cli.main")
         rc, stdout, stderr, sampler, seconds = run_measured(job, root / "job.yaml", cli=cli)
     if rc != 0:
         sys.exit(f"pixcap run failed ({rc}):\n{stderr[-3000:]}")
@@ -84,7 +86,7 @@ def main() -> None:
     run.add_argument("--images", type=int, default=20000)
     run.add_argument("--per-tar", type=int, default=1000)
     run.add_argument("--backend", default="hf", choices=("hf", "sidecar"))
-    run.add_argument("--models-cache", default="~/.cache/pixcap/models")
+    run.add_argument("--models-cache", default=DEFAULT_MODELS_CACHE)
     run.add_argument("--cpus", type=float, default=0.5, help="ray.cpus_per_task and ray.cpus_per_actor")
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--cli", help="a script to run in place of pixcap's CLI (a patched one, to compare)")

@@ -17,6 +17,8 @@ import platform
 import sys
 import time
 
+from pixcap.schemas.models import DEFAULT_MODELS_CACHE
+
 PNG_EVERY = 8  # one input in eight is a PNG: the re-encode path
 SA1B_SIZES = ((2250, 1500), (1500, 2250))
 GRAIN = 4.0  # standard deviation of the added noise, in 8-bit levels
@@ -28,7 +30,7 @@ def parse_args():
     parser.add_argument("--images", type=int, default=32, help="images per stage (default 32)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="cpu hides the GPUs from torch; the model stages pick cuda when they see one")
-    parser.add_argument("--models", default="~/.cache/pixcap/models", help="where the tiny models are built")
+    parser.add_argument("--models", default=DEFAULT_MODELS_CACHE, help="where the tiny models are built")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="rows per stage call")
     return parser.parse_args()
 
@@ -38,7 +40,7 @@ def sa1b_inputs(count: int) -> list:
     import numpy as np
     from PIL import Image
 
-    from pixcap.pipeline.sample import PHOTOGRAPHS, load_photograph
+    from pixcap.demo.sa1b import PHOTOGRAPHS, load_photograph
 
     rng = np.random.default_rng(0)
     photos = [Image.fromarray(load_photograph(name)).convert("RGB") for name in PHOTOGRAPHS]
@@ -83,7 +85,7 @@ def stage_builders(models_root: str) -> list:
         return DecodeStage(DecodeConfig())
 
     def tiny_models():
-        from pixcap.pipeline.tiny_models import build_tiny_models
+        from pixcap.models.tiny import build_tiny_models
         return build_tiny_models(os.path.expanduser(models_root))
 
     def caption():

@@ -13,7 +13,7 @@ import ray
 
 from pixcap.schemas import Job
 from pixcap.schemas import batch as B
-from pixcap.schemas.manifest import WORK_DIR
+from pixcap.schemas.manifest import FRAGMENTS_DIR, WORK_DIR
 from pixcap.stages.caption import CaptionStage, SidecarCaptionStage
 from pixcap.stages.clip import ClipStage
 from pixcap.stages.decode import DecodeStage
@@ -75,9 +75,9 @@ def _decode(batch, config, counter):
     return out
 
 
-def _write(batch, work_dir):
+def _write(batch, fragments_dir):
     failpoints.reached("write")
-    return FragmentWriter(work_dir)(batch)
+    return FragmentWriter(fragments_dir)(batch)
 
 
 def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
@@ -109,4 +109,4 @@ def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
             num_cpus=actor_cpus,
             **ACTOR_RESTARTS, **faults,
         )
-    return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"work_dir": os.path.join(job.output, WORK_DIR)}, num_cpus=cpus, **faults)
+    return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"fragments_dir": os.path.join(job.output, WORK_DIR, FRAGMENTS_DIR)}, num_cpus=cpus, **faults)

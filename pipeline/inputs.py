@@ -13,6 +13,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pixcap.schemas import batch as B
+from pixcap.schemas.shards import shard_name
 from pixcap.stages.keys import KeyMaker, SidecarTracker, is_image_name, sanitise, short_hash
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -117,7 +118,7 @@ def list_parts(inputs: list, shard_size: int) -> list:
         captions = _captions_dir(fs, root)
         for chunk, start in enumerate(range(0, len(members), shard_size)):
             urls, chunk_keys = zip(*members[start : start + shard_size])
-            parts.append(_part(f"{prefix}-{chunk:05d}", "files", url, prefix, chunk, prefix, list(urls), list(chunk_keys), captions))
+            parts.append(_part(shard_name(prefix, chunk), "files", url, prefix, chunk, prefix, list(urls), list(chunk_keys), captions))
     return parts
 
 

@@ -12,10 +12,16 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from pixcap.schemas.manifest import REJECTS_DIR, SHARDS_DIR, STATS_DIR, WORK_DIR
-from pixcap.stages.write import FRAGMENTS, LEDGER_COLUMNS, TMP_SUFFIX, read_ledger
+import pyarrow.parquet as pq
 
-PARTS = "parts"
+from pixcap.schemas import batch as B
+from pixcap.schemas.manifest import FRAGMENTS_DIR, PARTS_DIR, REJECTS_DIR, SHARDS_DIR, STATS_DIR, TMP_SUFFIX, WORK_DIR
+from pixcap.schemas.shards import parse_shard_name
+
+
+def read_ledger(fragment: str) -> dict:
+    """The ledger columns of a fragment, without its image bytes."""
+    return pq.read_table(fragment, columns=B.LEDGER_COLUMNS).to_pydict()
 
 
 @dataclass
@@ -37,7 +43,7 @@ class Ledger:
         self.part_ends = {}  # part_id -> its last shard
         self.part_shards = defaultdict(set)  # part_id -> shards seen
         self.fragment_shards = defaultdict(set)  # fragment -> its uncommitted shards
-        for directory in (SHARDS_DIR, STATS_DIR, REJECTS_DIR, os.path.join(WORK_DIR, FRAGMENTS), os.path.join(WORK_DIR, PARTS)):
+        for directory in (SHARDS_DIR, STATS_DIR, REJECTS_DIR, os.path.join(WORK_DIR, FRAGMENTS_DIR), os.path.join(WORK_DIR, PARTS_DIR)):
             os.makedirs(os.path.join(out_dir, directory), exist_ok=True)
         # Read once; this run's commits are added as they happen (one run per output: the lock).
         self.committed_shards = {
@@ -49,13 +55,13 @@ class Ledger:
         return self.committed_shards
 
     def done_parts(self) -> set:
-        return {os.path.basename(p)[: -len(".done")] for p in glob.glob(os.path.join(self.work, PARTS, "*.done"))}
+        return {os.path.basename(p)[: -len(".done")] for p in glob.glob(os.path.join(self.work, PARTS_DIR, "*.done"))}
 
     def clean_uncommitted(self) -> list:
         """Remove what a killed run left half-written: temp files, and tars or rejects whose stats
         parquet (the commit point) never landed."""
         removed = glob.glob(os.path.join(self.out, "*", f"*{TMP_SUFFIX}")) + glob.glob(
-            os.path.join(self.work, FRAGMENTS, f"*{TMP_SUFFIX}")
+            os.path.join(self.work, FRAGMENTS_DIR, f"*{TMP_SUFFIX}")
         )
         committed = self.committed()
         for directory, suffix in ((SHARDS_DIR, ".tar"), (REJECTS_DIR, ".parquet")):
@@ -68,14 +74,14 @@ class Ledger:
 
     def load_fragments(self) -> None:
         """Take up the rows a previous run finished but did not commit."""
-        for fragment in sorted(glob.glob(os.path.join(self.work, FRAGMENTS, "*.parquet"))):
-            self.add(fragment, read_ledger(fragment).to_pydict())
+        for fragment in sorted(glob.glob(os.path.join(self.work, FRAGMENTS_DIR, "*.parquet"))):
+            self.add(fragment, read_ledger(fragment))
 
     # -- what is in flight -----------------------------------------------------------------
     def add(self, fragment: str, rows: dict) -> None:
         """Record rows that reached a fragment."""
         committed = self.committed_shards
-        for shard, index, count, part_end, part_id in zip(*(rows[c] for c in LEDGER_COLUMNS)):
+        for shard, index, count, part_end, part_id in zip(*(rows[c] for c in B.LEDGER_COLUMNS)):
             self.part_shards[part_id].add(shard)
             if part_end:
                 self.part_ends[part_id] = shard
@@ -91,15 +97,29 @@ class Ledger:
             self.fragment_shards.pop(fragment, None)
             os.remove(fragment)  # every row in it was committed before
 
-    def skip_list(self, part_shards: list) -> list:
-        """PART_SKIP entries for a part: committed shards whole, and finished inputs one by one."""
-        committed = self.committed_shards
+    def shards_of(self, prefix: str) -> dict:
+        """{number: shard} of the committed and in-flight shards named with this part prefix."""
+        found = {}
+        for shard in self.committed_shards | set(self.shards):
+            parsed = parse_shard_name(shard)
+            if parsed is not None and parsed[0] == prefix:
+                found[parsed[1]] = shard
+        return found
+
+    def skip_positions(self, prefix: str, first_shard: int, shard_count: int, shard_size: int) -> list:
+        """Positions in a part (0-based) of the inputs already done: every input of a committed
+        shard, and one by one those of an uncommitted shard that reached fragments. The part's
+        shards are numbered first_shard .. first_shard + shard_count - 1 (shard_count None: any)."""
         skip = []
-        for shard in part_shards:
-            if shard in committed:
-                skip.append(shard)
-            elif shard in self.shards:
-                skip += [f"{shard}/{i}" for i in sorted(self.shards[shard].indices)]
+        for number, shard in sorted(self.shards_of(prefix).items()):
+            offset = number - first_shard
+            if offset < 0 or (shard_count is not None and offset >= shard_count):
+                continue
+            base = offset * shard_size
+            if shard in self.committed_shards:
+                skip += range(base, base + shard_size)
+            else:
+                skip += [base + i for i in sorted(self.shards[shard].indices)]
         return skip
 
     def complete_shards(self) -> list:
@@ -125,5 +145,5 @@ class Ledger:
         committed = self.committed_shards
         for part_id, end in list(self.part_ends.items()):
             if all(s in committed for s in self.part_shards[part_id]) and end in committed:
-                open(os.path.join(self.work, PARTS, f"{part_id}.done"), "w").close()
+                open(os.path.join(self.work, PARTS_DIR, f"{part_id}.done"), "w").close()
                 del self.part_ends[part_id]

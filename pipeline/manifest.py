@@ -55,6 +55,16 @@ def rejected_by_reason(out_dir: str) -> dict:
     return dict(sorted(counts.items()))
 
 
+def models_entry(job, resolved) -> dict:
+    """The manifest's `models`: each stage's model as the job named it and as it was resolved."""
+    return {
+        "caption": {"backend": job.caption.backend, "name": job.caption.model, "resolved": resolved.caption.model},
+        "nouns": {"name": job.nouns.model},
+        "clip": {"name": job.clip.model, "pretrained": job.clip.pretrained,
+                 "resolved": [resolved.clip.model, resolved.clip.pretrained]},
+    }
+
+
 def write_manifest(out_dir: str, job: dict, models: dict) -> dict:
     shards = shard_entries(out_dir)
     written = sum(s["samples"] for s in shards)

@@ -2,24 +2,21 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections import defaultdict
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from pixcap.schemas import Job, JobError
 from pixcap.schemas import batch as B
-from pixcap.stages.write import LEDGER_COLUMNS, commit_shard
 
 from . import failpoints
+from .commit import Committer
 from .engine import check_cluster, start_ray
 from .inputs import InputError, list_parts
 from .ledger import Ledger
 from .lock import OutputInUse, OutputLock, describe
-from .manifest import write_manifest
+from .manifest import models_entry, write_manifest
 from .models import resolve_models
-
-COMMIT_THREADS = 2
+from .ray_errors import stage_failure
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -37,81 +34,8 @@ def check_output(job: Job) -> None:
                 raise JobError(f"output: {job.output} is inside the input folder {uri}")
 
 
-def _shards_by_prefix(shards) -> dict:
-    """{"sa_000000": ["sa_000000-00000", ...]}: shard names grouped by the part prefix they carry."""
-    grouped = defaultdict(list)
-    for shard in shards:
-        prefix, _, number = shard.rpartition("-")
-        if number.isdigit():
-            grouped[prefix].append(shard)
-    return grouped
-
-
-class CommitError(RuntimeError):
-    """A shard could not be committed (a full disk, a write error): the run stops."""
-
-
 class StageError(RuntimeError):
     """A stage of the Ray graph failed for good (worker crashes are retried; errors are not)."""
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b[^:]*: ")
-
-
-def _stage_failure(e: Exception) -> str:
-    """One line from a Ray task error: the stage and the user code's exception, which Ray only
-    keeps as text (its first exception line is the root cause)."""
-    text = _ANSI.sub("", str(e))
-    where = re.search(r"ray::(\S+)\(\)", text)
-    causes = [line for line in text.splitlines() if _EXCEPTION_LINE.match(line)]
-    cause = causes[0] if causes else f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
-    return f"stage {where.group(1) if where else '?'} failed: {cause}; fix that and run again to continue"
-
-
-class Committer:
-    """Commits complete shards on a thread pool; the ledger is only touched from the caller.
-
-    A failed commit stops the run at the next collect (the caller then cancels queued commits), and the
-    shard's temp files are left to the next run, which removes them and commits it again."""
-
-    def __init__(self, out_dir: str, ledger: Ledger):
-        self.out, self.ledger = out_dir, ledger
-        self.pool = ThreadPoolExecutor(COMMIT_THREADS)
-        self.running = {}  # future -> shard
-        self.written = self.rejected = 0
-
-    def submit_complete(self) -> None:
-        busy = set(self.running.values())
-        for shard in self.ledger.complete_shards():
-            if shard not in busy:
-                fragments = sorted(self.ledger.shards[shard].fragments)
-                self.running[self.pool.submit(commit_shard, self.out, shard, fragments, failpoints.reached)] = shard
-
-    def collect(self, block: bool = False) -> None:
-        if not self.running:
-            return
-        done, _ = wait(list(self.running), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in done:
-            shard = self.running.pop(future)
-            try:
-                result = future.result()
-            except Exception as e:
-                cause = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename else str(e)
-                cause = cause.splitlines()[0] if cause else type(e).__name__
-                raise CommitError(f"could not commit shard {shard}: {cause}; fix that and run again to continue") from e
-            self.written += result["samples"]
-            self.rejected += result["rejected"]
-            self.ledger.committed_shard(shard)
-
-    def settle(self) -> None:
-        """Wait for the commits under way."""
-        while self.running:
-            self.collect(block=True)
-
-    def drain(self) -> None:
-        self.settle()
-        self.pool.shutdown()
 
 
 def run_job(job: Job, address=None, stream=None) -> dict:
@@ -139,17 +63,16 @@ def run_job(job: Job, address=None, stream=None) -> dict:
         lock.release()
 
 
-def _parts_to_do(parts: list, ledger: Ledger) -> list:
-    """The parts not done yet, each with the shards and inputs to skip."""
+def _parts_to_do(parts: list, ledger: Ledger, shard_size: int) -> list:
+    """The parts not done yet, each with the positions of its inputs already done."""
     done_parts = ledger.done_parts()
-    known = _shards_by_prefix(ledger.committed() | set(ledger.shards))
     todo = []
     for part in parts:
         if part[B.PART_ID] not in done_parts:
-            shards = known.get(part[B.PART_SHARD_PREFIX], [])
-            if part[B.PART_KIND] == "files":  # a folder chunk is one shard of its folder's prefix
-                shards = [s for s in shards if s == part[B.PART_ID]]
-            todo.append({**part, B.PART_SKIP: ledger.skip_list(sorted(shards))})
+            # A folder chunk is exactly one shard of its folder's prefix; a tar has as many as it needs.
+            shard_count = 1 if part[B.PART_KIND] == "files" else None
+            skip = ledger.skip_positions(part[B.PART_SHARD_PREFIX], part[B.PART_FIRST_SHARD], shard_count, shard_size)
+            todo.append({**part, B.PART_SKIP: skip})
     return todo
 
 
@@ -168,12 +91,12 @@ def _stream(todo: list, resolved: Job, address, stream, ledger: Ledger, committe
         try:
             rows = next(batches, None)
         except ray.exceptions.RayError as e:
-            raise StageError(_stage_failure(e)) from None
+            raise StageError(stage_failure(e)) from None
         if rows is None:
             break
         by_fragment = defaultdict(lambda: defaultdict(list))
-        for i, fragment in enumerate(rows["fragment"]):
-            for column in LEDGER_COLUMNS:
+        for i, fragment in enumerate(rows[B.FRAGMENT]):
+            for column in B.LEDGER_COLUMNS:
                 by_fragment[fragment][column].append(rows[column][i])
         for fragment, columns in by_fragment.items():
             ledger.add(fragment, columns)
@@ -181,7 +104,7 @@ def _stream(todo: list, resolved: Job, address, stream, ledger: Ledger, committe
         committer.collect()  # a failed commit stops the run here
         committer.submit_complete()
         printer.maybe_print(committer.written, committer.rejected)
-    committer.drain()  # the last block's complete shards were submitted inside the loop
+    committer.settle()  # the last block's complete shards were submitted inside the loop
     printer.maybe_print(committer.written, committer.rejected, force=True)
 
 
@@ -191,27 +114,17 @@ def _run_locked(job: Job, resolved: Job, parts: list, address, stream) -> dict:
     if removed:
         print(f"pixcap: removed {len(removed)} half-written files of an earlier run", file=stream)
     ledger.load_fragments()
-    committer = Committer(job.output, ledger)
-    try:
+    with Committer(job.output, ledger) as committer:  # leaving it shuts the commit pool down
         # Shards an earlier run finished but did not commit: committed first, so that parts
         # whose inputs all reached fragments are marked done and not read again.
         committer.submit_complete()
         committer.settle()
-        todo = _parts_to_do(parts, ledger)
+        todo = _parts_to_do(parts, ledger, job.shard_size)
         print(f"pixcap: {len(parts)} input parts, {len(parts) - len(todo)} already done; output {job.output}", file=stream)
         if todo:
             _stream(todo, resolved, address, stream, ledger, committer)
-        committer.drain()
-    finally:
-        committer.pool.shutdown(wait=True, cancel_futures=True)  # no commit outlives the lock
     ledger.mark_finished_parts()
     if ledger.shards:
         incomplete = ", ".join(sorted(ledger.shards)[:5])
         raise RuntimeError(f"shards left incomplete after the run: {incomplete}; run again to retry")
-    models = {
-        "caption": {"backend": job.caption.backend, "name": job.caption.model, "resolved": resolved.caption.model},
-        "nouns": {"name": job.nouns.model},
-        "clip": {"name": job.clip.model, "pretrained": job.clip.pretrained,
-                 "resolved": [resolved.clip.model, resolved.clip.pretrained]},
-    }
-    return write_manifest(job.output, job.to_dict(), models)
+    return write_manifest(job.output, job.to_dict(), models_entry(job, resolved))

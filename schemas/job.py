@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from .models import DEFAULT_MODELS_CACHE, TINY_CLIP, TINY_LLAVA
+
 DEFAULT_PROMPT = "Describe this image and its style in a very detailed manner"
 
 
@@ -33,7 +35,7 @@ class DecodeConfig:
 @dataclass
 class CaptionConfig:
     backend: str = "hf"  # hf: LLaVA through transformers; sidecar: existing KEY.txt captions
-    model: str = "tiny:llava"  # a path, a hub name, or tiny:llava (built offline on first use)
+    model: str = TINY_LLAVA  # a path, a hub name, or tiny:llava (built offline on first use)
     prompt: str = DEFAULT_PROMPT
     max_new_tokens: int = 120
     batch_size: int = 8
@@ -51,8 +53,8 @@ class NounsConfig:
 
 @dataclass
 class ClipConfig:
-    model: str = "tiny:clip"  # an open_clip name (ViT-L-14), a config JSON path, or tiny:clip
-    pretrained: str = "tiny:clip"  # an open_clip tag, a checkpoint path, or tiny:clip
+    model: str = TINY_CLIP  # an open_clip name (ViT-L-14), a config JSON path, or tiny:clip
+    pretrained: str = TINY_CLIP  # an open_clip tag, a checkpoint path, or tiny:clip
     grounding_threshold: float = 0.2  # cosine of image and "a photo of a {noun}"
     batch_size: int = 32
     actors: int = 1
@@ -71,7 +73,7 @@ class Job:
     inputs: typing.List[str] = field(default_factory=list)  # tars, folders, globs, fsspec URLs
     output: str = ""
     shard_size: int = 1000  # inputs per shard; a shard holds fewer samples where some are rejected
-    models_cache: str = "~/.cache/pixcap/models"  # where tiny:* models are built
+    models_cache: str = DEFAULT_MODELS_CACHE  # where tiny:* models are built
     progress_seconds: float = 10.0
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)

@@ -1,30 +1,50 @@
 """The sample record: one row of stats/*.parquet and the body of each shard's KEY.json.
 
-The writer, `pixcap stats` and the trainer import these names; a column is defined here only.
+Every column name of the record is defined here, once; the stages, the writer, `pixcap stats`
+and the trainer import these names.
 """
 import pyarrow as pa
+
+KEY = "key"
+SHARD = "shard"
+SOURCE = "source"  # input URI + "::" + member path
+SHA256 = "sha256"  # of the original bytes
+FORMAT = "format"  # detected from bytes: jpeg, png, webp, ...
+WIDTH = "width"  # of the stored image
+HEIGHT = "height"
+ORIG_WIDTH = "orig_width"  # of the original, upright
+ORIG_HEIGHT = "orig_height"
+PASSTHROUGH = "passthrough"  # stored bytes are the original bytes
+CAPTION = "caption"
+CAPTION_MODEL = "caption_model"
+NOUNS = "nouns"
+N_NOUNS = "n_nouns"
+CLIP_SCORE = "clip_score"
+GROUNDED_NOUNS = "grounded_nouns"
+N_GROUNDED = "n_grounded"
+CLIP_MODEL = "clip_model"
 
 # Columns every written sample carries, in the order they are stored.
 SAMPLE_SCHEMA = pa.schema(
     [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),  # input URI + "::" + member path
-        pa.field("sha256", pa.string(), nullable=False),  # of the original bytes
-        pa.field("format", pa.string()),  # detected from bytes: jpeg, png, webp, ...
-        pa.field("width", pa.int32()),  # of the stored image
-        pa.field("height", pa.int32()),
-        pa.field("orig_width", pa.int32()),  # of the original, upright
-        pa.field("orig_height", pa.int32()),
-        pa.field("passthrough", pa.bool_()),  # stored bytes are the original bytes
-        pa.field("caption", pa.string()),
-        pa.field("caption_model", pa.string()),
-        pa.field("nouns", pa.list_(pa.string())),
-        pa.field("n_nouns", pa.int32()),
-        pa.field("clip_score", pa.float32()),
-        pa.field("grounded_nouns", pa.list_(pa.string())),
-        pa.field("n_grounded", pa.int32()),
-        pa.field("clip_model", pa.string()),
+        pa.field(KEY, pa.string(), nullable=False),
+        pa.field(SHARD, pa.string(), nullable=False),
+        pa.field(SOURCE, pa.string(), nullable=False),
+        pa.field(SHA256, pa.string(), nullable=False),
+        pa.field(FORMAT, pa.string()),
+        pa.field(WIDTH, pa.int32()),
+        pa.field(HEIGHT, pa.int32()),
+        pa.field(ORIG_WIDTH, pa.int32()),
+        pa.field(ORIG_HEIGHT, pa.int32()),
+        pa.field(PASSTHROUGH, pa.bool_()),
+        pa.field(CAPTION, pa.string()),
+        pa.field(CAPTION_MODEL, pa.string()),
+        pa.field(NOUNS, pa.list_(pa.string())),
+        pa.field(N_NOUNS, pa.int32()),
+        pa.field(CLIP_SCORE, pa.float32()),
+        pa.field(GROUNDED_NOUNS, pa.list_(pa.string())),
+        pa.field(N_GROUNDED, pa.int32()),
+        pa.field(CLIP_MODEL, pa.string()),
     ]
 )
 SAMPLE_COLUMNS = SAMPLE_SCHEMA.names
@@ -34,7 +54,7 @@ IMAGE_EXT = "jpg"
 CAPTION_EXT = "txt"
 RECORD_EXT = "json"
 
-# Members `pixcap encode` adds beside a sample (trainer issue); declared here so both sides agree.
+# Members `pixcap encode` adds beside a sample; declared here so both sides agree.
 LATENT_EXT = "latent.npy"
 T5_EMBEDDING_EXT = "t5.npy"
 T5_MASK_EXT = "t5mask.npy"

@@ -1,14 +1,20 @@
 """The rejects table: one row per input that did not become a sample, and why."""
 import pyarrow as pa
 
+from .records import KEY, SHARD, SOURCE
+
+STAGE = "stage"
+REASON = "reason"
+ERROR = "error"
+
 REJECT_SCHEMA = pa.schema(
     [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("key", pa.string()),  # null when the input failed before it had a key
-        pa.field("shard", pa.string()),
-        pa.field("stage", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
+        pa.field(SOURCE, pa.string(), nullable=False),
+        pa.field(KEY, pa.string()),  # null when the input failed before it had a key
+        pa.field(SHARD, pa.string()),
+        pa.field(STAGE, pa.string(), nullable=False),
+        pa.field(REASON, pa.string(), nullable=False),
+        pa.field(ERROR, pa.string()),
     ]
 )
 REJECT_COLUMNS = REJECT_SCHEMA.names

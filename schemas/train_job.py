@@ -10,9 +10,10 @@ import typing
 from dataclasses import dataclass, field
 
 from .job import JobError, build_dataclass, check_values
+from .models import DEFAULT_MODELS_CACHE, TINY_T5, TINY_VAE, TRANSFORMER_SIZES
 
 RESOLUTIONS = (256, 512, 1024)  # PixArt's aspect-ratio bucket tables exist for these
-MODEL_SIZES = ("tiny", "XL-2")
+MODEL_SIZES = tuple(TRANSFORMER_SIZES)
 MIXED_PRECISION = ("bf16", "no")
 DEFAULT_SAMPLE_PROMPTS = ["a red house under a blue sky", "a photo of a cat on the grass"]
 
@@ -36,9 +37,9 @@ class TrainJob:
     resolution: int = 256  # 256 | 512 | 1024; the model's base size (1024 adds micro-conditions)
     multiscale: typing.List[int] = field(default_factory=list)  # bucket tables to train on; [] = [resolution]
     load_from: typing.Optional[str] = None  # a PixArt transformer folder or pipeline (convert-dit for DiT)
-    text_encoder: str = "tiny:t5"  # T5 folder, hub id, or tiny:t5
-    vae: str = "tiny:vae"  # AutoencoderKL folder, hub id, or tiny:vae
-    models_cache: str = "~/.cache/pixcap/models"  # where tiny:* models are built
+    text_encoder: str = TINY_T5  # T5 folder, hub id, or tiny:t5
+    vae: str = TINY_VAE  # AutoencoderKL folder, hub id, or tiny:vae
+    models_cache: str = DEFAULT_MODELS_CACHE  # where tiny:* models are built
     null_caption: typing.Optional[str] = None  # pixcap encode's null_caption.npz; None: beside the shards
     max_steps: int = 1000
     batch_size: int = 8  # per rank

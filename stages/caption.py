@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import torch
 
-from pixcap.schemas import batch as cols
+from pixcap.schemas import batch as B
 from pixcap.schemas.job import CaptionConfig
 
-CAPTION = "caption"
-CAPTION_MODEL = "caption_model"
+from .outcomes import RowOutcomes, error_text, in_chunks
+
 SIDECAR_MODEL = "sidecar"  # caption_model of captions taken from KEY.txt files
 STAGE = "caption"
-
-
-def error_text(error: Exception) -> str:
-    """One line for the rejects table."""
-    return f"{type(error).__name__}: {error}".splitlines()[0][:500]
 
 
 def chat_prompt(processor, prompt: str) -> str:
@@ -41,31 +36,11 @@ def generate_captions(model, processor, images: list, prompts: list, max_new_tok
     return [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
-class _RowResults:
-    """The columns a caption stage adds, plus the reject columns it may extend."""
-
-    def __init__(self, batch: dict):
-        self.batch = batch
-        self.stage = list(batch[cols.REJECT_STAGE])
-        self.reason = list(batch[cols.REJECT_REASON])
-        self.error = list(batch[cols.REJECT_ERROR])
-        self.caption = [""] * len(self.reason)
-        self.model = [""] * len(self.reason)
-
-    def live_rows(self) -> list:
-        return [i for i, reason in enumerate(self.reason) if not reason]
-
-    def accept(self, i: int, caption: str, model_name: str):
-        self.caption[i], self.model[i] = caption, model_name
-
-    def reject(self, i: int, reason: str, error: str = ""):
-        self.stage[i], self.reason[i], self.error[i] = STAGE, reason, error
-
-    def batch_out(self) -> dict:
-        out = dict(self.batch)
-        out[cols.REJECT_STAGE], out[cols.REJECT_REASON], out[cols.REJECT_ERROR] = self.stage, self.reason, self.error
-        out[CAPTION], out[CAPTION_MODEL] = self.caption, self.model
-        return out
+def _with_captions(batch: dict, rows: RowOutcomes, captions: list, models: list) -> dict:
+    out = dict(batch)
+    out.update(rows.columns())
+    out[B.CAPTION], out[B.CAPTION_MODEL] = captions, models
+    return out
 
 
 class CaptionStage:
@@ -91,27 +66,17 @@ class CaptionStage:
                                  self.config.max_new_tokens)
 
     def __call__(self, batch: dict) -> dict:
-        rows = _RowResults(batch)
-        images = batch[cols.MODEL_IMAGE]
-        live = rows.live_rows()
-        size = self.config.batch_size
-        for start in range(0, len(live), size):
-            chunk = live[start:start + size]
-            try:
-                captions = self.caption([images[i] for i in chunk])
-            except Exception:  # one bad image must not cost its neighbours: retry them alone
-                self._caption_one_by_one(chunk, images, rows)
-            else:
-                for i, text in zip(chunk, captions):
-                    rows.accept(i, text, self.config.model)
-        return rows.batch_out()
+        rows = RowOutcomes(batch, STAGE)
+        images = batch[B.MODEL_IMAGE]
+        captions, models = [""] * len(rows), [""] * len(rows)
 
-    def _caption_one_by_one(self, chunk: list, images, rows: _RowResults):
-        for i in chunk:
-            try:
-                rows.accept(i, self.caption([images[i]])[0], self.config.model)
-            except Exception as e:
-                rows.reject(i, "caption_error", error_text(e))
+        def caption_chunk(chunk: list) -> None:
+            for i, text in zip(chunk, self.caption([images[i] for i in chunk])):
+                captions[i], models[i] = text, self.config.model
+
+        in_chunks(rows.live_rows(), self.config.batch_size, caption_chunk,
+                  lambda i, e: rows.reject(i, "caption_error", error_text(e)))
+        return _with_captions(batch, rows, captions, models)
 
 
 class SidecarCaptionStage:
@@ -121,12 +86,13 @@ class SidecarCaptionStage:
         self.config = config
 
     def __call__(self, batch: dict) -> dict:
-        rows = _RowResults(batch)
-        sidecars = batch[cols.SIDECAR_CAPTION]
+        rows = RowOutcomes(batch, STAGE)
+        sidecars = batch[B.SIDECAR_CAPTION]
+        captions, models = [""] * len(rows), [""] * len(rows)
         for i in rows.live_rows():
             text = (sidecars[i] or "").strip()
             if text:
-                rows.accept(i, text, SIDECAR_MODEL)
+                captions[i], models[i] = text, SIDECAR_MODEL
             else:
                 rows.reject(i, "no_caption")
-        return rows.batch_out()
+        return _with_captions(batch, rows, captions, models)

@@ -13,15 +13,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pixcap.schemas import batch as cols
+from pixcap.schemas import batch as B
 from pixcap.schemas.job import ClipConfig
 
-CAPTION = "caption"  # SAMPLE_SCHEMA columns
-NOUNS = "nouns"
-CLIP_SCORE = "clip_score"
-GROUNDED_NOUNS = "grounded_nouns"
-N_GROUNDED = "n_grounded"
-CLIP_MODEL = "clip_model"
+from .outcomes import RowOutcomes, error_text, in_chunks
+
 STAGE = "clip"
 NOUN_TEMPLATE = "a photo of a {}"
 
@@ -115,34 +111,24 @@ class ClipStage:
         return results
 
     def __call__(self, batch: dict) -> dict:
-        images, captions, nouns = batch[cols.MODEL_IMAGE], batch[CAPTION], batch[NOUNS]
-        reasons = list(batch[cols.REJECT_REASON])
-        stages, errors = list(batch[cols.REJECT_STAGE]), list(batch[cols.REJECT_ERROR])
-        live = [i for i, reason in enumerate(reasons) if not reason]
+        images, captions, nouns = batch[B.MODEL_IMAGE], batch[B.CAPTION], batch[B.NOUNS]
+        rows = RowOutcomes(batch, STAGE)
+        live = rows.live_rows()
 
         # Each distinct noun is encoded once for the whole batch.
         noun_list = distinct(str(noun) for i in live for noun in nouns[i])
         noun_vectors = dict(zip(noun_list, self.encode_texts([NOUN_TEMPLATE.format(n) for n in noun_list])))
 
         results = {}
-        size = self.config.batch_size
-        for start in range(0, len(live), size):
-            chunk = live[start:start + size]
-            try:
-                results.update(self.score_rows(chunk, images, captions, nouns, noun_vectors))
-            except Exception:  # one bad image must not cost its neighbours: retry them alone
-                for i in chunk:
-                    try:
-                        results.update(self.score_rows([i], images, captions, nouns, noun_vectors))
-                    except Exception as e:
-                        stages[i], reasons[i] = STAGE, "clip_error"
-                        errors[i] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        in_chunks(live, self.config.batch_size,
+                  lambda chunk: results.update(self.score_rows(chunk, images, captions, nouns, noun_vectors)),
+                  lambda i, e: rows.reject(i, "clip_error", error_text(e)))
 
-        out = {k: v for k, v in batch.items() if k != cols.MODEL_IMAGE}
-        out[cols.REJECT_STAGE], out[cols.REJECT_REASON], out[cols.REJECT_ERROR] = stages, reasons, errors
-        scored = [results.get(i, (math.nan, [])) for i in range(len(reasons))]
-        out[CLIP_SCORE] = np.array([score for score, _ in scored], dtype=np.float32)
-        out[GROUNDED_NOUNS] = [grounded for _, grounded in scored]
-        out[N_GROUNDED] = [len(grounded) for _, grounded in scored]
-        out[CLIP_MODEL] = [self.label if i in results else "" for i in range(len(reasons))]
+        out = {k: v for k, v in batch.items() if k != B.MODEL_IMAGE}
+        out.update(rows.columns())
+        scored = [results.get(i, (math.nan, [])) for i in range(len(rows))]
+        out[B.CLIP_SCORE] = np.array([score for score, _ in scored], dtype=np.float32)
+        out[B.GROUNDED_NOUNS] = [grounded for _, grounded in scored]
+        out[B.N_GROUNDED] = [len(grounded) for _, grounded in scored]
+        out[B.CLIP_MODEL] = [self.label if i in results else "" for i in range(len(rows))]
         return out

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import spacy
 
-from pixcap.schemas import batch as cols
+from pixcap.schemas import batch as B
 from pixcap.schemas.job import NounsConfig
 
-CAPTION = "caption"  # SAMPLE_SCHEMA columns
-NOUNS = "nouns"
-N_NOUNS = "n_nouns"
+from .outcomes import RowOutcomes, error_text
+
 NOUN_POS = frozenset({"NOUN", "PROPN"})
 STAGE = "nouns"
 
@@ -47,23 +46,20 @@ class NounsStage:
         self.nlp = load_tagger(config.model)
 
     def __call__(self, batch: dict) -> dict:
-        reasons = list(batch[cols.REJECT_REASON])
-        stages, errors = list(batch[cols.REJECT_STAGE]), list(batch[cols.REJECT_ERROR])
-        captions = batch[CAPTION]
-        nouns = [[] for _ in reasons]
-        live = [i for i, reason in enumerate(reasons) if not reason]
-        texts = [captions[i] or "" for i in live]
-        try:
-            for i, doc in zip(live, self.nlp.pipe(texts, batch_size=self.config.batch_size)):
+        rows = RowOutcomes(batch, STAGE)
+        captions = batch[B.CAPTION]
+        nouns = [[] for _ in range(len(rows))]
+        live = rows.live_rows()
+        try:  # spaCy's pipe batches the whole batch; rows are retried alone only if it fails
+            for i, doc in zip(live, self.nlp.pipe([captions[i] or "" for i in live], batch_size=self.config.batch_size)):
                 nouns[i] = doc_nouns(doc)
         except Exception:  # find the caption that breaks the tagger; the others keep their nouns
             for i in live:
                 try:
                     nouns[i] = doc_nouns(self.nlp(captions[i] or ""))
                 except Exception as e:
-                    stages[i], reasons[i] = STAGE, "nouns_error"
-                    errors[i] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+                    rows.reject(i, "nouns_error", error_text(e))
         out = dict(batch)
-        out[cols.REJECT_STAGE], out[cols.REJECT_REASON], out[cols.REJECT_ERROR] = stages, reasons, errors
-        out[NOUNS], out[N_NOUNS] = nouns, [len(n) for n in nouns]
+        out.update(rows.columns())
+        out[B.NOUNS], out[B.N_NOUNS] = nouns, [len(n) for n in nouns]
         return out

@@ -19,6 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from pixcap.schemas import batch as B
 from pixcap.schemas.job import DecodeConfig
+from pixcap.schemas.shards import shard_name
 
 from .keys import CAPTION_EXTENSION, KeyMaker, SidecarTracker, is_image_name, is_unsafe_path, split_extension
 
@@ -39,10 +40,9 @@ class Member:
 
 
 def _row(part: dict, member: Member, position: int, shard_size: int) -> dict:
-    shard_number = part[B.PART_FIRST_SHARD] + position // shard_size
     return {
         B.KEY: member.key or "",
-        B.SHARD: f"{part[B.PART_SHARD_PREFIX]}-{shard_number:05d}",
+        B.SHARD: shard_name(part[B.PART_SHARD_PREFIX], part[B.PART_FIRST_SHARD] + position // shard_size),
         B.INDEX: position % shard_size,
         B.SHARD_COUNT: -1,
         B.PART_END: False,
@@ -101,16 +101,12 @@ class ReadStage:
     def _release(self, row, position: int, shard_ends: bool, skip: set, part_ends: bool = False) -> Iterator[dict]:
         # A finished input (None) was numbered, so later ones keep their positions, but is not
         # sent on: its shard's count and the part's end are already in the finished fragment.
-        if row is None or f"{row[B.SHARD]}/{row[B.INDEX]}" in skip or row[B.SHARD] in skip:
+        if row is None or position in skip:
             return
         if shard_ends:
             row[B.SHARD_COUNT] = position % self.shard_size + 1
         row[B.PART_END] = part_ends
         yield row
-
-    def _is_done(self, part: dict, position: int, skip: set) -> bool:
-        shard = f"{part[B.PART_SHARD_PREFIX]}-{part[B.PART_FIRST_SHARD] + position // self.shard_size:05d}"
-        return shard in skip or f"{shard}/{position % self.shard_size}" in skip
 
     def _tar_members(self, part: dict, skip: set) -> Iterator[Optional[Member]]:
         """Image members of a tar, streamed; a member's bytes are read only when not yet done.
@@ -145,7 +141,7 @@ class ReadStage:
                     pending = None
                     member = Member(name=info.name, source=f"{uri}::{info.name}", key=keys.make(info.name))
                     position += 1
-                    if self._is_done(part, position - 1, skip):
+                    if position - 1 in skip:
                         yield None
                         continue
                     member.reason, member.error = _member_problem(uri, info.name, member.key, info.isfile())
@@ -169,7 +165,7 @@ class ReadStage:
             yield pending
         for name, is_file in sidecars.orphans():
             position += 1
-            if self._is_done(part, position - 1, skip):
+            if position - 1 in skip:
                 yield None
             else:
                 yield _orphan(uri, name, is_file, keys.make(name))
@@ -187,7 +183,7 @@ class ReadStage:
         root = part[B.PART_URI].rstrip("/")
         root_path = fsspec.core.url_to_fs(root)[1]
         for position, (url, key) in enumerate(zip(part[B.PART_MEMBERS], part[B.PART_KEYS])):
-            if self._is_done(part, position, skip):
+            if position in skip:
                 yield None
                 continue
             member = Member(name=url, source=url, key=key)

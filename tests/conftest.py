@@ -17,7 +17,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def models_cache(tmp_path_factory):
     """A models cache with the tiny models built once; jobs name them as tiny:llava, tiny:clip."""
-    from pixcap.pipeline.tiny_models import build_tiny_models
+    from pixcap.models.tiny import build_tiny_models
 
     root = tmp_path_factory.mktemp("models")
     build_tiny_models(str(root))

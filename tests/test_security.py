@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from pixcap.pipeline.cli import main
-from pixcap.pipeline.tiny_models import build_tiny_models
+from pixcap.cli.main import main
+from pixcap.models.tiny import build_tiny_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_caption_model_custom_code_runs_only_when_the_job_asks(tmp_path, models_
 @pytest.fixture(scope="module")
 def trainer_models(tmp_path_factory):
     """The tiny T5 and VAE the trainer loads (the DiT is not needed here)."""
-    from pixcap.trainer.tiny import build_tiny_t5, build_tiny_vae
+    from pixcap.models.tiny_diffusion import build_tiny_t5, build_tiny_vae
 
     root = tmp_path_factory.mktemp("trainer_models")
     return {"t5": build_tiny_t5(root / "t5"), "vae": build_tiny_vae(root / "vae")}

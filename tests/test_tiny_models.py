@@ -2,7 +2,8 @@ import open_clip
 import torch
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-from pixcap.pipeline.tiny_models import DONE_MARKER, build_tiny_clip, build_tiny_llava, build_tiny_models
+from pixcap.models.tiny import DONE_MARKER, build_tiny_models
+from pixcap.models.tiny_captioning import build_tiny_clip, build_tiny_llava
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):

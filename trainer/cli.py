@@ -3,6 +3,7 @@
 Heavy modules (torch, diffusers) are imported inside the handlers so `pixcap --help` stays fast.
 """
 from pixcap.schemas import JobError
+from pixcap.schemas.models import DEFAULT_MODELS_CACHE, TINY_T5, TINY_VAE
 
 
 def train_command(args) -> int:
@@ -74,9 +75,9 @@ def register(subparsers) -> None:
     encode.add_argument("shards", nargs="+", metavar="SHARD", help="shard paths, globs or URLs")
     encode.add_argument("--output", required=True, help="folder for the new shards and null_caption.npz")
     encode.add_argument("--resolution", type=int, default=256, choices=(256, 512, 1024), help="bucket table for the latents")
-    encode.add_argument("--text-encoder", default="tiny:t5", help="T5 folder, hub id, or tiny:t5")
-    encode.add_argument("--vae", default="tiny:vae", help="AutoencoderKL folder, hub id, or tiny:vae")
-    encode.add_argument("--models-cache", default="~/.cache/pixcap/models", help="where tiny:* models are built")
+    encode.add_argument("--text-encoder", default=TINY_T5, help=f"T5 folder, hub id, or {TINY_T5}")
+    encode.add_argument("--vae", default=TINY_VAE, help=f"AutoencoderKL folder, hub id, or {TINY_VAE}")
+    encode.add_argument("--models-cache", default=DEFAULT_MODELS_CACHE, help="where tiny:* models are built")
     encode.add_argument("--batch-size", type=int, default=16)
     encode.add_argument("--seed", type=int, default=0, help="seeds the VAE posterior samples")
     encode.set_defaults(func=encode_command)

@@ -24,7 +24,7 @@ from pixcap.schemas.records import IMAGE_EXT, LATENT_EXT, T5_EMBEDDING_EXT, T5_M
 from pixcap.schemas.train_job import FilterConfig
 
 from .data import NULL_CAPTION, PrepareSamples, expand_shards, one_line, tar_samples
-from .resolve import resolve_model
+from pixcap.models.resolve import resolve_model
 
 CHUNK = 64  # samples read before encoding, so each bucket gets batches
 FEATURE_EXTS = (LATENT_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT)

@@ -6,13 +6,8 @@ import os
 import torch
 from torch import nn
 
-from .tiny import tiny_transformer_config
+from pixcap.schemas.models import TRANSFORMER_SIZES
 
-# Trunk sizes; everything else (patch 2, adaLN-single, cross-attention, 8 out channels) is shared.
-TRANSFORMER_SIZES = {
-    "tiny": tiny_transformer_config(),
-    "XL-2": {"num_layers": 28, "num_attention_heads": 16, "attention_head_dim": 72},  # hidden 1152
-}
 VAE_DOWNSAMPLE = 8
 # Embedders only the 1024 model has; a 256/512 checkpoint loaded into it starts them fresh.
 SIZE_EMBEDDERS = ("adaln_single.emb.resolution_embedder.", "adaln_single.emb.aspect_ratio_embedder.")

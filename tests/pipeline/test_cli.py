@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pixcap.pipeline.cli import main
+from pixcap.cli.main import main
 from pixcap.pipeline.engine import check_gpus
 from pixcap.pipeline.stats import concept_density
 from pixcap.schemas import JobError, load_job

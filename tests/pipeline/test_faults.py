@@ -14,11 +14,11 @@ from types import SimpleNamespace
 import pytest
 
 from pixcap.pipeline import failpoints
-from pixcap.pipeline.cli import main
+from pixcap.cli.main import main
 from pixcap.pipeline.lock import LOCK_NAME
 from pixcap.pipeline.run import StageError, run_job
 from pixcap.schemas import batch as B
-from pixcap.schemas.manifest import WORK_DIR
+from pixcap.schemas.manifest import FRAGMENTS_DIR, WORK_DIR
 from pixcap.stages.write import FragmentWriter
 
 from .tarfiles import jpeg_bytes
@@ -106,7 +106,7 @@ def fake_graph(monkeypatch, tmp_path):
         batches, consumed, work = 30, 0, None
 
         def __call__(self, todo, job, counter):
-            self.work = os.path.join(job.output, WORK_DIR)
+            self.work = os.path.join(job.output, WORK_DIR, FRAGMENTS_DIR)
             return self
 
         def iter_batches(self, batch_size=None):

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from pixcap.pipeline.cli import main
+from pixcap.cli.main import main
 from pixcap.pipeline.lock import LOCK_NAME, OutputInUse, OutputLock
 
 from .test_faults import fake_graph  # noqa: F401 (a fixture)

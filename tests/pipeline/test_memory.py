@@ -202,7 +202,7 @@ class TreeSampler(threading.Thread):
         }
 
 
-def run_measured(job: dict, job_file: Path, timeout: float = 900, cli: tuple = ("-m", "pixcap.pipeline.cli")) -> tuple:
+def run_measured(job: dict, job_file: Path, timeout: float = 900, cli: tuple = ("-m", "pixcap.cli.main")) -> tuple:
     """`pixcap run job_file` on a Ray of its own, sampled; returns (rc, stdout, stderr, sampler, seconds)."""
     job_file.write_text(yaml.safe_dump(job))
     env = {**os.environ, "RAY_ADDRESS": "local", "TOKENIZERS_PARALLELISM": "false"}
@@ -329,7 +329,7 @@ def run_stats_measured(out: Path, timeout: float = 300) -> tuple:
     start = time.monotonic()
     with open(out / "stats.json", "w") as stdout, open(out / "stats.err", "w") as stderr:
         child = subprocess.run([sys.executable, "-c", PEAK_OF, str(out / "stats.peak"),
-                                "-m", "pixcap.pipeline.cli", "stats", str(out), "--json"],
+                                "-m", "pixcap.cli.main", "stats", str(out), "--json"],
                                stdout=stdout, stderr=stderr, timeout=timeout)
     seconds = time.monotonic() - start
     assert child.returncode == 0, (out / "stats.err").read_text()

@@ -117,7 +117,7 @@ def run_driver(root, out, models_cache, ray_session, spec, marker=None):
         env[failpoints.ONCE_ENV] = str(marker)
     address = ray_session.get_runtime_context().gcs_address
     driver = subprocess.Popen(
-        [sys.executable, "-m", "pixcap.pipeline.cli", "run", str(job_file), "--address", address],
+        [sys.executable, "-m", "pixcap.cli.main", "run", str(job_file), "--address", address],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     _, stderr = driver.communicate(timeout=300)

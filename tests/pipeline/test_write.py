@@ -9,8 +9,9 @@ import webdataset as wds
 
 from pixcap.pipeline.ledger import Ledger
 from pixcap.schemas import batch as B
-from pixcap.schemas.manifest import WORK_DIR
-from pixcap.stages.write import FragmentWriter, commit_shard
+from pixcap.schemas.manifest import FRAGMENTS_DIR, WORK_DIR
+from pixcap.pipeline.commit import commit_shard
+from pixcap.stages.write import FragmentWriter
 
 from .tarfiles import jpeg_bytes
 
@@ -47,7 +48,7 @@ def finished_batch(shard, indices, count=None, rejected=(), part_end=False):
 def test_fragments_commit_in_input_order_with_rejects(tmp_path):
     out = str(tmp_path)
     ledger = Ledger(out)
-    writer = FragmentWriter(os.path.join(out, WORK_DIR))
+    writer = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))
     # Rows arrive out of order, across fragments, one of them twice (a retried task).
     for batch in (finished_batch("p-00000", [2, 3], count=4, rejected={3}, part_end=True),
                   finished_batch("p-00000", [1, 0]), finished_batch("p-00000", [1])):
@@ -79,7 +80,7 @@ def test_commit_is_deterministic(tmp_path):
     digests = []
     for run in ("a", "b"):
         out = str(tmp_path / run)
-        summary = FragmentWriter(os.path.join(out, WORK_DIR))(finished_batch("p-00000", [0, 1], count=2))
+        summary = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))(finished_batch("p-00000", [0, 1], count=2))
         digests.append(commit_shard(out, "p-00000", [summary["fragment"][0]])["sha256"])
     assert digests[0] == digests[1]
 
@@ -87,7 +88,7 @@ def test_commit_is_deterministic(tmp_path):
 def test_ledger_cleans_half_written_output_and_resumes_fragments(tmp_path):
     out = str(tmp_path)
     Ledger(out)
-    writer = FragmentWriter(os.path.join(out, WORK_DIR))
+    writer = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))
     writer(finished_batch("p-00000", [0, 1], count=3))
     # A run killed between a shard's tar and its parquet, and one killed mid-write.
     (tmp_path / "shards" / "p-00001.tar").write_bytes(b"half")
@@ -98,7 +99,7 @@ def test_ledger_cleans_half_written_output_and_resumes_fragments(tmp_path):
     assert removed == ["rejects/p-00001.parquet", "shards/p-00001.tar", "stats/p-00002.parquet.tmp"]
     ledger.load_fragments()
     assert ledger.complete_shards() == []
-    assert ledger.skip_list(["p-00000"]) == ["p-00000/0", "p-00000/1"]
+    assert ledger.skip_positions("p", 0, None, shard_size=3) == [0, 1]
 
 
 def big_batch():
@@ -110,7 +111,7 @@ def big_batch():
 
 def test_commit_failpoints_fire_partway_through_the_tar_and_between_tar_and_stats(tmp_path):
     out = str(tmp_path)
-    summary = FragmentWriter(os.path.join(out, WORK_DIR))(big_batch())
+    summary = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))(big_batch())
     seen = []
 
     def failpoint(point):
@@ -132,10 +133,10 @@ def test_a_commit_that_fails_is_cleaned_up_and_redone_identically(tmp_path, poin
     nothing is committed, the next run's ledger removes what was written, and the commit redone
     is byte-identical to one that never failed."""
     batch = big_batch()
-    clean = commit_shard(str(tmp_path / "clean"), "p-00000", [FragmentWriter(str(tmp_path / "clean" / WORK_DIR))(batch)["fragment"][0]])
+    clean = commit_shard(str(tmp_path / "clean"), "p-00000", [FragmentWriter(str(tmp_path / "clean" / WORK_DIR / FRAGMENTS_DIR))(batch)["fragment"][0]])
 
     out = str(tmp_path / "failed")
-    fragment = FragmentWriter(os.path.join(out, WORK_DIR))(batch)["fragment"][0]
+    fragment = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))(batch)["fragment"][0]
 
     def fail(at):
         if at == point:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pixcap.pipeline.tiny_models import build_tiny_models
+from pixcap.models.tiny import build_tiny_models
 from pixcap.schemas import batch as cols
 
 

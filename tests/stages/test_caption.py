@@ -1,12 +1,10 @@
 import numpy as np
 import pytest
 
-from pixcap.schemas import SAMPLE_COLUMNS
 from pixcap.schemas import batch as cols
 from pixcap.schemas.job import CaptionConfig
-from pixcap.stages.caption import (
-    CAPTION, CAPTION_MODEL, CaptionStage, SidecarCaptionStage, chat_prompt, generate_captions,
-)
+from pixcap.schemas.records import CAPTION, CAPTION_MODEL
+from pixcap.stages.caption import CaptionStage, SidecarCaptionStage, chat_prompt, generate_captions
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +16,6 @@ def config(tiny_models):
 def stage(config):
     return CaptionStage(config)
 
-
-def test_columns_are_sample_columns():
-    assert {CAPTION, CAPTION_MODEL} <= set(SAMPLE_COLUMNS)
 
 
 def test_captions_are_words_and_deterministic_across_instances(stage, config, model_images, stage_batch):

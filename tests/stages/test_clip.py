@@ -6,12 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pixcap.schemas import SAMPLE_COLUMNS
 from pixcap.schemas import batch as cols
 from pixcap.schemas.job import ClipConfig
-from pixcap.stages.clip import (
-    CLIP_MODEL, CLIP_SCORE, GROUNDED_NOUNS, N_GROUNDED, ClipStage,
-)
+from pixcap.schemas.records import CLIP_MODEL, CLIP_SCORE, GROUNDED_NOUNS, N_GROUNDED
+from pixcap.stages.clip import ClipStage
 
 
 def clip_config(tiny_models, **overrides):
@@ -45,9 +43,6 @@ def reference(tiny_models):
 def scored_batch(stage_batch, images, captions, nouns):
     return stage_batch(images, caption=captions, nouns=nouns)
 
-
-def test_columns_are_sample_columns():
-    assert {CLIP_SCORE, GROUNDED_NOUNS, N_GROUNDED, CLIP_MODEL} <= set(SAMPLE_COLUMNS)
 
 
 def test_clip_score_is_the_open_clip_cosine(stage, reference, model_images, stage_batch):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageFile
 
-from pixcap.pipeline.sample import write_sample
+from pixcap.demo.sa1b import write_demo_collection
 from pixcap.schemas import batch as B
 from pixcap.schemas.job import DecodeConfig
 from pixcap.schemas.rejects import REASONS
@@ -289,7 +289,7 @@ def test_a_batch_of_mixed_inputs_never_raises():
 
 def test_the_bundled_sample_decodes(tmp_path):
     datas = []
-    for path in write_sample(tmp_path):
+    for path in write_demo_collection(tmp_path):
         with tarfile.open(path) as tar:
             datas += [tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".jpg")]
     out = decode(*datas)

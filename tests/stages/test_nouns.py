@@ -1,19 +1,16 @@
 import numpy as np
 import pytest
 
-from pixcap.schemas import SAMPLE_COLUMNS
 from pixcap.schemas import batch as cols
 from pixcap.schemas.job import NounsConfig
-from pixcap.stages.nouns import N_NOUNS, NOUNS, NounsStage, load_tagger
+from pixcap.schemas.records import N_NOUNS, NOUNS
+from pixcap.stages.nouns import NounsStage, load_tagger
 
 
 @pytest.fixture(scope="module")
 def stage():
     return NounsStage(NounsConfig(model="en_core_web_sm", batch_size=2))  # loads the mirror
 
-
-def test_columns_are_sample_columns():
-    assert {NOUNS, N_NOUNS} <= set(SAMPLE_COLUMNS)
 
 
 def test_tagger_runs_without_parser_ner_or_senter(stage):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pixcap.pipeline.cli import main
+from pixcap.cli.main import main
 from pixcap.schemas import JobError, load_train_job, read_job_yaml
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"

@@ -1,4 +1,4 @@
-"""The bundled sample: real photographs laid out like SA-1B, for demos, tests and benchmarks.
+"""The demo collection: real photographs laid out like SA-1B, for demos, tests and benchmarks.
 
 The photographs are the colour photos scikit-image ships inside its wheel (no download), plus
 mirrored and cropped variants. They are written as SA-1B writes them: tars `sa_000000.tar`, ...
@@ -34,7 +34,7 @@ def load_photograph(name: str) -> np.ndarray:
     return getattr(skimage.data, name)()
 
 
-def sample_images() -> list:
+def demo_images() -> list:
     """Every photograph as it is, mirrored, and as a centre crop of 3/4 its sides."""
     images = []
     for name in PHOTOGRAPHS:
@@ -76,14 +76,14 @@ def _sa1b_members(image_id: int, image: Image.Image) -> list:
     return [(file_name, jpeg.getvalue()), (f"sa_{image_id}.json", json.dumps(record).encode())]
 
 
-def write_sample(dest_dir) -> list:
-    """Write the sample's tars into dest_dir (kept when all are already there); returns their paths."""
+def write_demo_collection(dest_dir) -> list:
+    """Write the demo collection's tars into dest_dir (kept when all are already there); returns their paths."""
     dest = Path(dest_dir)
     paths = [dest / f"sa_{n:06d}.tar" for n in range(TARS)]
     if all(path.is_file() for path in paths):
         return paths
     dest.mkdir(parents=True, exist_ok=True)
-    images = sample_images()
+    images = demo_images()
     per_tar = -(-len(images) // TARS)
     for n, path in enumerate(paths):
         members = []
@@ -96,5 +96,5 @@ def write_sample(dest_dir) -> list:
 if __name__ == "__main__":
     import sys
 
-    written = write_sample(sys.argv[1] if len(sys.argv) > 1 else "data/sample")
-    print(f"sample: {len(written)} SA-1B-style tars in {written[0].parent}")
+    written = write_demo_collection(sys.argv[1] if len(sys.argv) > 1 else "data/demo")
+    print(f"demo collection: {len(written)} SA-1B-style tars in {written[0].parent}")

@@ -1,4 +1,4 @@
-"""Tiny, seeded, randomly initialised models in the real formats, built offline.
+"""Tiny, seeded, randomly initialised captioning and scoring models (LLaVA, open_clip), built offline.
 
 `tiny:llava` loads through AutoProcessor + LlavaForConditionalGeneration exactly like
 llava-hf/llava-1.5-7b-hf, and `tiny:clip` through open_clip like ViT-L-14, so tests and the
@@ -7,15 +7,11 @@ local job run the same loading code as the 7B cluster job. Nothing is downloaded
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
 
-LLAVA_DIR = "tiny-llava"
-CLIP_DIR = "tiny-clip"
 CLIP_NAME = "tiny-clip"  # open_clip takes the config file's stem as the model name
-DONE_MARKER = ".pixcap-complete"  # written last: a folder without it was interrupted
 
 # LLaVA-1.5's chat template (as shipped with llava-hf/llava-1.5-7b-hf).
 LLAVA_CHAT_TEMPLATE = (
@@ -86,18 +82,6 @@ def build_tokenizer():
     )
 
 
-def _complete(folder: Path) -> bool:
-    return (folder / DONE_MARKER).is_file()
-
-
-def _fresh(folder: Path) -> Path:
-    """An empty folder, whatever an interrupted build left there."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    return folder
-
-
 def build_tiny_llava(path, seed: int = 0) -> Path:
     """A ~1M-parameter LLaVA-1.5 (32 px CLIP vision tower + 2-layer Llama) with its processor."""
     from transformers import (
@@ -105,7 +89,7 @@ def build_tiny_llava(path, seed: int = 0) -> Path:
         LlavaForConditionalGeneration, LlavaProcessor,
     )
 
-    folder = _fresh(Path(path))
+    folder = Path(path)
     tokenizer = build_tokenizer()
     vision = CLIPVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -143,7 +127,6 @@ def build_tiny_llava(path, seed: int = 0) -> Path:
         chat_template=LLAVA_CHAT_TEMPLATE,
     )
     processor.save_pretrained(folder)
-    (folder / DONE_MARKER).write_text(json.dumps({"seed": seed}))
     return folder
 
 
@@ -159,7 +142,8 @@ def build_tiny_clip(path, seed: int = 0) -> tuple:
     """A tiny open_clip ViT: (config JSON path, state-dict checkpoint path)."""
     import open_clip
 
-    folder = _fresh(Path(path))
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / f"{CLIP_NAME}.json"
     config_path.write_text(json.dumps(TINY_CLIP_CONFIG, indent=2))
     open_clip.add_model_config(config_path)
@@ -167,21 +151,4 @@ def build_tiny_clip(path, seed: int = 0) -> tuple:
     model = open_clip.create_model(CLIP_NAME, pretrained=None)
     checkpoint_path = folder / f"{CLIP_NAME}.pt"
     torch.save(model.state_dict(), checkpoint_path)
-    (folder / DONE_MARKER).write_text(json.dumps({"seed": seed}))
     return config_path, checkpoint_path
-
-
-def build_tiny_models(root, seed: int = 0) -> dict:
-    """Both tiny models under root, reusing complete ones: {"llava": dir, "clip_config", "clip_checkpoint"}."""
-    root = Path(root).expanduser()
-    llava = root / LLAVA_DIR
-    if not _complete(llava):
-        build_tiny_llava(llava, seed)
-    clip = root / CLIP_DIR
-    if not _complete(clip):
-        build_tiny_clip(clip, seed)
-    return {
-        "llava": llava,
-        "clip_config": clip / f"{CLIP_NAME}.json",
-        "clip_checkpoint": clip / f"{CLIP_NAME}.pt",
-    }

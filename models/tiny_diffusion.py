@@ -1,18 +1,12 @@
-"""Tiny, seeded, randomly initialised trainer models in the real formats (T5, VAE, DiT), for offline tests."""
+"""Tiny, seeded, randomly initialised diffusion models in the real formats: T5 encoder, VAE, DiT."""
 from __future__ import annotations
 
-import shutil
 import string
 from pathlib import Path
 
 import torch
 
-DONE = ".complete"  # written last, so a half-built folder is rebuilt rather than trusted
-
-
-def tiny_transformer_config() -> dict:
-    """The tiny PixArt/DiT trunk: 2 layers, 2 heads of 12; 24 channels so the 1024 size embeddings (3 x 8) fit."""
-    return {"num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 12}
+from pixcap.schemas.models import TRANSFORMER_SIZES
 
 
 def _tiny_t5_tokenizer():
@@ -66,7 +60,7 @@ def build_tiny_dit(path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     # norm_eps 1e-6 as the original DiT (diffusers' default 1e-5 only reaches its MLP norm).
     dit = DiTTransformer2DModel(
-        **tiny_transformer_config(), in_channels=4, out_channels=8, sample_size=8, patch_size=2,
+        **TRANSFORMER_SIZES["tiny"], in_channels=4, out_channels=8, sample_size=8, patch_size=2,
         num_embeds_ada_norm=10, norm_eps=1e-6,
     )
     # A real checkpoint has one timestep/class embedder that diffusers copies into every block; do the same.
@@ -75,18 +69,3 @@ def build_tiny_dit(path, seed: int = 0) -> Path:
         block.norm1.emb.load_state_dict(shared)
     dit.save_pretrained(path)
     return Path(path)
-
-
-def build_tiny_trainer_models(root) -> dict:
-    """Build the tiny T5, VAE and DiT under `root`, skipping ones already complete; return their paths."""
-    root = Path(root)
-    builders = {"t5": build_tiny_t5, "vae": build_tiny_vae, "dit": build_tiny_dit}
-    paths = {}
-    for name, build in builders.items():
-        path = root / name
-        if not (path / DONE).exists():
-            shutil.rmtree(path, ignore_errors=True)
-            build(path)
-            (path / DONE).touch()
-        paths[name] = path
-    return paths

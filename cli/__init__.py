@@ -1,0 +1,1 @@
+"""The `pixcap` command: registers the pipeline's, the analyst tools' and the trainer's subcommands."""

@@ -1,0 +1,1 @@
+"""Models by name: the tiny offline models, built on first use, and the resolver jobs use."""

@@ -1,0 +1,51 @@
+"""Build every tiny model into one cache, once: one folder per model, complete or rebuilt.
+
+The tiny models load through the same code as the real ones (LLaVA through transformers,
+ViT through open_clip, T5, the VAE and DiT through transformers and diffusers), so tests and the
+local job exercise the loading path of the 7B job. Nothing is downloaded.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .tiny_captioning import CLIP_NAME, build_tiny_clip, build_tiny_llava
+from .tiny_diffusion import build_tiny_dit, build_tiny_t5, build_tiny_vae
+
+DONE_MARKER = ".pixcap-complete"  # written last: a folder without it was interrupted, and is rebuilt
+
+# folder under the cache -> its builder (a function of (path, seed))
+BUILDERS = {
+    "tiny-llava": build_tiny_llava,
+    "tiny-clip": build_tiny_clip,
+    "tiny-t5": build_tiny_t5,
+    "tiny-vae": build_tiny_vae,
+    "tiny-dit": build_tiny_dit,
+}
+
+
+def build_tiny_model(root, folder_name: str, seed: int = 0) -> Path:
+    """One tiny model's folder under root, built unless a complete one is there."""
+    folder = Path(root).expanduser() / folder_name
+    if not (folder / DONE_MARKER).is_file():
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        BUILDERS[folder_name](folder, seed)
+        (folder / DONE_MARKER).write_text(json.dumps({"seed": seed}))
+    return folder
+
+
+def build_tiny_models(root, seed: int = 0) -> dict:
+    """All tiny models under root: {"llava", "clip_config", "clip_checkpoint", "t5", "vae", "dit"} -> path."""
+    folders = {name: build_tiny_model(root, name, seed) for name in BUILDERS}
+    clip = folders["tiny-clip"]
+    return {
+        "llava": folders["tiny-llava"],
+        "clip_config": clip / f"{CLIP_NAME}.json",
+        "clip_checkpoint": clip / f"{CLIP_NAME}.pt",
+        "t5": folders["tiny-t5"],
+        "vae": folders["tiny-vae"],
+        "dit": folders["tiny-dit"],
+    }

@@ -1,0 +1,23 @@
+"""Fragments: the parquet files workers write finished rows to, before a shard is committed.
+
+A fragment holds the sample columns, the stored image bytes, the reject columns and the ledger
+columns (which shard, which position, whether the shard or the part ends there).
+"""
+import pyarrow as pa
+
+from . import batch as B
+from .records import SAMPLE_SCHEMA
+
+FRAGMENT_SCHEMA = pa.schema(
+    [
+        pa.field(B.INDEX, pa.int32()),
+        pa.field(B.SHARD_COUNT, pa.int32()),
+        pa.field(B.PART_END, pa.bool_()),
+        pa.field(B.PART_ID, pa.string()),
+        pa.field(B.STORED, pa.binary()),
+        pa.field(B.REJECT_STAGE, pa.string()),
+        pa.field(B.REJECT_REASON, pa.string()),
+        pa.field(B.REJECT_ERROR, pa.string()),
+        *SAMPLE_SCHEMA,
+    ]
+)
