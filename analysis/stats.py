@@ -2,7 +2,8 @@
 
 Reads the stats parquets one file at a time, in record batches, so memory grows with the number of
 distinct nouns, not with the number of images or files (tests/pipeline/test_memory.py holds it
-to a bound on 1,000,000 rows).
+to a bound on 1,000,000 rows). `pixcap report` feeds the same ConceptTally from its own pass, so
+its Table 1 is this code's, number for number.
 
 Not pyarrow.dataset: its fragments keep the parquet metadata of every file scanned, about 50 KB
 a shard file (`pixcap stats` on 4,000 shards of 1000 rows peaked at 878 MB with it, 164 MB
@@ -11,54 +12,85 @@ without), and its read-ahead queued 176 MB of batches when this loop was the slo
 from __future__ import annotations
 
 import glob
-import json
 import os
 from collections import Counter
+from typing import Iterator, List
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixcap.schemas.manifest import STATS_DIR
+from pixcap.schemas.records import CLIP_SCORE, N_GROUNDED, N_NOUNS, NOUNS
 
 VALID_NOUN_MIN_COUNT = 10  # PixArt: a valid noun appears more than 10 times
-COLUMNS = ["nouns", "n_nouns", "clip_score", "n_grounded"]
+COLUMNS = [NOUNS, N_NOUNS, CLIP_SCORE, N_GROUNDED]  # what ConceptTally.add reads from a batch
 NOUNS_PER_COUNT = 1 << 20  # flattened nouns gathered before one value_counts: about 10 MB
+BATCH_ROWS = 65536
 
 
-def _count_nouns(nouns: Counter, pending: list) -> None:
-    if pending:
-        counts = pc.value_counts(pa.chunked_array(pending, pa.string()))
-        nouns.update(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
-        pending.clear()
-
-
-def concept_density(out_dir: str, valid_min_count: int = VALID_NOUN_MIN_COUNT, batch_rows: int = 65536) -> dict:
+def stats_files(out_dir: str) -> List[str]:
+    """The output's committed stats parquets, in name order; FileNotFoundError when there are none."""
     files = sorted(glob.glob(os.path.join(out_dir, STATS_DIR, "*.parquet")))
     if not files:
         raise FileNotFoundError(f"no stats parquet under {os.path.join(out_dir, STATS_DIR)}")
-    nouns = Counter()
-    pending, pending_len = [], 0  # flattened nouns of the last batches, counted together
-    images = total_nouns = grounded = clip_n = 0
-    clip_sum = 0.0
-    for path in files:
-        with pq.ParquetFile(path) as parquet:  # one file open at a time; its metadata goes with it
-            for batch in parquet.iter_batches(batch_size=batch_rows, columns=COLUMNS):
-                images += batch.num_rows
-                total_nouns += pc.sum(batch.column("n_nouns")).as_py() or 0
-                grounded += pc.sum(batch.column("n_grounded")).as_py() or 0
-                scores = batch.column("clip_score").drop_null()
-                clip_n += len(scores)
-                clip_sum += pc.sum(scores).as_py() or 0.0
-                flat = pc.list_flatten(batch.column("nouns"))
-                pending.append(flat)
-                pending_len += len(flat)
-                if pending_len >= NOUNS_PER_COUNT:  # many small shards: one count per ~1M nouns, not per file
-                    _count_nouns(nouns, pending)
-                    pending_len = 0
-    _count_nouns(nouns, pending)
-    valid = sum(1 for c in nouns.values() if c > valid_min_count)
-    return density_table(images, total_nouns, len(nouns), valid, valid_min_count, clip_sum, clip_n, grounded)
+    return files
+
+
+def iter_batches(path: str, columns: List[str], batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """One parquet's record batches; the file (and its metadata) is closed when they run out."""
+    with pq.ParquetFile(path) as parquet:
+        yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+
+
+class ConceptTally:
+    """Table 1's running sums and noun counts, fed one record batch (with COLUMNS) at a time."""
+
+    def __init__(self) -> None:
+        self.nouns: Counter = Counter()
+        self._pending: list = []  # flattened nouns of the last batches, counted together
+        self._pending_len = 0
+        self.images = self.total_nouns = self.grounded = self.clip_n = 0
+        self.clip_sum = 0.0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.images += batch.num_rows
+        self.total_nouns += pc.sum(batch.column(N_NOUNS)).as_py() or 0
+        self.grounded += pc.sum(batch.column(N_GROUNDED)).as_py() or 0
+        scores = batch.column(CLIP_SCORE).drop_null()
+        self.clip_n += len(scores)
+        self.clip_sum += pc.sum(scores).as_py() or 0.0
+        flat = pc.list_flatten(batch.column(NOUNS))
+        self._pending.append(flat)
+        self._pending_len += len(flat)
+        if self._pending_len >= NOUNS_PER_COUNT:  # many small shards: one count per ~1M nouns, not per file
+            self._count_pending()
+
+    def _count_pending(self) -> None:
+        if self._pending:
+            counts = pc.value_counts(pa.chunked_array(self._pending, pa.string()))
+            self.nouns.update(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
+            self._pending.clear()
+        self._pending_len = 0
+
+    def noun_counts(self) -> Counter:
+        """Every distinct noun and how often it appears, over all batches added so far."""
+        self._count_pending()
+        return self.nouns
+
+    def table(self, valid_min_count: int = VALID_NOUN_MIN_COUNT) -> dict:
+        nouns = self.noun_counts()
+        valid = sum(1 for c in nouns.values() if c > valid_min_count)
+        return density_table(self.images, self.total_nouns, len(nouns), valid, valid_min_count,
+                             self.clip_sum, self.clip_n, self.grounded)
+
+
+def concept_density(out_dir: str, valid_min_count: int = VALID_NOUN_MIN_COUNT, batch_rows: int = BATCH_ROWS) -> dict:
+    tally = ConceptTally()
+    for path in stats_files(out_dir):
+        for batch in iter_batches(path, COLUMNS, batch_rows):
+            tally.add(batch)
+    return tally.table(valid_min_count)
 
 
 def density_table(images: int, total_nouns: int, distinct: int, valid: int, valid_min_count: int,
@@ -77,9 +109,9 @@ def density_table(images: int, total_nouns: int, distinct: int, valid: int, vali
     }
 
 
-def format_table(table: dict) -> str:
-    """The figures as PixArt's Table 1 lays them out, one row per dataset."""
-    rows = [
+def table_rows(table: dict) -> list:
+    """(name, formatted value) pairs of Table 1, in the paper's order; the report shows the same rows."""
+    return [
         ("images", f"{table['images']:,}"),
         ("total nouns", f"{table['total_nouns']:,}"),
         ("distinct nouns (DN)", f"{table['distinct_nouns']:,}"),
@@ -89,11 +121,10 @@ def format_table(table: dict) -> str:
         ("mean clip_score", f"{table['mean_clip_score']:.4f}"),
         ("average grounded nouns per image", f"{table['grounded_nouns_per_image']:.2f}"),
     ]
+
+
+def format_table(table: dict) -> str:
+    """The figures as PixArt's Table 1 lays them out, one row per dataset."""
+    rows = table_rows(table)
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value:>12}" for name, value in rows)
-
-
-def stats_command(args) -> int:
-    table = concept_density(args.output, args.valid_min_count)
-    print(json.dumps(table, indent=2) if args.json else format_table(table))
-    return 0

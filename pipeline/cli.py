@@ -1,6 +1,8 @@
 """The pipeline's subcommands of `pixcap`: run and tiny-models (registered by pixcap.cli)."""
 from __future__ import annotations
 
+import sys
+
 from pixcap.schemas import JobError, load_job, read_job_yaml
 
 
@@ -17,19 +19,33 @@ def run_command(args) -> int:
     job = load_job(data)
     if not job.inputs:
         raise JobError("inputs: no inputs; list them in the job or pass --input")
-    manifest = run_job(job, address=args.address)
+    manifest = run_job(job, address=args.address, command=["pixcap", *sys.argv[1:]], verbose=args.verbose)
     totals = manifest["totals"]
     print(
         f"pixcap: inputs {totals['inputs']} = written {totals['written']} + rejected {totals['rejected']}"
         f" in {totals['shards']} shards"
     )
-    print(f"  shards    {job.output}/shards/*.tar")
-    print(f"  stats     {job.output}/stats/*.parquet")
-    print(f"  rejects   {job.output}/rejects/*.parquet")
-    print(f"  manifest  {job.output}/manifest.json")
+    out = job.output.rstrip("/")
+    print(f"  shards    {out}/shards/*.tar")
+    print(f"  stats     {out}/stats/*.parquet")
+    print(f"  rejects   {out}/rejects/*.parquet")
+    print(f"  manifest  {out}/manifest.json")
     if totals["written"]:
         print("\nconcept density (pixcap stats):")
         print(format_table(concept_density(job.output)))
+    return 0
+
+
+def verify_command(args) -> int:
+    from .verify import verify_output
+
+    problems = verify_output(args.output)
+    for problem in problems:
+        print(f"pixcap verify: {problem}")
+    if problems:
+        print(f"pixcap verify: {args.output}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"pixcap verify: {args.output}: every file matches the manifest")
     return 0
 
 
@@ -49,7 +65,12 @@ def register(subparsers) -> None:
     run.add_argument("--output", help="output folder (replaces the job's)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job key, e.g. caption.batch_size=4")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--verbose", action="store_true", help="show Ray's own messages here instead of in OUT/_logs")
     run.set_defaults(func=run_command)
+
+    verify = subparsers.add_parser("verify", help="check every file of an output against its manifest (exit 1 on a mismatch)")
+    verify.add_argument("output", help="an output folder or URL of pixcap run")
+    verify.set_defaults(func=verify_command)
 
     tiny = subparsers.add_parser("tiny-models", help="build the tiny offline models (LLaVA, open_clip, T5, VAE, DiT)")
     tiny.add_argument("dir")

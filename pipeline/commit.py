@@ -7,24 +7,27 @@ the commit point, so a reader that follows the stats never sees a half-written s
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import io
 import json
-import os
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+import posixpath
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
 from pixcap.schemas import batch as B
+from pixcap.schemas import rejects as R
 from pixcap.schemas.manifest import (
-    REJECTS_DIR, SHARD_META_BYTES, SHARD_META_REJECTED, SHARD_META_SHA256, SHARDS_DIR, STATS_DIR, TMP_SUFFIX,
+    EMBEDDINGS_DIR, REJECTS_DIR, SHARD_META_BYTES, SHARD_META_EMBEDDINGS_SHA256, SHARD_META_REJECTED,
+    SHARD_META_REJECTS_SHA256, SHARD_META_SHA256, SHARDS_DIR, STATS_DIR,
 )
 from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_SCHEMA
-from pixcap.schemas import rejects as R
 
 from . import failpoints
 from .ledger import Ledger
+from .storage import Storage
 
 COMMIT_THREADS = 2
 
@@ -33,11 +36,19 @@ class CommitError(RuntimeError):
     """A shard could not be committed (a full disk, a write error): the run stops."""
 
 
-def _shard_rows(shard: str, fragments: list) -> list:
+def shard_files(shard: str) -> dict:
+    """The output paths of a shard's three files."""
+    return {"tar": posixpath.join(SHARDS_DIR, f"{shard}.tar"), "stats": posixpath.join(STATS_DIR, f"{shard}.parquet"),
+            "rejects": posixpath.join(REJECTS_DIR, f"{shard}.parquet"),
+            "embeddings": posixpath.join(EMBEDDINGS_DIR, f"{shard}.npy")}
+
+
+def _shard_rows(storage: Storage, shard: str, fragments: list) -> list:
     """The shard's rows from its fragments, one per index (a retried task may write one twice)."""
     by_index = {}
     for fragment in sorted(fragments):
-        table = pq.read_table(fragment, filters=[(B.SHARD, "=", shard)])
+        with storage.open(fragment) as f:
+            table = pq.read_table(io.BytesIO(f.read()), filters=[(B.SHARD, "=", shard)])
         for row in table.to_pylist():
             by_index.setdefault(row[B.INDEX], row)
     return [by_index[i] for i in sorted(by_index)]
@@ -47,40 +58,31 @@ def _record(row: dict) -> dict:
     return {name: row[name] for name in SAMPLE_SCHEMA.names}
 
 
-def _write_tar(path: str, samples: list, failpoint) -> None:
-    with open(path, "wb") as f:
-        # Fixed owner and mtime: the same samples give byte-identical shards on every run.
-        writer = wds.TarWriter(f, user="pixcap", group="pixcap", mtime=0.0)
-        try:
-            partway = False
-            for row in samples:
-                writer.write(
-                    {
-                        "__key__": row[B.KEY],
-                        IMAGE_EXT: row[B.STORED],
-                        CAPTION_EXT: row[B.CAPTION].encode("utf-8"),
-                        RECORD_EXT: json.dumps(_record(row), ensure_ascii=False, sort_keys=True).encode("utf-8"),
-                    }
-                )
-                if not partway and f.tell() > 0:  # the tar's first 10 KB block reached the file
-                    partway = True
-                    f.flush()
-                    failpoint("shard_tar")
+def _write_tar(f, samples: list, failpoint) -> None:
+    # Fixed owner and mtime: the same samples give byte-identical shards on every run.
+    writer = wds.TarWriter(f, user="pixcap", group="pixcap", mtime=0.0)
+    try:
+        partway = False
+        for row in samples:
+            writer.write(
+                {
+                    "__key__": row[B.KEY],
+                    IMAGE_EXT: row[B.STORED],
+                    CAPTION_EXT: row[B.CAPTION].encode("utf-8"),
+                    RECORD_EXT: json.dumps(_record(row), ensure_ascii=False, sort_keys=True).encode("utf-8"),
+                }
+            )
+            if not partway and f.tell() > 0:  # the tar's first 10 KB block reached the file
+                partway = True
+                f.flush()
+                failpoint("shard_tar")
+        writer.close()
+    except BaseException:
+        # A failed write (a full disk): end the tar stream now, while the file is open, or
+        # its finalizer writes to the closed file and prints a traceback later.
+        with contextlib.suppress(Exception):
             writer.close()
-        except BaseException:
-            # A failed write (a full disk): end the tar stream now, while the file is open, or
-            # its finalizer writes to the closed file and prints a traceback later.
-            with contextlib.suppress(Exception):
-                writer.close()
-            raise
-
-
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        raise
 
 
 def _no_failpoint(point: str) -> None:
@@ -92,35 +94,53 @@ def _reject_row(row: dict, shard: str) -> dict:
             R.REASON: row[B.REJECT_REASON], R.ERROR: row[B.REJECT_ERROR]}
 
 
-def commit_shard(out_dir: str, shard: str, fragments: list, failpoint=_no_failpoint) -> dict:
-    """Write shards/SHARD.tar, rejects/SHARD.parquet and stats/SHARD.parquet (the commit point).
+def _write_parquet(storage: Storage, path: str, table: pa.Table) -> dict:
+    buffer = io.BytesIO()  # a shard's parquet is small; pyarrow wants a real file object
+    pq.write_table(table, buffer)
+    with storage.writer(path) as f:
+        f.write(buffer.getvalue())
+    return {"bytes": f.bytes, "sha256": f.digest.hexdigest()}
+
+
+def _write_embeddings(storage: Storage, path: str, samples: list) -> dict:
+    vectors = np.stack([np.frombuffer(r[B.CLIP_EMBEDDING], dtype=np.float16) for r in samples])
+    buffer = io.BytesIO()
+    np.save(buffer, vectors, allow_pickle=False)
+    with storage.writer(path) as f:
+        f.write(buffer.getvalue())
+    return {"bytes": f.bytes, "sha256": f.digest.hexdigest()}
+
+
+def commit_shard(storage: Storage, shard: str, fragments: list, failpoint=_no_failpoint) -> dict:
+    """Write shards/SHARD.tar and embeddings/SHARD.npy (when it has samples), rejects/SHARD.parquet
+    (always, maybe empty) and stats/SHARD.parquet, last: the commit point. Each file appears whole
+    under its name.
 
     `failpoint(point)` is called part-way through the tar, once its first block is in the file
-    ("shard_tar", not reached by a tar under 10 KB), and between the tar's rename and the stats'
-    ("shard_commit")."""
-    rows = _shard_rows(shard, fragments)
+    ("shard_tar", not reached by a tar under 10 KB), and between the tar and the stats
+    ("shard_commit"). Returns the shard's counts and {path: {bytes, sha256}} of its files."""
+    rows = _shard_rows(storage, shard, fragments)
     samples = [r for r in rows if not r[B.REJECT_REASON]]
     rejects = [r for r in rows if r[B.REJECT_REASON]]
-    tar_path = os.path.join(out_dir, SHARDS_DIR, f"{shard}.tar")
-    stats_path = os.path.join(out_dir, STATS_DIR, f"{shard}.parquet")
-    rejects_path = os.path.join(out_dir, REJECTS_DIR, f"{shard}.parquet")
-    for directory in (SHARDS_DIR, STATS_DIR, REJECTS_DIR):
-        os.makedirs(os.path.join(out_dir, directory), exist_ok=True)
-
-    _write_tar(tar_path + TMP_SUFFIX, samples, failpoint)
-    tar_bytes, tar_sha = os.path.getsize(tar_path + TMP_SUFFIX), _sha256_file(tar_path + TMP_SUFFIX)
-    stats = pa.Table.from_pylist([_record(r) for r in samples], schema=SAMPLE_SCHEMA).replace_schema_metadata(
-        {SHARD_META_BYTES: str(tar_bytes), SHARD_META_SHA256: tar_sha, SHARD_META_REJECTED: str(len(rejects))}
-    )
-    pq.write_table(stats, stats_path + TMP_SUFFIX)
-    if rejects:
-        table = pa.Table.from_pylist([_reject_row(r, shard) for r in rejects], schema=R.REJECT_SCHEMA)
-        pq.write_table(table, rejects_path + TMP_SUFFIX)
-        os.replace(rejects_path + TMP_SUFFIX, rejects_path)
-    os.replace(tar_path + TMP_SUFFIX, tar_path)
+    paths = shard_files(shard)
+    files = {}
+    if samples:
+        with storage.writer(paths["tar"]) as f:
+            _write_tar(f, samples, failpoint)
+        files[paths["tar"]] = {"bytes": f.bytes, "sha256": f.digest.hexdigest()}
+        if all(r[B.CLIP_EMBEDDING] for r in samples):
+            files[paths["embeddings"]] = _write_embeddings(storage, paths["embeddings"], samples)
+    reject_table = pa.Table.from_pylist([_reject_row(r, shard) for r in rejects], schema=R.REJECT_SCHEMA)
+    files[paths["rejects"]] = _write_parquet(storage, paths["rejects"], reject_table)
     failpoint("shard_commit")
-    os.replace(stats_path + TMP_SUFFIX, stats_path)
-    return {"name": shard, "samples": len(samples), "rejected": len(rejects), "bytes": tar_bytes, "sha256": tar_sha}
+    tar = files.get(paths["tar"], {"bytes": 0, "sha256": ""})
+    stats = pa.Table.from_pylist([_record(r) for r in samples], schema=SAMPLE_SCHEMA).replace_schema_metadata({
+        SHARD_META_BYTES: str(tar["bytes"]), SHARD_META_SHA256: tar["sha256"], SHARD_META_REJECTED: str(len(rejects)),
+        SHARD_META_REJECTS_SHA256: files[paths["rejects"]]["sha256"],
+        SHARD_META_EMBEDDINGS_SHA256: files.get(paths["embeddings"], {}).get("sha256", ""),
+    })
+    files[paths["stats"]] = _write_parquet(storage, paths["stats"], stats)
+    return {"name": shard, "samples": len(samples), "rejected": len(rejects), "files": files}
 
 
 def _commit_failure(shard: str, e: Exception) -> str:
@@ -129,42 +149,88 @@ def _commit_failure(shard: str, e: Exception) -> str:
     return f"could not commit shard {shard}: {cause}; fix that and run again to continue"
 
 
+def _commit_in_worker(storage: Storage, shard: str, fragments: list) -> dict:
+    """A commit as a Ray task: on any node, near the fragments' storage, never in the driver."""
+    return commit_shard(storage, shard, fragments, failpoints.reached)
+
+
 class Committer:
-    """Commits complete shards on a thread pool; the ledger is only touched from the caller.
+    """Commits complete shards as Ray tasks (on a thread pool when no Ray runs: a rerun that only
+    has commits left); the ledger is only touched from the driver, which gets small results back.
 
-    A failed commit stops the run at the next collect, and the shard's temp files are left to the
-    next run, which removes them and commits it again. Use as a context manager: leaving it shuts
-    the pool down, with queued commits cancelled, so no commit outlives the output lock."""
+    A failed commit stops the run at the next collect, and what the shard had written is removed
+    by the next run, which commits it again. Use as a context manager: leaving it cancels the
+    commits under way, so none outlives the output lock."""
 
-    def __init__(self, out_dir: str, ledger: Ledger):
-        self.out, self.ledger = out_dir, ledger
-        self.pool = ThreadPoolExecutor(COMMIT_THREADS)
-        self.running = {}  # future -> shard
+    def __init__(self, storage: Storage, ledger: Ledger, cpus: float = 1.0):
+        self.storage, self.ledger, self.cpus = storage, ledger, cpus
+        self.files = {}  # path -> {bytes, sha256} of every file this run committed
+        self.pool = None
+        self.remote = None  # the commit as a Ray remote function, once Ray runs
+        self.running = {}  # future or ObjectRef -> shard
         self.written = self.rejected = 0
 
     def __enter__(self) -> "Committer":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.remote is not None and self.running:
+            import ray
+
+            for ref in self.running:
+                ray.cancel(ref, force=True)
+            ray.wait(list(self.running), num_returns=len(self.running), timeout=30)
+
+    def _submit(self, shard: str, fragments: list):
+        import ray
+
+        if ray.is_initialized():
+            if self.remote is None:
+                self.remote = ray.remote(_commit_in_worker).options(
+                    num_cpus=self.cpus, max_retries=3, **failpoints.worker_env())
+            return self.remote.remote(self.storage, shard, fragments)
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(COMMIT_THREADS)
+        return self.pool.submit(commit_shard, self.storage, shard, fragments, failpoints.reached)
 
     def submit_complete(self) -> None:
         busy = set(self.running.values())
         for shard in self.ledger.complete_shards():
             if shard not in busy:
-                fragments = sorted(self.ledger.shards[shard].fragments)
-                self.running[self.pool.submit(commit_shard, self.out, shard, fragments, failpoints.reached)] = shard
+                self.running[self._submit(shard, sorted(self.ledger.shards[shard].fragments))] = shard
+
+    def _finished(self, block: bool) -> list:
+        pending = list(self.running)
+        if isinstance(pending[0], Future):
+            return list(wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)[0])
+        import ray
+
+        done, _ = ray.wait(pending, num_returns=1 if block else len(pending), timeout=None if block else 0)
+        return done
+
+    @staticmethod
+    def _result(handle) -> dict:
+        if isinstance(handle, Future):
+            return handle.result()
+        import ray
+
+        try:
+            return ray.get(handle)
+        except ray.exceptions.RayTaskError as e:  # the task's own exception is the cause to report
+            raise (e.cause if isinstance(getattr(e, "cause", None), Exception) else e) from None
 
     def collect(self, block: bool = False) -> None:
         if not self.running:
             return
-        done, _ = wait(list(self.running), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in done:
-            shard = self.running.pop(future)
+        for handle in self._finished(block):
+            shard = self.running.pop(handle)
             try:
-                result = future.result()
+                result = self._result(handle)
             except Exception as e:
                 raise CommitError(_commit_failure(shard, e)) from e
+            self.files.update(result["files"])
             self.written += result["samples"]
             self.rejected += result["rejected"]
             self.ledger.committed_shard(shard)

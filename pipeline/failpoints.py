@@ -4,13 +4,14 @@ process reaches `point`, so a test can fail a run at an exact place instead of r
 Actions: `self` (the default) SIGKILLs the process that reached the point (the driver, or the
 Ray worker running a read/decode task or a model actor); `driver` SIGKILLs the driver from
 wherever the point is reached (the driver hands its pid to its Ray workers, see `worker_env`);
+`both` SIGKILLs the driver and then the process itself, as when the whole machine is lost;
 `enospc` raises OSError(ENOSPC), a full disk. With `PIXCAP_KILL_ONCE=path` a point fires only
 if it can create that file, so once across processes and restarts (else a restarted actor would
 be killed again forever). Unset in normal runs, where a check is one dict lookup.
 
 Points: read, decode, caption, nouns, clip (per batch, in Ray workers); fragment (the driver,
-per fragment it records); shard_tar (a commit thread, once a shard's tar has its first 10 KB in
-the temp file); shard_commit (between a shard's tar rename and its stats rename).
+per fragment it records); shard_tar (a commit task, once a shard's tar has its first 10 KB in
+the temp file); shard_commit (a commit task, between a shard's rejects and its stats).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ ENV = "PIXCAP_KILL_AT"
 ONCE_ENV = "PIXCAP_KILL_ONCE"
 DRIVER_ENV = "PIXCAP_DRIVER_PID"
 _counts = {}
-_lock = threading.Lock()  # the driver commits shards on two threads
+_lock = threading.Lock()  # a driver without Ray commits shards on two threads
 
 
 def worker_env() -> dict:
@@ -53,9 +54,11 @@ def reached(point: str) -> None:
                 os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 return
-    if action not in ("", "self", "driver", "enospc"):
+    if action not in ("", "self", "driver", "both", "enospc"):
         raise ValueError(f"{ENV}={spec}: unknown action {action!r}")
     if action == "enospc":
         raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected at {point})")
-    pid = int(os.environ.get(DRIVER_ENV, os.getpid())) if action == "driver" else os.getpid()
-    os.kill(pid, signal.SIGKILL)
+    if action in ("driver", "both"):  # "both": the whole machine is lost, driver and worker
+        os.kill(int(os.environ.get(DRIVER_ENV, os.getpid())), signal.SIGKILL)
+    if action != "driver":
+        os.kill(os.getpid(), signal.SIGKILL)

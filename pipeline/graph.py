@@ -6,22 +6,20 @@ GPUs when the job says so.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import ray
 
 from pixcap.schemas import Job
 from pixcap.schemas import batch as B
-from pixcap.schemas.manifest import FRAGMENTS_DIR, WORK_DIR
 from pixcap.stages.caption import CaptionStage, SidecarCaptionStage
 from pixcap.stages.clip import ClipStage
 from pixcap.stages.decode import DecodeStage
 from pixcap.stages.nouns import NounsStage
 from pixcap.stages.read import ReadStage
-from pixcap.stages.write import FragmentWriter
 
 from . import failpoints
+from .fragments import FragmentWriter
+from .storage import Storage
 
 DECODE_BATCH = 16
 # Ray Data coalesces a task's output into blocks of up to 128 MiB by default: 16,000 small images
@@ -29,10 +27,13 @@ DECODE_BATCH = 16
 # 8 MiB blocks (a dozen SA-1B photos, thousands of thumbnails) keep the graph streaming.
 MAX_BLOCK_BYTES = 8 << 20
 WRITE_BATCH = 8  # rows per fragment: what a crash can lose of finished work, per write task
-# Model actors restart when their worker dies, and retry the batches it held. The differing
-# remote args also keep Ray Data from fusing read and decode into a model actor, where they
-# would run one batch at a time instead of on every CPU.
-ACTOR_RESTARTS = {"max_restarts": -1, "max_task_retries": -1}
+# Model actors restart when their worker dies and retry the batches it held: Ray Data's default
+# for actor pools (max_restarts=-1, max_task_retries=-1). A runtime_env of their own keeps Ray Data
+# from fusing read and decode into a model actor (it fuses a task stage into an actor stage with the
+# same remote args), where they would run one batch at a time instead of on every CPU.
+def _actor_env(stage: str, faults: dict) -> dict:
+    env_vars = faults.get("runtime_env", {}).get("env_vars", {})
+    return {"env_vars": {**env_vars, "PIXCAP_STAGE": stage}}
 
 
 def _as_lists(batch: dict) -> dict:
@@ -65,6 +66,7 @@ def _read(parts, shard_size, read_captions, max_file_bytes, counter):
     for rows in ReadStage(shard_size, read_captions, max_file_bytes)(parts):
         failpoints.reached("read")
         counter.add.remote("read", len(rows[B.KEY]))
+        counter.add.remote("read_bytes", sum(len(data) for data in rows[B.DATA]))
         yield rows
 
 
@@ -75,12 +77,12 @@ def _decode(batch, config, counter):
     return out
 
 
-def _write(batch, fragments_dir):
+def _write(batch, storage):
     failpoints.reached("write")
-    return FragmentWriter(fragments_dir)(batch)
+    return FragmentWriter(storage)(batch)
 
 
-def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
+def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data.Dataset":
     """The dataset of fragment-ledger rows for the given parts (models already resolved)."""
     cpus = job.ray.cpus_per_task
     actor_cpus = job.ray.cpus_per_actor
@@ -107,6 +109,6 @@ def build_dataset(parts: list, job: Job, counter) -> "ray.data.Dataset":
             compute=ray.data.ActorPoolStrategy(size=config.actors),
             num_gpus=gpus,
             num_cpus=actor_cpus,
-            **ACTOR_RESTARTS, **faults,
+            runtime_env=_actor_env(name, faults),
         )
-    return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"fragments_dir": os.path.join(job.output, WORK_DIR, FRAGMENTS_DIR)}, num_cpus=cpus, **faults)
+    return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"storage": storage}, num_cpus=cpus, **faults)

@@ -1,20 +1,22 @@
-"""List a job's inputs into parts: one part per tar, and folder images in chunks of shard_size.
+"""List a job's inputs: what each one is, what identifies its content, and which files it holds.
 
 Inputs are tars, folders (searched recursively, for images and for tars), single images, globs
-of any of these, and any fsspec URL. The listing is sorted, so parts, shard names and keys come
-out the same on every run.
+of any of these, and any fsspec URL. The same input named twice (a folder and its trailing-slash
+form, a file inside a named folder, one tar reached by two globs) is listed once. Each input
+comes with its identity: its full URL and what the filesystem says of its content (size and
+mtime, or the object store's ETag; for a folder, a digest of its listing). The listing is sorted,
+so parts, shard names and keys come out the same on every run.
 """
 from __future__ import annotations
 
+import hashlib
 import posixpath
-from collections import defaultdict
+from dataclasses import dataclass, field
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from pixcap.schemas import batch as B
-from pixcap.schemas.shards import shard_name
-from pixcap.stages.keys import KeyMaker, SidecarTracker, is_image_name, sanitise, short_hash
+from pixcap.stages.keys import SidecarTracker, is_image_name
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 CAPTIONS_FOLDER = "captions"  # PixArt's layout: captions/sa_K.txt beside the images or tars
@@ -24,11 +26,26 @@ class InputError(ValueError):
     """An input that does not exist or matches nothing."""
 
 
-def _is_tar(path: str) -> bool:
+@dataclass
+class Source:
+    """One input as the job names it, after expansion: a tar, a folder, or loose files of one folder."""
+
+    kind: str  # "tar", "folder" or "files"
+    uri: str  # what identifies it across runs: the tar's or folder's URL; loose files: folder URL#names
+    url: str  # the tar's URL, or the folder the files are in
+    name: str  # readable base of its shard prefix and keys
+    identity: dict  # what the filesystem says of its content; a change means other data
+    root: str = ""  # a tar found in a folder: that folder's URL (links may not leave it)
+    files: list = field(default_factory=list)  # folder and files: (URL, path relative to url, bytes)
+    listing_errors: list = field(default_factory=list)  # (URL, error) of what could not be listed
+    captions: str = ""  # URL of a captions/ folder beside the input, or ""
+
+
+def is_tar(path: str) -> bool:
     return path.lower().endswith(TAR_SUFFIXES)
 
 
-def _tar_stem(path: str) -> str:
+def tar_stem(path: str) -> str:
     name = posixpath.basename(path)
     for suffix in TAR_SUFFIXES:
         if name.lower().endswith(suffix):
@@ -37,8 +54,31 @@ def _tar_stem(path: str) -> str:
 
 
 def _url(fs, path: str) -> str:
-    """Local paths stay plain paths; other filesystems keep their protocol."""
+    """Local paths stay plain absolute paths; other filesystems keep their protocol."""
     return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+
+
+def _content(info: dict) -> dict:
+    """What identifies a file's content without reading it: size, plus ETag or mtime."""
+    identity = {"size": int(info.get("size") or 0)}
+    etag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("generation")
+    if etag:
+        identity["etag"] = str(etag).strip('"')
+    else:
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or info.get("updated")
+        identity["mtime"] = mtime.isoformat() if hasattr(mtime, "isoformat") else mtime
+    return identity
+
+
+def _listing_identity(files: list) -> dict:
+    """A folder's identity: a digest of every file's path and content identity, in order."""
+    digest = hashlib.sha256()
+    total = 0
+    for relative, info in files:
+        content = _content(info)
+        total += content["size"]
+        digest.update(repr((relative, sorted(content.items()))).encode())
+    return {"files": len(files), "bytes": total, "listing_sha256": digest.hexdigest()}
 
 
 def _captions_dir(fs, folder: str) -> str:
@@ -46,12 +86,19 @@ def _captions_dir(fs, folder: str) -> str:
     return _url(fs, candidate) if fs.isdir(candidate) else ""
 
 
-def _expand(uri: str):
-    """(fs, [paths]) for one input: a glob's matches, or the path itself."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    if any(c in path for c in "*?["):
-        return fs, sorted(fs.glob(path))
-    return fs, [path] if fs.exists(path) else []
+def _walk(fs, root: str) -> tuple:
+    """({path: info} of every file under root, [(path, error)] of what could not be listed).
+    fsspec's own find drops a folder it cannot list; every entry must be accounted for."""
+    found, errors = {}, []
+
+    def failed(error: Exception) -> None:
+        path = getattr(error, "filename", None) or root
+        errors.append((str(path), f"cannot list: {error.strerror or error}" if isinstance(error, OSError) else str(error)))
+
+    for folder, _, files in fs.walk(root, detail=True, on_error=failed):
+        for name, info in files.items():
+            found[posixpath.join(folder, name)] = info
+    return found, sorted(errors)
 
 
 def _accounted(paths: list, captions_dir: str = "") -> list:
@@ -61,7 +108,7 @@ def _accounted(paths: list, captions_dir: str = "") -> list:
     tracker = SidecarTracker()
     images = []
     for path in paths:
-        if _is_tar(path) or (captions_dir and path.startswith(captions_dir + "/")):
+        if is_tar(path) or (captions_dir and path.startswith(captions_dir + "/")):
             continue
         if is_image_name(path):
             tracker.add_image(path)
@@ -71,77 +118,82 @@ def _accounted(paths: list, captions_dir: str = "") -> list:
     return sorted(images + [path for _, path in tracker.orphans()])
 
 
-def list_parts(inputs: list, shard_size: int) -> list:
-    """The parts of all inputs, as rows for the read stage (without PART_SKIP)."""
-    tars = []  # (fs, path)
-    folders = []  # (fs, root, [image paths])
-    loose = defaultdict(list)  # parent folder -> images named one by one, or a glob's files
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def list_sources(inputs: list) -> list:
+    """The inputs of a job as Sources, each input once, in a stable order."""
+    named = []  # (fs, path, is_glob_match)
     for uri in inputs:
-        fs, paths = _expand(uri)
-        if not paths:
+        fs, path = fsspec.core.url_to_fs(uri)
+        path = path.rstrip("/") or path
+        if any(c in path for c in "*?["):
+            matches = sorted(fs.glob(path))
+            if not matches:
+                raise InputError(f"no inputs match {uri}")
+            named += [(fs, match.rstrip("/"), len(matches) > 1) for match in matches]
+        elif fs.exists(path):
+            named.append((fs, path, False))
+        else:
             raise InputError(f"no inputs match {uri}")
-        for path in paths:
-            if fs.isdir(path):
-                found = sorted(fs.find(path))
-                tars += [(fs, p) for p in found if _is_tar(p)]
-                files = _accounted(found, posixpath.join(path.rstrip("/"), CAPTIONS_FOLDER))
-                if files:
-                    folders.append((fs, path.rstrip("/"), files))
-            elif _is_tar(path):
-                tars.append((fs, path))
-            elif is_image_name(path) or len(paths) > 1:  # a glob's other matches are accounted for
-                loose[(fs, posixpath.dirname(path))].append(path)
-            else:
-                raise InputError(f"{uri} is neither a folder, a tar, nor an image")
-    for (fs, root), files in sorted(loose.items(), key=lambda kv: kv[0][1]):
-        folders.append((fs, root, _accounted(files)))
 
-    parts = []
-    prefixes = set()
+    folders = {}  # (protocol, path) -> fs
+    for fs, path, _ in named:
+        if fs.isdir(path):
+            folders[(fs.protocol, path)] = fs
+    # A folder inside another named folder is listed with it, once.
+    roots = {k: fs for k, fs in folders.items()
+             if not any(other != k and other[0] == k[0] and _inside(k[1], other[1]) for other in folders)}
 
-    def unique_prefix(name: str, url: str) -> str:
-        prefix = sanitise(name).replace("/", "_")
-        if prefix in prefixes:
-            prefix = f"{prefix}-{short_hash(url)}"
-        prefixes.add(prefix)
-        return prefix
+    def covered(fs, path: str) -> bool:
+        return any(proto == fs.protocol and _inside(path, root) for proto, root in roots)
 
-    for fs, path in _dedupe(tars):
-        url = _url(fs, path)
-        prefix = unique_prefix(_tar_stem(path), url)
-        parts.append(_part(prefix, "tar", url, prefix, 0, prefix, [], [], _captions_dir(fs, posixpath.dirname(path))))
-    for fs, root, files in folders:
-        url = _url(fs, root)
-        prefix = unique_prefix(posixpath.basename(root) or "root", url)
-        keys = KeyMaker(prefix)
-        members = [(_url(fs, p), keys.make(p[len(root) + 1:])) for p in files]
-        captions = _captions_dir(fs, root)
-        for chunk, start in enumerate(range(0, len(members), shard_size)):
-            urls, chunk_keys = zip(*members[start : start + shard_size])
-            parts.append(_part(shard_name(prefix, chunk), "files", url, prefix, chunk, prefix, list(urls), list(chunk_keys), captions))
-    return parts
-
-
-def _dedupe(tars: list) -> list:
-    """A tar named twice (a folder and a glob over it, say) is read once."""
-    seen, out = set(), []
-    for fs, path in sorted(tars, key=lambda t: t[1]):
-        if path not in seen:
-            seen.add(path)
-            out.append((fs, path))
-    return out
+    sources, tars, loose = [], {}, {}
+    for (_, root), fs in sorted(roots.items(), key=lambda kv: kv[0][1]):
+        sources += _folder_sources(fs, root, tars)
+    for fs, path, from_glob in named:
+        if covered(fs, path):
+            continue
+        if is_tar(path):
+            if path not in tars:
+                tars[path] = (fs, "")
+        elif is_image_name(path) or from_glob:  # a glob's other matches are accounted for
+            loose.setdefault((fs.protocol, posixpath.dirname(path)), (fs, set()))[1].add(path)
+        else:
+            raise InputError(f"{_url(fs, path)} is neither a folder, a tar, nor an image")
+    for path, (fs, root) in sorted(tars.items()):
+        info = fs.info(path)
+        sources.append(Source(kind="tar", uri=_url(fs, path), url=_url(fs, path), name=tar_stem(path),
+                              identity=_content(info), root=root, captions=_captions_dir(fs, posixpath.dirname(path))))
+    for (_, parent), (fs, paths) in sorted(loose.items(), key=lambda kv: kv[0][1]):
+        infos = {path: fs.info(path) for path in sorted(paths)}
+        files = [(path, posixpath.basename(path)) for path in _accounted(sorted(paths))]
+        names = hashlib.sha256("\n".join(relative for _, relative in files).encode()).hexdigest()[:16]
+        sizes = {path: int(infos[path].get("size") or 0) for path in infos}
+        sources.append(Source(
+            kind="files", uri=f"{_url(fs, parent)}#{names}", url=_url(fs, parent),
+            name=posixpath.basename(parent) or "root",
+            identity=_listing_identity([(relative, infos[path]) for path, relative in files]),
+            files=[(_url(fs, path), relative, sizes[path]) for path, relative in files],
+        ))
+    return sources
 
 
-def _part(part_id, kind, uri, shard_prefix, first_shard, key_prefix, members, keys, captions) -> dict:
-    return {
-        B.PART_ID: part_id,
-        B.PART_KIND: kind,
-        B.PART_URI: uri,
-        B.PART_SHARD_PREFIX: shard_prefix,
-        B.PART_FIRST_SHARD: first_shard,
-        B.PART_KEY_PREFIX: key_prefix,
-        B.PART_MEMBERS: members,
-        B.PART_KEYS: keys,
-        B.PART_CAPTIONS: captions,
-        B.PART_SKIP: [],
-    }
+def _folder_sources(fs, root: str, tars: dict) -> list:
+    """A folder's images (one Source), and its tars (added to `tars`, found in this folder)."""
+    found, errors = _walk(fs, root)
+    for path in sorted(found):
+        if is_tar(path):
+            tars.setdefault(path, (fs, _url(fs, root)))
+    paths = _accounted(sorted(found), posixpath.join(root, CAPTIONS_FOLDER))
+    if not paths and not errors:
+        return []
+    files = [(path, path[len(root) + 1:]) for path in paths]
+    return [Source(
+        kind="folder", uri=_url(fs, root), url=_url(fs, root), name=posixpath.basename(root) or "root",
+        identity=_listing_identity([(relative, found[path]) for path, relative in files]),
+        files=[(_url(fs, path), relative, int(found[path].get("size") or 0)) for path, relative in files],
+        listing_errors=[(_url(fs, path), error) for path, error in errors],
+        captions=_captions_dir(fs, root),
+    )]

@@ -1,27 +1,37 @@
 """The resume ledger: which inputs are done, which shards are complete, what to clean up.
 
-State lives in the output folder only, so a run killed at any point is continued by running it
-again: committed shards are the stats parquets; inputs finished but not yet committed are rows of
-fragments under _work/fragments; a part whose shards are all committed has a marker under
-_work/parts and is not even opened again.
+State lives in the output only, so a run killed at any point is continued by running it again:
+committed shards are the stats parquets (the commit point); inputs finished but not committed
+are rows of fragments under _work/fragments; a part whose shards are all committed has a marker
+under _work/parts and is not even opened again. Only shards of this output's own inputs (their
+prefixes are in the manifest) count, and only files pixcap can prove it wrote are removed.
 """
 from __future__ import annotations
 
-import glob
-import os
+import io
+import posixpath
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.manifest import FRAGMENTS_DIR, PARTS_DIR, REJECTS_DIR, SHARDS_DIR, STATS_DIR, TMP_SUFFIX, WORK_DIR
+from pixcap.schemas.manifest import (
+    EMBEDDINGS_DIR, FRAGMENTS_DIR, PARTS_DIR, REJECTS_DIR, SHARDS_DIR, STATS_DIR, TMP_SUFFIX, WORK_DIR,
+)
 from pixcap.schemas.shards import parse_shard_name
 
+from .storage import Storage
 
-def read_ledger(fragment: str) -> dict:
+FRAGMENTS = posixpath.join(WORK_DIR, FRAGMENTS_DIR)
+PARTS = posixpath.join(WORK_DIR, PARTS_DIR)
+DONE_SUFFIX = ".done"
+
+
+def read_ledger(storage: Storage, fragment: str) -> dict:
     """The ledger columns of a fragment, without its image bytes."""
-    return pq.read_table(fragment, columns=B.LEDGER_COLUMNS).to_pydict()
+    with storage.open(fragment) as f:
+        return pq.read_table(io.BytesIO(f.read()), columns=B.LEDGER_COLUMNS).to_pydict()
 
 
 @dataclass
@@ -36,48 +46,57 @@ class ShardState:
 
 
 class Ledger:
-    def __init__(self, out_dir: str):
-        self.out = out_dir
-        self.work = os.path.join(out_dir, WORK_DIR)
+    def __init__(self, storage: Storage, prefixes: set):
+        self.storage = storage
+        self.prefixes = set(prefixes)  # shard prefixes of this output's inputs
         self.shards = defaultdict(ShardState)  # uncommitted shards with rows in fragments
         self.part_ends = {}  # part_id -> its last shard
         self.part_shards = defaultdict(set)  # part_id -> shards seen
         self.fragment_shards = defaultdict(set)  # fragment -> its uncommitted shards
-        for directory in (SHARDS_DIR, STATS_DIR, REJECTS_DIR, os.path.join(WORK_DIR, FRAGMENTS_DIR), os.path.join(WORK_DIR, PARTS_DIR)):
-            os.makedirs(os.path.join(out_dir, directory), exist_ok=True)
+        self.parts_finished = 0  # parts this run marked done
+        for directory in (SHARDS_DIR, STATS_DIR, REJECTS_DIR, FRAGMENTS, PARTS):
+            storage.makedirs(directory)
         # Read once; this run's commits are added as they happen (one run per output: the lock).
-        self.committed_shards = {
-            os.path.basename(p)[: -len(".parquet")] for p in glob.glob(os.path.join(out_dir, STATS_DIR, "*.parquet"))
-        }
+        self.committed_shards = self._own(STATS_DIR, ".parquet")
 
-    # -- what is on disk -------------------------------------------------------------------
+    def _own(self, directory: str, suffix: str) -> set:
+        """Shard names in a folder of the output that belong to this output's inputs."""
+        names = set()
+        for file_name in self.storage.listdir(directory):
+            if file_name.endswith(suffix):
+                parsed = parse_shard_name(file_name[: -len(suffix)])
+                if parsed is not None and parsed[0] in self.prefixes:
+                    names.add(file_name[: -len(suffix)])
+        return names
+
+    # -- what is in the output ------------------------------------------------------------
     def committed(self) -> set:
         return self.committed_shards
 
     def done_parts(self) -> set:
-        return {os.path.basename(p)[: -len(".done")] for p in glob.glob(os.path.join(self.work, PARTS_DIR, "*.done"))}
+        return {name[: -len(DONE_SUFFIX)] for name in self.storage.listdir(PARTS) if name.endswith(DONE_SUFFIX)}
 
     def clean_uncommitted(self) -> list:
-        """Remove what a killed run left half-written: temp files, and tars or rejects whose stats
-        parquet (the commit point) never landed."""
-        removed = glob.glob(os.path.join(self.out, "*", f"*{TMP_SUFFIX}")) + glob.glob(
-            os.path.join(self.work, FRAGMENTS_DIR, f"*{TMP_SUFFIX}")
-        )
-        committed = self.committed()
-        for directory, suffix in ((SHARDS_DIR, ".tar"), (REJECTS_DIR, ".parquet")):
-            for path in glob.glob(os.path.join(self.out, directory, f"*{suffix}")):
-                if os.path.basename(path)[: -len(suffix)] not in committed:
-                    removed.append(path)
+        """Remove what a killed run left half-written: pixcap's own temporary files, and tars or
+        rejects of this output's shards whose stats parquet (the commit point) never landed.
+        Nothing else is touched: not a file pixcap did not name, nor one outside its folders."""
+        removed = []
+        for directory in ("", SHARDS_DIR, EMBEDDINGS_DIR, STATS_DIR, REJECTS_DIR, FRAGMENTS, PARTS):
+            removed += [posixpath.join(directory, name) for name in self.storage.listdir(directory) if name.endswith(TMP_SUFFIX)]
+        for directory, suffix in ((SHARDS_DIR, ".tar"), (EMBEDDINGS_DIR, ".npy"), (REJECTS_DIR, ".parquet")):
+            removed += [posixpath.join(directory, name + suffix) for name in self._own(directory, suffix) - self.committed_shards]
         for path in removed:
-            os.remove(path)
+            self.storage.remove(path)
         return removed
 
     def load_fragments(self) -> None:
         """Take up the rows a previous run finished but did not commit."""
-        for fragment in sorted(glob.glob(os.path.join(self.work, FRAGMENTS_DIR, "*.parquet"))):
-            self.add(fragment, read_ledger(fragment))
+        for name in self.storage.listdir(FRAGMENTS):
+            if name.endswith(".parquet"):
+                fragment = posixpath.join(FRAGMENTS, name)
+                self.add(fragment, read_ledger(self.storage, fragment))
 
-    # -- what is in flight -----------------------------------------------------------------
+    # -- what is in flight ----------------------------------------------------------------
     def add(self, fragment: str, rows: dict) -> None:
         """Record rows that reached a fragment."""
         committed = self.committed_shards
@@ -95,7 +114,7 @@ class Ledger:
             self.fragment_shards[fragment].add(shard)
         if not self.fragment_shards.get(fragment):
             self.fragment_shards.pop(fragment, None)
-            os.remove(fragment)  # every row in it was committed before
+            self.storage.remove(fragment)  # every row in it was committed before
 
     def shards_of(self, prefix: str) -> dict:
         """{number: shard} of the committed and in-flight shards named with this part prefix."""
@@ -106,7 +125,7 @@ class Ledger:
                 found[parsed[1]] = shard
         return found
 
-    def skip_positions(self, prefix: str, first_shard: int, shard_count: int, shard_size: int) -> list:
+    def skip_positions(self, prefix: str, first_shard: int, shard_count, shard_size: int) -> list:
         """Positions in a part (0-based) of the inputs already done: every input of a committed
         shard, and one by one those of an uncommitted shard that reached fragments. The part's
         shards are numbered first_shard .. first_shard + shard_count - 1 (shard_count None: any)."""
@@ -137,13 +156,13 @@ class Ledger:
             pending.discard(shard)
             if not pending:
                 del self.fragment_shards[fragment]
-                if os.path.exists(fragment):
-                    os.remove(fragment)
+                self.storage.remove(fragment)
         self.mark_finished_parts()
 
     def mark_finished_parts(self) -> None:
         committed = self.committed_shards
         for part_id, end in list(self.part_ends.items()):
             if all(s in committed for s in self.part_shards[part_id]) and end in committed:
-                open(os.path.join(self.work, PARTS_DIR, f"{part_id}.done"), "w").close()
+                self.storage.write_bytes(posixpath.join(PARTS, part_id + DONE_SUFFIX), b"")
                 del self.part_ends[part_id]
+                self.parts_finished += 1

@@ -1,20 +1,34 @@
-"""manifest.json, rebuilt from the committed stats parquets' footers and the rejects tables."""
+"""manifest.json: what an output holds, how it was made, and how to check every file of it.
+
+Written when a run starts (so the output is a pixcap output before its first shard, with the
+run in its history) and again when it ends, rebuilt from the committed stats parquets' footers:
+a shard known from the previous manifest, and not committed again, is taken from it, so a rerun
+does not reread or rehash old shards.
+"""
 from __future__ import annotations
 
-import glob
 import importlib.metadata
+import io
 import json
-import os
+import posixpath
 from collections import Counter
 
 import pyarrow.parquet as pq
 
+from pixcap.schemas import JobError
 from pixcap.schemas.manifest import (
-    MANIFEST_NAME, MANIFEST_VERSION, REJECTS_DIR, SHARD_META_BYTES, SHARD_META_REJECTED, SHARD_META_SHA256,
-    SHARDS_DIR, STATS_DIR,
+    MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, SHARD_META_BYTES, SHARD_META_EMBEDDINGS_SHA256,
+    SHARD_META_REJECTED, SHARD_META_REJECTS_SHA256, SHARD_META_SHA256,
 )
+from pixcap.schemas import rejects as R
+from pixcap.schemas.shards import parse_shard_name
+
+from .commit import shard_files
+from .storage import Storage
 
 VERSIONED_PACKAGES = ("pixcap", "torch", "transformers", "open_clip_torch", "spacy", "ray", "webdataset", "pyarrow", "pillow")
+CARD_NAME = "README.md"
+CARD_MARK = "<!-- written by pixcap; it rewrites this file unless the line is removed -->"
 
 
 def package_versions() -> dict:
@@ -27,65 +41,149 @@ def package_versions() -> dict:
     return versions
 
 
-def shard_entries(out_dir: str) -> list:
-    entries = []
-    for stats_path in sorted(glob.glob(os.path.join(out_dir, STATS_DIR, "*.parquet"))):
-        name = os.path.basename(stats_path)[: -len(".parquet")]
-        meta = pq.read_metadata(stats_path)
-        kv = meta.metadata or {}
-        entries.append(
-            {
-                "name": name,
-                "tar": f"{SHARDS_DIR}/{name}.tar",
-                "stats": f"{STATS_DIR}/{name}.parquet",
-                "rejects": f"{REJECTS_DIR}/{name}.parquet" if int(kv.get(SHARD_META_REJECTED, b"0")) else None,
-                "samples": meta.num_rows,
-                "rejected": int(kv.get(SHARD_META_REJECTED, b"0")),
-                "bytes": int(kv.get(SHARD_META_BYTES, b"0")),
-                "sha256": kv.get(SHARD_META_SHA256, b"").decode(),
-            }
-        )
-    return entries
-
-
-def rejected_by_reason(out_dir: str) -> dict:
-    counts = Counter()
-    for path in glob.glob(os.path.join(out_dir, REJECTS_DIR, "*.parquet")):
-        counts.update(pq.read_table(path, columns=["reason"]).column("reason").to_pylist())
-    return dict(sorted(counts.items()))
-
-
-def models_entry(job, resolved) -> dict:
-    """The manifest's `models`: each stage's model as the job named it and as it was resolved."""
+def models_entry(job, resolved, revisions: dict) -> dict:
+    """The manifest's `models`: each stage's model as the job named it, as resolved, and its revision."""
     return {
-        "caption": {"backend": job.caption.backend, "name": job.caption.model, "resolved": resolved.caption.model},
-        "nouns": {"name": job.nouns.model},
+        "caption": {"backend": job.caption.backend, "name": job.caption.model, "resolved": resolved.caption.model,
+                    "revision": revisions["caption"]},
+        "nouns": {"name": job.nouns.model, "revision": revisions["nouns"]},
         "clip": {"name": job.clip.model, "pretrained": job.clip.pretrained,
-                 "resolved": [resolved.clip.model, resolved.clip.pretrained]},
+                 "resolved": [resolved.clip.model, resolved.clip.pretrained], "revision": revisions["clip"]},
     }
 
 
-def write_manifest(out_dir: str, job: dict, models: dict) -> dict:
-    shards = shard_entries(out_dir)
+def read_manifest(storage: Storage):
+    """The output's manifest, or None when it has none."""
+    try:
+        data = storage.read_bytes(MANIFEST_NAME)
+    except FileNotFoundError:
+        return None
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        raise JobError(f"{storage.url(MANIFEST_NAME)} is not valid JSON; this output cannot be trusted") from None
+    return manifest
+
+
+def is_pixcap_manifest(manifest) -> bool:
+    return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
+
+
+def write_manifest(storage: Storage, manifest: dict) -> None:
+    storage.write_bytes(MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def new_manifest(fingerprint: dict) -> dict:
+    return {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "fingerprint": fingerprint, "job": None,
+            "versions": {}, "models": {}, "inputs": [], "runs": [], "shards": [], "totals": {}}
+
+
+def _footer(storage: Storage, path: str):
+    with storage.open(path) as f:
+        return pq.read_metadata(io.BytesIO(f.read()))
+
+
+def _reasons(storage: Storage, path: str) -> dict:
+    with storage.open(path) as f:
+        return dict(Counter(pq.read_table(io.BytesIO(f.read()), columns=[R.REASON]).column(R.REASON).to_pylist()))
+
+
+def _shard_entry(storage: Storage, name: str, committed_now: dict) -> dict:
+    """A shard's entry from its stats footer and this run's commit results (hashing only what
+    neither knows: a shard an earlier run committed but did not get into the manifest)."""
+    paths = shard_files(name)
+    meta = _footer(storage, paths["stats"])
+    kv = meta.metadata or {}
+    tar_bytes = int(kv.get(SHARD_META_BYTES, b"0"))
+
+    def described(path: str, sha: str = "") -> dict:
+        known = committed_now.get(path)
+        if known:
+            return {"path": path, **known}
+        return {"path": path, "bytes": storage.size(path), "sha256": sha or storage.sha256(path)}
+
+    return {
+        "name": name,
+        "samples": meta.num_rows,
+        "rejected": int(kv.get(SHARD_META_REJECTED, b"0")),
+        "rejected_by_reason": _reasons(storage, paths["rejects"]),
+        "tar": described(paths["tar"], kv.get(SHARD_META_SHA256, b"").decode()) if tar_bytes else None,
+        "embeddings": (described(paths["embeddings"], kv[SHARD_META_EMBEDDINGS_SHA256].decode())
+                       if kv.get(SHARD_META_EMBEDDINGS_SHA256) else None),
+        "stats": described(paths["stats"]),
+        "rejects": described(paths["rejects"], kv.get(SHARD_META_REJECTS_SHA256, b"").decode()),
+    }
+
+
+def shard_entries(storage: Storage, committed: set, previous: list, committed_now: dict) -> list:
+    known = {entry["name"]: entry for entry in previous or []}
+    recommitted = {posixpath.basename(path).split(".")[0] for path in committed_now}
+    return [known[name] if name in known and name not in recommitted else _shard_entry(storage, name, committed_now)
+            for name in sorted(committed)]
+
+
+def totals(shards: list) -> dict:
     written = sum(s["samples"] for s in shards)
     rejected = sum(s["rejected"] for s in shards)
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "job": job,
-        "versions": package_versions(),
-        "models": models,
-        "shards": shards,
-        "totals": {
-            "inputs": written + rejected,
-            "written": written,
-            "rejected": rejected,
-            "shards": len(shards),
-            "bytes": sum(s["bytes"] for s in shards),
-            "rejected_by_reason": rejected_by_reason(out_dir),
-        },
+    reasons = Counter()
+    for shard in shards:
+        reasons.update(shard["rejected_by_reason"])
+    return {
+        "inputs": written + rejected, "written": written, "rejected": rejected,
+        "shards": len(shards), "tars": sum(1 for s in shards if s["tar"]),
+        "bytes": sum(s["tar"]["bytes"] for s in shards if s["tar"]),
+        "rejected_by_reason": dict(sorted(reasons.items())),
     }
-    path = os.path.join(out_dir, MANIFEST_NAME)
-    with open(path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=2)
-    os.replace(path + ".tmp", path)
-    return manifest
+
+
+def input_counts(inputs: list, shards: list) -> None:
+    """Each input's written and rejected counts, from the shards named with its prefix."""
+    by_prefix = {}
+    for shard in shards:
+        parsed = parse_shard_name(shard["name"])
+        counts = by_prefix.setdefault(parsed[0] if parsed else "", [0, 0])
+        counts[0] += shard["samples"]
+        counts[1] += shard["rejected"]
+    for entry in inputs:
+        entry["written"], entry["rejected"] = by_prefix.get(entry["prefix"], [0, 0])
+
+
+def manifest_files(manifest: dict) -> list:
+    """Every committed file with its bytes and sha256: what `pixcap verify` checks."""
+    files = []
+    for shard in manifest.get("shards", []):
+        files += [shard[kind] for kind in ("tar", "embeddings", "stats", "rejects") if shard.get(kind)]
+    return files
+
+
+def write_dataset_card(storage: Storage, manifest: dict) -> None:
+    """README.md with a `configs:` header, so `datasets.load_dataset(OUT)` loads the shards
+    (and not the stats parquet, which it would pick by itself)."""
+    try:
+        existing = storage.read_bytes(CARD_NAME).decode("utf-8", "replace")
+        if CARD_MARK not in existing:
+            return  # someone made the card their own
+    except FileNotFoundError:
+        pass
+    t = manifest["totals"]
+    card = f"""---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: "shards/*.tar"
+tags:
+- pixcap
+- text-to-image
+---
+{CARD_MARK}
+
+# pixcap output
+
+WebDataset shards of images with their captions and concept-density records, made by pixcap.
+{t.get("written", 0):,} samples in {t.get("tars", 0):,} tars; {t.get("rejected", 0):,} inputs rejected (`rejects/`).
+Per-sample statistics are in `stats/*.parquet`; `manifest.json` holds the configuration, the
+models and their revisions, every input, the run history, and the size and sha256 of every file
+(`pixcap verify` checks them).
+"""
+    storage.write_bytes(CARD_NAME, card.encode("utf-8"))

@@ -1,13 +1,20 @@
-"""Progress while a job runs: inputs read, captioned and written, and the rate.
+"""Progress while a job runs: parts and inputs done, the rate, an ETA, and what stalls.
 
-Stages run in Ray workers, so each stage wrapper reports its row counts to one small actor;
-the driver reads the counts and prints a line every `progress_seconds`.
+Stages run in Ray workers, so each stage wrapper reports its row counts (and the read stage its
+bytes) to one small actor. A timer thread in the driver reads them: on a terminal it draws a
+live bar; elsewhere (a log file, a cluster job) it prints one line every `progress_seconds`,
+whether or not a batch has arrived. When nothing moves for `stall_seconds`, it says which stage
+waits and on what.
 """
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass
 
 import ray
+
+STAGES = ("read", "decode", "caption", "nouns", "clip")
 
 
 @ray.remote(num_cpus=0)
@@ -22,25 +29,115 @@ class ProgressCounter:
         return dict(self.counts)
 
 
-class ProgressPrinter:
-    def __init__(self, counter, every_seconds: float, stream):
-        self.counter = counter
-        self.every = every_seconds
-        self.stream = stream
-        self.start = time.monotonic()
-        self.last = self.start
+@dataclass
+class Committed:
+    """What the driver has committed so far; updated by the driver, read by the timer thread."""
 
-    def maybe_print(self, written: int, rejected: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < self.every:
+    parts: int = 0
+    written: int = 0
+    rejected: int = 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    def __init__(self, counter, parts: int, part_bytes: int, every_seconds: float, stall_seconds: float, stream,
+                 waiting=lambda: ""):
+        self.counter, self.parts, self.part_bytes = counter, parts, max(part_bytes, 1)
+        self.every, self.stall_seconds, self.stream, self.waiting = every_seconds, stall_seconds, stream, waiting
+        self.committed = Committed()
+        self.counts = {}
+        self.start = time.monotonic()
+        self.last_change = self.start
+        self.stop_event = threading.Event()
+        self.bar = self._bar() if getattr(stream, "isatty", lambda: False)() else None
+        self.thread = threading.Thread(target=self._loop, name="pixcap-progress", daemon=True)
+
+    def _bar(self):
+        from tqdm import tqdm
+
+        return tqdm(total=None, unit="input", file=self.stream, dynamic_ncols=True, desc="pixcap", leave=True)
+
+    def __enter__(self) -> "Progress":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=10)
+        self._refresh()
+        self._show(final=True)
+        if self.bar is not None:
+            self.bar.close()
+
+    def _refresh(self) -> None:
+        try:
+            counts = ray.get(self.counter.get.remote(), timeout=5)
+        except Exception:  # Ray going down at the end of a run: keep the last counts
             return
-        self.last = now
-        counts = ray.get(self.counter.get.remote())
-        elapsed = max(now - self.start, 1e-9)
-        print(
-            f"pixcap: read {counts.get('read', 0)} | decoded {counts.get('decode', 0)} | "
-            f"captioned {counts.get('caption', 0)} | scored {counts.get('clip', 0)} | "
-            f"committed {written} written + {rejected} rejected | {(written + rejected) / elapsed:.2f} inputs/s",
-            file=self.stream,
-            flush=True,
-        )
+        seen = (counts, self.committed.written, self.committed.rejected)
+        if seen != getattr(self, "_seen", None):
+            self._seen, self.last_change = seen, time.monotonic()
+        self.counts = counts
+
+    def _loop(self) -> None:
+        interval = 0.5 if self.bar is not None else self.every
+        last_line = time.monotonic()
+        while not self.stop_event.wait(interval):
+            self._refresh()
+            now = time.monotonic()
+            if self.bar is not None or now - last_line >= self.every:
+                self._show()
+                last_line = now
+            if now - self.last_change >= self.stall_seconds:
+                self._say(f"pixcap: no stage has moved for {_duration(now - self.last_change)}; {self._stalled()}")
+                self.last_change = now  # say it again only after another stall_seconds
+
+    def _stalled(self) -> str:
+        ahead = [stage for stage in STAGES if self.counts.get(stage, 0) > 0]
+        stage = STAGES[STAGES.index(ahead[-1]) + 1] if ahead and ahead[-1] != STAGES[-1] else (ahead[-1] if ahead else "read")
+        waits = self.waiting() or "Ray reports nothing pending"
+        return f"{stage} waits: {waits}"
+
+    def estimate(self, final: bool = False) -> tuple:
+        """(inputs expected in this run, or None while unknown; seconds left, or None).
+        Until every part is read, the total is extrapolated from the bytes read so far."""
+        if final:
+            return self.committed.written + self.committed.rejected, None
+        read, read_bytes = self.counts.get("read", 0), self.counts.get("read_bytes", 0)
+        if not read or not read_bytes:
+            return None, None
+        expected = max(round(read * self.part_bytes / read_bytes), read)
+        done = self.committed.written + self.committed.rejected
+        elapsed = time.monotonic() - self.start
+        left = (expected - done) * elapsed / done if done else None
+        return expected, left
+
+    def line(self, final: bool = False) -> str:
+        expected, left = self.estimate(final)
+        c = self.committed
+        total = "" if final or not expected else f"/~{expected}"
+        rate = (c.written + c.rejected) / max(time.monotonic() - self.start, 1e-9)
+        stages = " | ".join(f"{stage} {self.counts.get(stage, 0)}" for stage in STAGES)
+        eta = f" | ETA {_duration(left)}" if left is not None else ""
+        return (f"parts {c.parts}/{self.parts} | inputs {c.written + c.rejected}{total} committed "
+                f"({c.written} written + {c.rejected} rejected) | {stages} | {rate:.2f} inputs/s{eta}")
+
+    def _say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def _show(self, final: bool = False) -> None:
+        if self.bar is None:
+            self._say(f"pixcap: {self.line(final)}")
+            return
+        expected, _ = self.estimate(final)
+        self.bar.total = expected
+        self.bar.n = self.committed.written + self.committed.rejected
+        self.bar.set_postfix_str(f"parts {self.committed.parts}/{self.parts}, {self.committed.rejected} rejected", refresh=False)
+        self.bar.refresh()

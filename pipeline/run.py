@@ -1,4 +1,5 @@
-"""`pixcap run`: list inputs, take up the ledger, run the Ray graph, commit shards as they fill."""
+"""`pixcap run`: list inputs, check the output is this job's, take up the ledger, run the Ray graph,
+commit shards as they fill, and record what was made in the manifest."""
 from __future__ import annotations
 
 import os
@@ -7,16 +8,29 @@ from collections import defaultdict
 
 from pixcap.schemas import Job, JobError
 from pixcap.schemas import batch as B
+from pixcap.schemas.manifest import LOCK_NAME, LOGS_DIR
 
 from . import failpoints
 from .commit import Committer
 from .engine import check_cluster, start_ray
-from .inputs import InputError, list_parts
+from .fingerprint import differences, fingerprint
+from .inputs import InputError, list_sources
 from .ledger import Ledger
 from .lock import OutputInUse, OutputLock, describe
-from .manifest import models_entry, write_manifest
+from .manifest import (
+    input_counts, is_pixcap_manifest, models_entry, new_manifest, package_versions, read_manifest, shard_entries,
+    totals, write_dataset_card, write_manifest,
+)
 from .models import resolve_models
+from .parts import make_parts, record_sources
+from .provenance import run_entry, utc_now
 from .ray_errors import stage_failure
+from .revisions import model_revisions
+from .storage import Storage
+
+
+class StageError(RuntimeError):
+    """A stage of the Ray graph failed for good (worker crashes are retried; errors are not)."""
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -27,30 +41,63 @@ def _inside(path: str, folder: str) -> bool:
 def check_output(job: Job) -> None:
     if not job.output:
         raise JobError("output: no output folder; set output in the job or pass --output")
+    local = "://" not in job.output or job.output.startswith("file://")
+    if local and os.path.exists(job.output.removeprefix("file://")) and not os.path.isdir(job.output.removeprefix("file://")):
+        raise JobError(f"output: {job.output} is a file; an output is a folder (new, empty, or made by pixcap)")
     for uri in job.inputs:
-        if "://" not in uri or uri.startswith("file://"):
+        if local and ("://" not in uri or uri.startswith("file://")):
             folder = uri.removeprefix("file://").split("*")[0]
-            if folder and os.path.isdir(folder) and _inside(job.output, folder):
+            if folder and os.path.isdir(folder) and _inside(job.output.removeprefix("file://"), folder):
                 raise JobError(f"output: {job.output} is inside the input folder {uri}")
 
 
-class StageError(RuntimeError):
-    """A stage of the Ray graph failed for good (worker crashes are retried; errors are not)."""
+def existing_manifest(storage: Storage):
+    """The manifest of a pixcap output; None for a folder that does not exist or is empty.
+    A folder holding anything else is refused: pixcap never writes into a folder not its own."""
+    if storage.isfile():
+        raise JobError(f"output: {storage.url()} is a file; an output is a folder (new, empty, or made by pixcap)")
+    manifest = read_manifest(storage)
+    if manifest is None:
+        others = [name for name in storage.entries() if name not in (LOCK_NAME, LOGS_DIR)]
+        if others:
+            raise JobError(f"output: {storage.url()} is not empty and not a pixcap output (no manifest.json; "
+                           f"it holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                           "choose a new or empty folder")
+        return None
+    if not is_pixcap_manifest(manifest):
+        raise JobError(f"output: {storage.url()} holds a manifest.json that pixcap did not write; choose a new or empty folder")
+    return manifest
 
 
-def run_job(job: Job, address=None, stream=None) -> dict:
-    """Run a validated job; returns the manifest. Messages go to stream (default: stderr)."""
+def check_fingerprint(manifest, current: dict, url: str) -> None:
+    if manifest is None:
+        return
+    changed = differences(manifest["fingerprint"], current)
+    if changed:
+        raise JobError(f"output: {url} was made with other settings, and one output holds one configuration: "
+                       f"{'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}. "
+                       "Run with the output's settings, or write to a new output")
+
+
+def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = False) -> dict:
+    """Run a validated job; returns the manifest. Messages go to stream (default: stderr).
+    Everything that can refuse the job does so before the output is touched."""
     stream = stream or sys.stderr
     check_output(job)
     try:
-        parts = list_parts(job.inputs, job.shard_size)
+        sources = list_sources(job.inputs)
     except InputError as e:
         raise JobError(str(e)) from None
-    # Everything that can refuse the job does so before the output folder is touched.
     resolved = resolve_models(job)
+    revisions = model_revisions(resolved)
+    current = fingerprint(job, revisions)
+    storage = Storage(job.output)
+    manifest = existing_manifest(storage)
+    check_fingerprint(manifest, current, storage.url())
+    record_sources(sources, manifest["inputs"] if manifest else [], storage.url())
     check_cluster(address, resolved)
-    os.makedirs(job.output, exist_ok=True)
-    lock = OutputLock(job.output)
+    storage.makedirs()
+    lock = OutputLock(storage.path())  # TEMP until lock takes a Storage
     try:
         stale = lock.acquire()
     except OutputInUse as e:
@@ -58,7 +105,13 @@ def run_job(job: Job, address=None, stream=None) -> dict:
     if stale is not None:
         print(f"pixcap: took over the stale lock of a run that is gone ({describe(stale)}); resuming its output", file=stream)
     try:
-        return _run_locked(job, resolved, parts, address, stream)
+        # Read again under the lock: another run may have finished in between.
+        manifest = existing_manifest(storage)
+        check_fingerprint(manifest, current, storage.url())
+        records = record_sources(sources, manifest["inputs"] if manifest else [], storage.url())
+        manifest = manifest or new_manifest(current)
+        return _run_locked(job, resolved, revisions, sources, records, manifest, storage, address, stream,
+                           command or sys.argv, verbose)
     finally:
         lock.release()
 
@@ -76,55 +129,104 @@ def _parts_to_do(parts: list, ledger: Ledger, shard_size: int) -> list:
     return todo
 
 
-def _stream(todo: list, resolved: Job, address, stream, ledger: Ledger, committer: Committer) -> None:
+def _log_dir(storage: Storage) -> str:
+    """Where Ray's console output goes: OUT/_logs on a local output, a local cache folder otherwise."""
+    if storage.local:
+        return storage.path(LOGS_DIR)
+    import hashlib
+
+    return os.path.expanduser(f"~/.cache/pixcap/logs/{hashlib.sha1(storage.url().encode()).hexdigest()[:12]}")
+
+
+def _stream(todo: list, resolved: Job, storage: Storage, address, stream, ledger: Ledger, committer: Committer,
+            verbose: bool) -> None:
     """Run the Ray graph over the parts to do, recording fragments and committing shards as they fill."""
     import ray
 
+    from .engine import describe_waiting
     from .graph import build_dataset
-    from .progress import ProgressCounter, ProgressPrinter
+    from .progress import Progress, ProgressCounter
 
-    start_ray(address, resolved)
+    log_dir = _log_dir(storage)
+    start_ray(address, resolved, log_dir=None if verbose else log_dir, verbose=verbose)
+    if not verbose:
+        print(f"pixcap: Ray's own messages go to {log_dir} (--verbose shows them here)", file=stream)
     counter = ProgressCounter.remote()
-    printer = ProgressPrinter(counter, resolved.progress_seconds, stream)
-    batches = iter(build_dataset(todo, resolved, counter).iter_batches(batch_size=None))
-    while True:
-        try:
-            rows = next(batches, None)
-        except ray.exceptions.RayError as e:
-            raise StageError(stage_failure(e)) from None
-        if rows is None:
-            break
-        by_fragment = defaultdict(lambda: defaultdict(list))
-        for i, fragment in enumerate(rows[B.FRAGMENT]):
-            for column in B.LEDGER_COLUMNS:
-                by_fragment[fragment][column].append(rows[column][i])
-        for fragment, columns in by_fragment.items():
-            ledger.add(fragment, columns)
-            failpoints.reached("fragment")
-        committer.collect()  # a failed commit stops the run here
-        committer.submit_complete()
-        printer.maybe_print(committer.written, committer.rejected)
-    committer.settle()  # the last block's complete shards were submitted inside the loop
-    printer.maybe_print(committer.written, committer.rejected, force=True)
+    part_bytes = sum(part[B.PART_BYTES] for part in todo)
+    progress = Progress(counter, len(todo), part_bytes, resolved.progress_seconds, resolved.stall_seconds, stream,
+                        waiting=describe_waiting)
+    with progress:
+        batches = iter(build_dataset(todo, resolved, storage, counter).iter_batches(batch_size=None))
+        while True:
+            try:
+                rows = next(batches, None)
+            except ray.exceptions.RayError as e:
+                raise StageError(stage_failure(e)) from None
+            if rows is None:
+                break
+            by_fragment = defaultdict(lambda: defaultdict(list))
+            for i, fragment in enumerate(rows[B.FRAGMENT]):
+                for column in B.LEDGER_COLUMNS:
+                    by_fragment[fragment][column].append(rows[column][i])
+            for fragment, columns in by_fragment.items():
+                ledger.add(fragment, columns)
+                failpoints.reached("fragment")
+            committer.collect()  # a failed commit stops the run here
+            committer.submit_complete()
+            progress.committed.written, progress.committed.rejected = committer.written, committer.rejected
+            progress.committed.parts = ledger.parts_finished
+        committer.settle()  # the last block's complete shards were submitted inside the loop
+        progress.committed.written, progress.committed.rejected = committer.written, committer.rejected
+        progress.committed.parts = ledger.parts_finished
 
 
-def _run_locked(job: Job, resolved: Job, parts: list, address, stream) -> dict:
-    ledger = Ledger(job.output)
+def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records: list, manifest: dict,
+                storage: Storage, address, stream, command: list, verbose: bool) -> dict:
+    known = {entry["uri"] for entry in manifest["inputs"]}
+    added = [record for record in records if record["uri"] not in known]
+    manifest["inputs"] += added
+    run = {**run_entry(list(command)), "added_inputs": [record["uri"] for record in added]}
+    manifest["runs"].append(run)
+    manifest.update(job=job.to_dict(), versions=package_versions(), models=models_entry(job, resolved, revisions))
+    write_manifest(storage, manifest)  # the output is pixcap's, and says what this run adds, before any shard
+
+    ledger = Ledger(storage, {entry["prefix"] for entry in manifest["inputs"]})
     removed = ledger.clean_uncommitted()
     if removed:
         print(f"pixcap: removed {len(removed)} half-written files of an earlier run", file=stream)
     ledger.load_fragments()
-    with Committer(job.output, ledger) as committer:  # leaving it shuts the commit pool down
-        # Shards an earlier run finished but did not commit: committed first, so that parts
-        # whose inputs all reached fragments are marked done and not read again.
-        committer.submit_complete()
-        committer.settle()
-        todo = _parts_to_do(parts, ledger, job.shard_size)
-        print(f"pixcap: {len(parts)} input parts, {len(parts) - len(todo)} already done; output {job.output}", file=stream)
-        if todo:
-            _stream(todo, resolved, address, stream, ledger, committer)
+    parts = make_parts(sources, records, job.shard_size)
+    with Committer(storage, ledger, job.ray.cpus_per_task) as committer:  # leaving it shuts the commit pool down
+        try:
+            # Shards an earlier run finished but did not commit: committed first, so that parts
+            # whose inputs all reached fragments are marked done and not read again.
+            committer.submit_complete()
+            committer.settle()
+            todo = _parts_to_do(parts, ledger, job.shard_size)
+            print(f"pixcap: {len(parts)} input parts, {len(parts) - len(todo)} already done; output {storage.url()}",
+                  file=stream)
+            if todo:
+                _stream(todo, resolved, storage, address, stream, ledger, committer, verbose)
+        except BaseException as e:
+            _record_end(storage, manifest, run, committer, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
+            raise
     ledger.mark_finished_parts()
     if ledger.shards:
         incomplete = ", ".join(sorted(ledger.shards)[:5])
         raise RuntimeError(f"shards left incomplete after the run: {incomplete}; run again to retry")
-    return write_manifest(job.output, job.to_dict(), models_entry(job, resolved))
+    manifest["shards"] = shard_entries(storage, ledger.committed(), manifest["shards"], committer.files)
+    manifest["totals"] = totals(manifest["shards"])
+    input_counts(manifest["inputs"], manifest["shards"])
+    run.update(ended=utc_now(), status="finished", written=committer.written, rejected=committer.rejected)
+    write_manifest(storage, manifest)
+    write_dataset_card(storage, manifest)
+    return manifest
+
+
+def _record_end(storage: Storage, manifest: dict, run: dict, committer: Committer, status: str) -> None:
+    """Note in the history how a run ended early; the shards it committed are listed by the next run."""
+    run.update(ended=utc_now(), status=status, written=committer.written, rejected=committer.rejected)
+    try:
+        write_manifest(storage, manifest)
+    except Exception:  # a full disk: the history misses this run's end, the data is still consistent
+        pass

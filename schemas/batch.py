@@ -26,6 +26,9 @@ STORED = "stored"  # bytes of the image to store in the shard (JPEG); consumed b
 MODEL_IMAGE = "model_image"  # HxWx3 uint8, short side decode.model_side; consumed by clip
 MODEL_IMAGE_EMPTY_SHAPE = (0, 0, 3)  # what a rejected row carries instead
 
+# clip
+CLIP_EMBEDDING = "clip_embedding"  # the unit image embedding, float16 bytes ("" when rejected)
+
 # write: the fragment a row was written to (a parquet under OUT/_work/fragments)
 FRAGMENT = "fragment"
 
@@ -33,11 +36,14 @@ FRAGMENT = "fragment"
 PART_ID = "part_id"  # unique name of the part; its done-marker is named after it
 PART_KIND = "part_kind"  # "tar" or "files"
 PART_URI = "part_uri"  # the tar's URL, or the folder's URL for "files"
+PART_ROOT = "part_root"  # the input folder a tar was found in ("" when named itself): links may not leave it
 PART_SHARD_PREFIX = "part_shard_prefix"  # shards are named by schemas.shards.shard_name(prefix, n)
 PART_FIRST_SHARD = "part_first_shard"  # n of the part's first shard
 PART_KEY_PREFIX = "part_key_prefix"  # keys are f"{key_prefix}/{sanitised member path}"
 PART_MEMBERS = "part_members"  # "files": the files' URLs, in order
 PART_KEYS = "part_keys"  # "files": their keys, made unique when the folder was listed
+PART_MEMBER_ERRORS = "part_member_errors"  # "files": why a member could not be listed, or ""
+PART_BYTES = "part_bytes"  # the bytes the part reads (a tar's size, or its files'); for progress
 PART_CAPTIONS = "part_captions"  # URL of a captions/ folder beside the input, or ""
 PART_SKIP = "part_skip"  # positions (0-based, in the part) of inputs already done
 

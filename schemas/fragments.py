@@ -15,6 +15,7 @@ FRAGMENT_SCHEMA = pa.schema(
         pa.field(B.PART_END, pa.bool_()),
         pa.field(B.PART_ID, pa.string()),
         pa.field(B.STORED, pa.binary()),
+        pa.field(B.CLIP_EMBEDDING, pa.binary()),
         pa.field(B.REJECT_STAGE, pa.string()),
         pa.field(B.REJECT_REASON, pa.string()),
         pa.field(B.REJECT_ERROR, pa.string()),

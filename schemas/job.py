@@ -6,7 +6,9 @@ types are refused with a JobError that names the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import reprlib
 import typing
 from dataclasses import dataclass, field
 
@@ -19,6 +21,26 @@ DEFAULT_PROMPT = "Describe this image and its style in a very detailed manner"
 
 class JobError(ValueError):
     """A job file or --set value that cannot be run; the message names the key."""
+
+
+QUOTE_CHARS = 60  # a value quoted in an error: enough to recognise it, never a flood
+
+
+_SHORT_REPR = reprlib.Repr()  # bounded in depth and width, so even a huge value is quoted at once
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = QUOTE_CHARS
+
+
+def quote(value) -> str:
+    """A repr of value cut to QUOTE_CHARS, made without a full repr of a huge value: a crafted
+    value must not make a 700 MB error line."""
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "…"
+
+
+def cut(text: str, limit: int = QUOTE_CHARS) -> str:
+    """Text (a key, a path) cut to limit characters."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 @dataclass
@@ -75,6 +97,7 @@ class Job:
     shard_size: int = 1000  # inputs per shard; a shard holds fewer samples where some are rejected
     models_cache: str = DEFAULT_MODELS_CACHE  # where tiny:* models are built
     progress_seconds: float = 10.0
+    stall_seconds: float = 600.0  # no stage moving for this long: say which waits, and on what
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     nouns: NounsConfig = field(default_factory=NounsConfig)
@@ -109,21 +132,24 @@ def _coerce(value, annotation, key: str):
         (inner,) = typing.get_args(annotation)
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if annotation is int and isinstance(value, bool) or not isinstance(value, annotation):
-        raise JobError(f"{key}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
+        raise JobError(f"{key}: expected {annotation.__name__}, got {type(value).__name__} {quote(value)}")
+    if annotation is float and not math.isfinite(value):
+        # NaN compares false with everything, so `ratio > nan` would switch a check off.
+        raise JobError(f"{key}: must be a finite number, got {value}")
     return value
 
 
 def build_dataclass(cls, data, prefix: str = ""):
     """Build a (nested) config dataclass from a dict, refusing unknown keys and wrong types."""
     if not isinstance(data, dict):
-        raise JobError(f"{prefix.rstrip('.') or 'job'}: expected a mapping, got {type(data).__name__}")
+        raise JobError(f"{prefix.rstrip('.') or 'job'}: expected a mapping, got {type(data).__name__} {quote(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted((set(data) - names), key=str)
     if unknown:
-        raise JobError(f"unknown key {prefix}{unknown[0]}")
+        raise JobError(f"unknown key {cut(prefix + str(unknown[0]))}")
     kwargs = {}
     for name, value in data.items():
         annotation = hints[name]
@@ -139,13 +165,13 @@ def check_values(config, choices: dict, positive=(), non_negative=()) -> None:
     flat = flatten(config.to_dict())
     for key, allowed in choices.items():
         if flat[key] not in allowed:
-            raise JobError(f"{key}: must be one of {', '.join(map(str, allowed))}, got {flat[key]!r}")
+            raise JobError(f"{key}: must be one of {', '.join(map(str, allowed))}, got {quote(flat[key])}")
     for key in positive:
         if flat[key] <= 0:
-            raise JobError(f"{key}: must be positive, got {flat[key]!r}")
+            raise JobError(f"{key}: must be positive, got {quote(flat[key])}")
     for key in non_negative:
         if flat[key] < 0:
-            raise JobError(f"{key}: must not be negative, got {flat[key]!r}")
+            raise JobError(f"{key}: must not be negative, got {quote(flat[key])}")
 
 
 def local_model_path(key: str, name: str):
@@ -155,7 +181,7 @@ def local_model_path(key: str, name: str):
         return name
     path = os.path.abspath(os.path.expanduser(name))
     if not os.path.exists(path):
-        raise JobError(f"{key}: model path does not exist: {name}")
+        raise JobError(f"{key}: model path does not exist: {cut(name, 200)}")
     return path
 
 
@@ -181,8 +207,59 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+class YAMLRefused(JobError):
+    """YAML that parses but that a job may not use (an alias, a key written twice)."""
+
+
+class JobLoader(yaml.SafeLoader):
+    """yaml.SafeLoader (plain data, no tags that build objects) that also refuses aliases.
+
+    An alias repeats a node by reference: nine levels of them ("billion laughs") turn a
+    454-byte file into gigabytes once a value is built or printed. A job file never needs one.
+    """
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self.anchors:  # an undefined one stays YAML's own error
+                raise YAMLRefused(f"line {event.start_mark.line + 1}: YAML aliases (*{cut(event.anchor)})"
+                                  " are not accepted in a job; write the value out")
+        return super().compose_node(parent, index)
+
+
+def _refuse_repeated_keys(node, prefix: str = "") -> None:
+    """A key written twice in one mapping is refused (YAML would keep the last one silently)."""
+    if isinstance(node, yaml.MappingNode):
+        lines = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key, line = prefix + cut(key_node.value), key_node.start_mark.line + 1
+                if key in lines:
+                    raise YAMLRefused(f"key {key} written twice, lines {lines[key]} and {line}")
+                lines[key] = line
+                _refuse_repeated_keys(value_node, key + ".")
+            else:
+                _refuse_repeated_keys(value_node, prefix)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_repeated_keys(item, f"{prefix.rstrip('.')}[{i}].")
+
+
+def load_yaml(text):
+    """yaml.safe_load's result for text (a str or a file), refusing aliases and repeated keys."""
+    loader = JobLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_repeated_keys(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_job_yaml(path: str, overrides: typing.Sequence[str] = ()) -> dict:
-    """Read a YAML job (safe_load only) and apply `dotted.key=value` overrides.
+    """Read a YAML job (plain data only: load_yaml) and apply `dotted.key=value` overrides.
 
     A value is parsed as YAML, so `--set caption.batch_size=4` gives an int and
     `--set inputs=[a,b]` a list. Errors are JobErrors naming the file or the key.
@@ -191,9 +268,13 @@ def read_job_yaml(path: str, overrides: typing.Sequence[str] = ()) -> dict:
         raise JobError(f"job file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            data = load_yaml(f) or {}
+    except YAMLRefused as e:
+        raise JobError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise JobError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise JobError(f"{path}: not valid YAML: {cut(str(e).splitlines()[0], 200)}") from None
+    except UnicodeDecodeError as e:
+        raise JobError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
     if not isinstance(data, dict):
         raise JobError(f"{path}: a job file is a mapping of keys, got {type(data).__name__}")
     for item in overrides:
@@ -205,11 +286,14 @@ def set_dotted(data: dict, assignment: str) -> None:
     """Apply one `a.b.c=value` to a nested dict."""
     dotted, sep, raw = assignment.partition("=")
     if not sep or not dotted:
-        raise JobError(f"--set {assignment!r}: expected dotted.key=value")
+        raise JobError(f"--set {quote(assignment)}: expected dotted.key=value")
+    named = cut(dotted, 200)
     try:
-        value = yaml.safe_load(raw) if raw else ""
+        value = load_yaml(raw) if raw else ""
+    except YAMLRefused as e:
+        raise JobError(f"--set {named}: {e}") from None
     except yaml.constructor.ConstructorError as e:  # a !!python/... tag: refused, never kept as text
-        raise JobError(f"--set {dotted}: {e.problem}") from None
+        raise JobError(f"--set {named}: {cut(str(e.problem), 200)}") from None
     except yaml.YAMLError:  # other text YAML cannot parse (a prompt with a colon) is the text itself
         value = raw
     *parents, leaf = dotted.split(".")
@@ -217,5 +301,5 @@ def set_dotted(data: dict, assignment: str) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise JobError(f"--set {dotted}: {part} is not a mapping")
+            raise JobError(f"--set {named}: {cut(part)} is not a mapping")
     node[leaf] = value

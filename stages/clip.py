@@ -97,7 +97,7 @@ class ClipStage:
             return unit(self.model.encode_image(pixels.to(self.device)))
 
     def score_rows(self, rows: list, images, captions, nouns, noun_vectors: dict) -> dict:
-        """{row: (clip_score, grounded nouns)} for rows scored together in one forward pass."""
+        """{row: (clip_score, grounded nouns, image embedding)} for rows scored in one forward pass."""
         image_vectors = self.encode_images([images[i] for i in rows])
         caption_vectors = self.encode_texts([captions[i] or "" for i in rows])
         scores = (image_vectors * caption_vectors).sum(-1).tolist()
@@ -107,7 +107,7 @@ class ClipStage:
                 noun for noun in distinct(map(str, nouns[row]))
                 if float(image_vector @ noun_vectors[noun]) >= self.config.grounding_threshold
             ]
-            results[row] = (score, grounded)
+            results[row] = (score, grounded, image_vector)
         return results
 
     def __call__(self, batch: dict) -> dict:
@@ -126,9 +126,12 @@ class ClipStage:
 
         out = {k: v for k, v in batch.items() if k != B.MODEL_IMAGE}
         out.update(rows.columns())
-        scored = [results.get(i, (math.nan, [])) for i in range(len(rows))]
-        out[B.CLIP_SCORE] = np.array([score for score, _ in scored], dtype=np.float32)
-        out[B.GROUNDED_NOUNS] = [grounded for _, grounded in scored]
-        out[B.N_GROUNDED] = [len(grounded) for _, grounded in scored]
+        scored = [results.get(i, (math.nan, [], None)) for i in range(len(rows))]
+        out[B.CLIP_SCORE] = np.array([score for score, _, _ in scored], dtype=np.float32)
+        out[B.GROUNDED_NOUNS] = [grounded for _, grounded, _ in scored]
+        out[B.N_GROUNDED] = [len(grounded) for _, grounded, _ in scored]
+        # float16, as clip-retrieval stores them: half the bytes, and cosines to 3 decimals.
+        out[B.CLIP_EMBEDDING] = [b"" if vector is None else vector.cpu().numpy().astype(np.float16).tobytes()
+                                 for _, _, vector in scored]
         out[B.CLIP_MODEL] = [self.label if i in results else "" for i in range(len(rows))]
         return out

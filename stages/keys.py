@@ -82,25 +82,42 @@ def short_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
 
 
+class UniqueNames:
+    """Hands out names that are unique by construction: every candidate is checked, renames too.
+
+    A wanted name already taken gets `-` + 8 hex digits of the thing's original name; if a
+    crafted input already holds that name as well (`x-<hash of "x.png">.jpg` beside `x.jpg` and
+    `x.png`), the hash is taken again over the original name and a counter, until one is free.
+    The same listing gives the same names on every run.
+    """
+
+    def __init__(self):
+        self.taken = set()
+
+    def claim(self, wanted: str, original: str) -> str:
+        name, attempt = wanted, 0
+        while name in self.taken:
+            name = f"{wanted}-{short_hash(original if attempt == 0 else f'{original}#{attempt}')}"
+            attempt += 1
+        self.taken.add(name)
+        return name
+
+
 class KeyMaker:
     """Makes the keys of one input: sanitised paths, made unique by a hash of the original name.
 
     `x.jpg` and `x.png`, or `a b.jpg` and `a_b.jpg`, would sanitise to one key; the second one
-    seen gets `-` + 8 hex digits of its original path. The same member name seen twice is a
-    duplicate, and `make` returns None for it.
+    seen gets `-` + 8 hex digits of its original path (see UniqueNames). The same member name
+    seen twice is a duplicate, and `make` returns None for it.
     """
 
     def __init__(self, prefix: str):
         self.prefix = prefix
         self.names = set()
-        self.keys = set()
+        self.keys = UniqueNames()
 
     def make(self, name: str):
         if name in self.names:
             return None
         self.names.add(name)
-        key = f"{self.prefix}/{sanitise(split_extension(name)[0])}"
-        if key in self.keys:
-            key = f"{key}-{short_hash(name)}"
-        self.keys.add(key)
-        return key
+        return self.keys.claim(f"{self.prefix}/{sanitise(split_extension(name)[0])}", name)

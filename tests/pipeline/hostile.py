@@ -101,6 +101,39 @@ def image_members() -> list:
     ]
 
 
+class _Padded(io.RawIOBase):
+    """A stream of `size` bytes: head, then zeros; so a test writes a big member without holding it."""
+
+    def __init__(self, head: bytes, size: int):
+        self.head, self.left = head, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = self.head[:n].ljust(n, b"\0")
+        self.head = self.head[n:]
+        self.left -= n
+        return n
+
+
+def write_padded_tar(path, members) -> None:
+    """A tar (gzip-compressed if path ends in .gz) of members (name, size, head): `size` bytes
+    starting with head, zeros after."""
+    with tarfile.open(path, "w:gz" if str(path).endswith(".gz") else "w") as tar:
+        for name, size, head in members:
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BufferedReader(_Padded(head, size), 1 << 20))
+
+
+def write_gzip_bomb(path, members: int = 16, member_bytes: int = 64 << 20):
+    """The trial's bomb: a ~1 MB .tar.gz of 16 members of 64 MiB of zeros named .jpg."""
+    write_padded_tar(path, [(f"zeros_{k}.jpg", member_bytes, b"") for k in range(members)])
+    return path
+
+
 def special_member(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, target

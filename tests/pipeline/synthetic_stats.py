@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pixcap.pipeline.stats import density_table
+from pixcap.analysis.stats import density_table
 from pixcap.schemas.manifest import STATS_DIR
 from pixcap.schemas.records import SAMPLE_SCHEMA
 

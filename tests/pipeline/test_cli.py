@@ -7,7 +7,7 @@ import pytest
 
 from pixcap.cli.main import main
 from pixcap.pipeline.engine import check_gpus
-from pixcap.pipeline.stats import concept_density
+from pixcap.analysis.stats import concept_density
 from pixcap.schemas import JobError, load_job
 from pixcap.schemas.records import SAMPLE_SCHEMA
 

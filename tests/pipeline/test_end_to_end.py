@@ -8,7 +8,7 @@ import pytest
 import webdataset as wds
 
 from pixcap.pipeline.run import run_job
-from pixcap.pipeline.stats import concept_density
+from pixcap.analysis.stats import concept_density
 from pixcap.schemas import REASONS, load_job
 from pixcap.schemas.manifest import MANIFEST_KEYS
 
@@ -93,10 +93,12 @@ def test_stats_with_duckdb_and_manifest(finished_run):
 
 def test_rerun_on_finished_output_does_nothing_new(finished_run, models_cache):
     root, out, manifest, _ = finished_run
-    before = {s["name"]: s["sha256"] for s in manifest["shards"]}
+    before = {s["name"]: s["tar"] for s in manifest["shards"]}
     again = run_job(job_for(root, out, models_cache))
-    assert {s["name"]: s["sha256"] for s in again["shards"]} == before
+    assert {s["name"]: s["tar"] for s in again["shards"]} == before
     assert again["totals"] == manifest["totals"]
+    assert [run["status"] for run in again["runs"]] == ["finished", "finished"]
+    assert again["runs"][1]["added_inputs"] == [] and again["runs"][1]["written"] == 0
 
 
 def test_sidecar_backend_rescores_existing_captions(tmp_path, ray_session, models_cache):

@@ -1,4 +1,5 @@
-"""The output lock: a live holder refuses a second run, a dead one's lock is taken over."""
+"""The output lock: a live holder refuses a second run; a dead one's lock, or one whose lease
+ran out, is taken over once, however many runs race for it."""
 import json
 import os
 import socket
@@ -10,7 +11,8 @@ import psutil
 import pytest
 
 from pixcap.cli.main import main
-from pixcap.pipeline.lock import LOCK_NAME, OutputInUse, OutputLock
+from pixcap.pipeline.lock import LEASE_SECONDS, LOCK_NAME, LockLost, OutputInUse, OutputLock
+from pixcap.pipeline.storage import Storage
 
 from .test_faults import fake_graph  # noqa: F401 (a fixture)
 
@@ -49,11 +51,14 @@ def write_lock(out, **owner):
 
 
 def test_acquire_and_release(tmp_path):
-    lock = OutputLock(str(tmp_path))
+    lock = OutputLock(Storage(str(tmp_path)))
+    before = time.time()
     assert lock.acquire() is None
     owner = json.loads((tmp_path / LOCK_NAME).read_text())
-    assert owner == {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
-    assert os.listdir(tmp_path) == [LOCK_NAME]  # no temp file left beside it
+    assert {k: owner[k] for k in ("host", "pid", "started")} == {
+        "host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+    assert owner["lease_seconds"] == LEASE_SECONDS and before + LEASE_SECONDS <= owner["expires"] <= time.time() + LEASE_SECONDS
+    assert os.listdir(tmp_path) == [LOCK_NAME]  # no temp file or claim left beside it
     lock.release()
     assert os.listdir(tmp_path) == []
 
@@ -158,11 +163,11 @@ def test_runs_racing_for_a_stale_lock_take_it_over_once(tmp_path):
     assert sorted(results) == ["refused", "refused", "refused", "won"]
 
 
-def test_cli_refuses_an_output_in_use_with_exit_code_2(tmp_path, holder, capsys):
+def test_cli_refuses_an_output_in_use_with_exit_code_2(tmp_path, holder, capsys, models_cache):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(b"x")
     job = tmp_path / "job.yaml"
-    job.write_text(f"inputs: ['{tmp_path}/images']\noutput: {tmp_path}/out\n")
+    job.write_text(f"inputs: ['{tmp_path}/images']\noutput: {tmp_path}/out\nmodels_cache: {models_cache}\n")
     code = main(["run", str(job)])
     out, err = capsys.readouterr()
     assert code == 2, err
@@ -180,3 +185,109 @@ def test_cli_takes_over_a_stale_lock_and_says_so(fake_graph, capsys):  # noqa: F
     assert f"pixcap: took over the stale lock of a run that is gone (pid {pid} on {socket.gethostname()} since " in err
     assert "inputs 60 = written 60 + rejected 0 in 30 shards" in out
     assert not (fake_graph.out / LOCK_NAME).exists()
+
+
+# -- the lease --------------------------------------------------------------------------------
+def test_the_holder_renews_its_lease(tmp_path):
+    lock = OutputLock(str(tmp_path), lease_seconds=0.6)
+    lock.acquire()
+    first = json.loads((tmp_path / LOCK_NAME).read_text())
+    time.sleep(1.0)  # several renewals, every 0.2 s
+    renewed = json.loads((tmp_path / LOCK_NAME).read_text())
+    assert renewed["token"] == first["token"] and renewed["expires"] > first["expires"] + 0.3
+    lock.check()  # still ours
+    lock.release()
+    assert os.listdir(tmp_path) == []
+
+
+def test_another_hosts_expired_lease_is_taken_over(tmp_path):
+    write_lock(tmp_path, host="some-other-host", pid=1, started=0, token="t", lease_seconds=60, expires=time.time() - 1)
+    lock = OutputLock(str(tmp_path))
+    assert lock.acquire()["host"] == "some-other-host"
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert os.listdir(tmp_path) == [LOCK_NAME]  # the takeover claim is gone too
+    lock.release()
+
+
+def test_another_hosts_running_lease_is_refused_naming_when_it_ends(tmp_path):
+    write_lock(tmp_path, host="some-other-host", pid=7, started=0, token="t", lease_seconds=60, expires=time.time() + 30)
+    with pytest.raises(OutputInUse, match=r"pid 7 on some-other-host .*its lease runs to .*taken over then"):
+        OutputLock(str(tmp_path)).acquire()
+
+
+def test_a_live_process_on_this_host_keeps_its_lock_even_past_its_lease(tmp_path):
+    """A holder that could not renew (suspended, say) but lives is never taken over on its host."""
+    me = psutil.Process()
+    write_lock(tmp_path, host=socket.gethostname(), pid=me.pid, started=me.create_time(), token="t", expires=time.time() - 100)
+    with pytest.raises(OutputInUse):
+        OutputLock(str(tmp_path)).acquire()
+
+
+def test_a_holder_whose_lock_was_taken_stops_renewing_and_check_raises(tmp_path):
+    lock = OutputLock(str(tmp_path), lease_seconds=0.6)
+    lock.acquire()
+    write_lock(tmp_path, host="some-other-host", pid=1, started=0, token="theirs", expires=time.time() + 60)
+    deadline = time.monotonic() + 5
+    while not lock.lost.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(LockLost, match="lease ran out"):
+        lock.check()
+    lock.release()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == "theirs"  # not removed, not overwritten
+
+
+HOST_RACE = """
+import os, socket, sys, time
+from pixcap.pipeline import lock
+from pixcap.pipeline.lock import OutputInUse, OutputLock
+socket.gethostname = lambda: sys.argv[4]  # each racer is a host of its own: no flock between them
+lock.CONFIRM_SECONDS = 0.2
+read = OutputLock._read
+def slow_read(self):  # a slow store: every racer sees the expired lock before any takes it
+    time.sleep(0.1)
+    return read(self)
+OutputLock._read = slow_read
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+try:
+    OutputLock(sys.argv[1], lease_seconds=5).acquire()
+    print("won", flush=True)
+    while not os.path.exists(sys.argv[3]):
+        time.sleep(0.01)
+except OutputInUse:
+    print("refused", flush=True)
+"""
+
+
+def test_hosts_racing_for_an_expired_lease_take_it_over_once(tmp_path):
+    out = tmp_path / "out"
+    write_lock(out, host="gone-host", pid=1, started=0, token="t", lease_seconds=60, expires=time.time() - 1)
+    go, done = tmp_path / "go", tmp_path / "done"
+    racers = [subprocess.Popen([sys.executable, "-c", HOST_RACE, str(out), str(go), str(done), f"host-{i}"],
+                               stdout=subprocess.PIPE, text=True) for i in range(4)]
+    go.touch()
+    results = [racer.stdout.readline().strip() for racer in racers]
+    winner = json.loads((out / LOCK_NAME).read_text())["host"]
+    done.touch()
+    for racer in racers:
+        racer.communicate(timeout=60)
+    assert sorted(results) == ["refused", "refused", "refused", "won"]
+    assert winner == f"host-{results.index('won')}"
+
+
+FULL_DISK = """
+import errno, resource, signal, sys
+from pixcap.pipeline.lock import OutputLock
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # no byte can be written: a full disk
+try:
+    OutputLock(sys.argv[1]).acquire()
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+
+
+def test_a_full_disk_leaves_no_temp_file_behind(tmp_path):
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "EFBIG", result.stderr
+    assert os.listdir(tmp_path) == []

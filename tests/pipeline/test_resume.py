@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from pixcap.pipeline import failpoints
-from pixcap.pipeline.lock import LOCK_NAME
+from pixcap.schemas.manifest import LOCK_NAME
 from pixcap.pipeline.run import run_job
-from pixcap.schemas.manifest import SHARD_META_BYTES, SHARD_META_REJECTED, SHARD_META_SHA256
+from pixcap.schemas.manifest import TMP_SUFFIX, SHARD_META_BYTES, SHARD_META_REJECTED, SHARD_META_SHA256
 
 from .collection import write_collection
 from .test_end_to_end import job_for
@@ -67,6 +67,9 @@ def assert_committed_output_valid(out, orphans=False):
         meta = pq.read_metadata(stats_path).metadata
         keys = pq.read_table(stats_path, columns=["key"]).column("key").to_pylist()
         tar_path = os.path.join(out, "shards", f"{shard}.tar")
+        if int(meta[SHARD_META_BYTES]) == 0:  # every input rejected: no tar
+            assert not keys and not os.path.exists(tar_path), shard
+            continue
         with open(tar_path, "rb") as f:
             data = f.read()
         assert len(data) == int(meta[SHARD_META_BYTES]), shard
@@ -76,7 +79,7 @@ def assert_committed_output_valid(out, orphans=False):
         assert list(dict.fromkeys(n.rpartition(".")[0] for n in names)) == keys, shard
         rejected = int(meta[SHARD_META_REJECTED])
         rejects_path = os.path.join(out, "rejects", f"{shard}.parquet")
-        assert (pq.read_metadata(rejects_path).num_rows if rejected else 0) == rejected, shard
+        assert pq.read_metadata(rejects_path).num_rows == rejected, shard  # there even when empty
     for directory, suffix in (("shards", ".tar"), ("rejects", ".parquet")):
         for path in glob.glob(os.path.join(out, directory, f"*{suffix}")):
             if os.path.basename(path)[: -len(suffix)] not in committed:
@@ -101,7 +104,7 @@ def assert_same_as_reference(out, reference_out):
     keys = [r["key"] for rows in shards.values() for r in rows] + [r[0] for r in rejects]
     assert len(keys) == len(set(keys))
     assert_committed_output_valid(out)
-    leftovers = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files if f.endswith(".tmp")]
+    leftovers = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files if f.endswith(TMP_SUFFIX)]
     assert leftovers == []
     assert os.listdir(os.path.join(out, "_work", "fragments")) == []
     assert not os.path.exists(os.path.join(out, LOCK_NAME))
@@ -129,7 +132,7 @@ KILL_POINTS = {
     "read": "read:1:driver",  # a read task's first batch: nothing decoded yet
     "caption": "caption:1:driver",  # the caption actor's first batch
     "fragment": "fragment:2",  # the driver, as finished rows come back: fragments, nothing committed
-    "commit": "shard_commit:2",  # a commit thread, between a shard's tar rename and its stats rename
+    "commit": "shard_commit:1:both",  # a commit task, between a shard's tar and its stats: both die
 }
 
 

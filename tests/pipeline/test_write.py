@@ -7,11 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from pixcap.pipeline.ledger import Ledger
-from pixcap.schemas import batch as B
-from pixcap.schemas.manifest import FRAGMENTS_DIR, WORK_DIR
 from pixcap.pipeline.commit import commit_shard
-from pixcap.stages.write import FragmentWriter
+from pixcap.pipeline.fragments import FragmentWriter
+from pixcap.pipeline.ledger import Ledger
+from pixcap.pipeline.storage import Storage
+from pixcap.schemas import batch as B
+from pixcap.schemas.manifest import TMP_SUFFIX, WORK_DIR
 
 from .tarfiles import jpeg_bytes
 
@@ -47,8 +48,8 @@ def finished_batch(shard, indices, count=None, rejected=(), part_end=False):
 
 def test_fragments_commit_in_input_order_with_rejects(tmp_path):
     out = str(tmp_path)
-    ledger = Ledger(out)
-    writer = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))
+    ledger = Ledger(Storage(out), {"p"})
+    writer = FragmentWriter(Storage(out))
     # Rows arrive out of order, across fragments, one of them twice (a retried task).
     for batch in (finished_batch("p-00000", [2, 3], count=4, rejected={3}, part_end=True),
                   finished_batch("p-00000", [1, 0]), finished_batch("p-00000", [1])):
@@ -56,7 +57,7 @@ def test_fragments_commit_in_input_order_with_rejects(tmp_path):
         ledger.add(summary["fragment"][0], summary)
     assert ledger.complete_shards() == ["p-00000"]
     fragments = sorted(ledger.shards["p-00000"].fragments)
-    result = commit_shard(out, "p-00000", fragments)
+    result = commit_shard(Storage(out), "p-00000", fragments)
     ledger.committed_shard("p-00000")
 
     assert result["samples"] == 3 and result["rejected"] == 1
@@ -80,23 +81,31 @@ def test_commit_is_deterministic(tmp_path):
     digests = []
     for run in ("a", "b"):
         out = str(tmp_path / run)
-        summary = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))(finished_batch("p-00000", [0, 1], count=2))
-        digests.append(commit_shard(out, "p-00000", [summary["fragment"][0]])["sha256"])
+        summary = FragmentWriter(Storage(out))(finished_batch("p-00000", [0, 1], count=2))
+        digests.append(commit_shard(Storage(out), "p-00000", [summary["fragment"][0]])["files"])
     assert digests[0] == digests[1]
 
 
 def test_ledger_cleans_half_written_output_and_resumes_fragments(tmp_path):
     out = str(tmp_path)
-    Ledger(out)
-    writer = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))
+    Ledger(Storage(out), {"p"})
+    writer = FragmentWriter(Storage(out))
     writer(finished_batch("p-00000", [0, 1], count=3))
     # A run killed between a shard's tar and its parquet, and one killed mid-write.
     (tmp_path / "shards" / "p-00001.tar").write_bytes(b"half")
     (tmp_path / "rejects" / "p-00001.parquet").write_bytes(b"half")
-    (tmp_path / "stats" / "p-00002.parquet.tmp").write_bytes(b"half")
-    ledger = Ledger(out)
-    removed = sorted(os.path.relpath(p, out) for p in ledger.clean_uncommitted())
-    assert removed == ["rejects/p-00001.parquet", "shards/p-00001.tar", "stats/p-00002.parquet.tmp"]
+    (tmp_path / "stats" / f"p-00002.parquet.1234abcd{TMP_SUFFIX}").write_bytes(b"half")
+    # Files pixcap did not name: another dataset's shards, an audit table, a user's notes.
+    (tmp_path / "shards" / "my-own-dataset-000.tar").write_bytes(b"mine")
+    (tmp_path / "shards" / "other-00001.tar").write_bytes(b"not an input of this output")
+    (tmp_path / "rejects" / "audit.parquet").write_bytes(b"mine")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "draft.tmp").write_bytes(b"mine")
+    ledger = Ledger(Storage(out), {"p"})
+    removed = sorted(ledger.clean_uncommitted())
+    assert removed == ["rejects/p-00001.parquet", "shards/p-00001.tar", f"stats/p-00002.parquet.1234abcd{TMP_SUFFIX}"]
+    for kept in ("shards/my-own-dataset-000.tar", "shards/other-00001.tar", "rejects/audit.parquet", "notes/draft.tmp"):
+        assert (tmp_path / kept).read_bytes() in (b"mine", b"not an input of this output"), kept
     ledger.load_fragments()
     assert ledger.complete_shards() == []
     assert ledger.skip_positions("p", 0, None, shard_size=3) == [0, 1]
@@ -111,20 +120,22 @@ def big_batch():
 
 def test_commit_failpoints_fire_partway_through_the_tar_and_between_tar_and_stats(tmp_path):
     out = str(tmp_path)
-    summary = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))(big_batch())
+    summary = FragmentWriter(Storage(out))(big_batch())
     seen = []
 
     def failpoint(point):
         on_disk = sorted(os.path.relpath(os.path.join(d, f), out) for d, _, files in os.walk(out) for f in files
                          if not d.endswith("fragments"))
-        seen.append((point, on_disk, os.path.getsize(tmp_path / "shards" / "p-00000.tar.tmp") if point == "shard_tar" else None))
+        temp = [os.path.join(out, path) for path in on_disk if path.endswith(TMP_SUFFIX)]
+        seen.append((point, [p.split(".")[0] + "." + p.split(".")[1] if p.endswith(TMP_SUFFIX) else p for p in on_disk],
+                     os.path.getsize(temp[0]) if point == "shard_tar" else None))
 
-    commit_shard(out, "p-00000", [summary["fragment"][0]], failpoint)
+    commit_shard(Storage(out), "p-00000", [summary["fragment"][0]], failpoint)
     (tar_point, before, partial), (commit_point, between, _) = seen
-    assert tar_point == "shard_tar" and before == ["shards/p-00000.tar.tmp"]
+    assert tar_point == "shard_tar" and before == ["shards/p-00000.tar"]  # under a temp name
     assert 0 < partial < os.path.getsize(tmp_path / "shards" / "p-00000.tar")
     assert commit_point == "shard_commit"
-    assert between == ["rejects/p-00000.parquet", "shards/p-00000.tar", "stats/p-00000.parquet.tmp"]
+    assert between == ["rejects/p-00000.parquet", "shards/p-00000.tar"]  # no stats yet: not committed
 
 
 @pytest.mark.parametrize("point", ["shard_tar", "shard_commit"])
@@ -133,21 +144,51 @@ def test_a_commit_that_fails_is_cleaned_up_and_redone_identically(tmp_path, poin
     nothing is committed, the next run's ledger removes what was written, and the commit redone
     is byte-identical to one that never failed."""
     batch = big_batch()
-    clean = commit_shard(str(tmp_path / "clean"), "p-00000", [FragmentWriter(str(tmp_path / "clean" / WORK_DIR / FRAGMENTS_DIR))(batch)["fragment"][0]])
+    clean = commit_shard(Storage(str(tmp_path / "clean")), "p-00000", [FragmentWriter(Storage(str(tmp_path / "clean")))(batch)["fragment"][0]])
 
     out = str(tmp_path / "failed")
-    fragment = FragmentWriter(os.path.join(out, WORK_DIR, FRAGMENTS_DIR))(batch)["fragment"][0]
+    fragment = FragmentWriter(Storage(out))(batch)["fragment"][0]
 
     def fail(at):
         if at == point:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with pytest.raises(OSError):
-        commit_shard(out, "p-00000", [fragment], fail)
-    ledger = Ledger(out)
+        commit_shard(Storage(out), "p-00000", [fragment], fail)
+    ledger = Ledger(Storage(out), {"p"})
     assert ledger.committed() == set()
     ledger.clean_uncommitted()
     assert [f for d in ("shards", "stats", "rejects") for f in os.listdir(os.path.join(out, d))] == []
     ledger.load_fragments()
     assert ledger.complete_shards() == ["p-00000"]
-    assert commit_shard(out, "p-00000", [fragment]) == clean
+    assert commit_shard(Storage(out), "p-00000", [fragment]) == clean
+
+
+def test_a_shard_with_no_samples_has_no_tar_and_every_shard_has_its_rejects(tmp_path):
+    out = str(tmp_path)
+    storage = Storage(out)
+    none_left = FragmentWriter(storage)(finished_batch("p-00000", [0, 1], count=2, rejected={0, 1}))
+    none_rejected = FragmentWriter(storage)(finished_batch("p-00001", [0, 1], count=2))
+    empty = commit_shard(storage, "p-00000", [none_left["fragment"][0]])
+    full = commit_shard(storage, "p-00001", [none_rejected["fragment"][0]])
+    assert empty["samples"] == 0 and "shards/p-00000.tar" not in empty["files"]
+    assert not (tmp_path / "shards" / "p-00000.tar").exists()
+    assert pq.read_table(tmp_path / "stats" / "p-00000.parquet").num_rows == 0
+    assert pq.read_table(tmp_path / "rejects" / "p-00000.parquet").num_rows == 2
+    assert pq.read_table(tmp_path / "rejects" / "p-00001.parquet").num_rows == 0  # the schema is always there
+    assert full["files"]["shards/p-00001.tar"]["bytes"] == os.path.getsize(tmp_path / "shards" / "p-00001.tar")
+
+
+def test_clip_embeddings_are_stored_row_aligned_with_the_stats_in_float16(tmp_path):
+    import numpy as np
+
+    storage = Storage(str(tmp_path))
+    batch = finished_batch("p-00000", [0, 1, 2], count=3, rejected={1})
+    vectors = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float16)
+    batch[B.CLIP_EMBEDDING] = [b"" if i == 1 else vectors[i].tobytes() for i in range(3)]
+    result = commit_shard(storage, "p-00000", [FragmentWriter(storage)(batch)["fragment"][0]])
+    stored = np.load(tmp_path / "embeddings" / "p-00000.npy")
+    assert stored.dtype == np.float16 and np.array_equal(stored, vectors[[0, 2]])
+    keys = pq.read_table(tmp_path / "stats" / "p-00000.parquet").column("key").to_pylist()
+    assert keys == ["p/k0", "p/k2"]
+    assert result["files"]["embeddings/p-00000.npy"]["bytes"] == os.path.getsize(tmp_path / "embeddings" / "p-00000.npy")

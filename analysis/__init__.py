@@ -1,0 +1,1 @@
+"""The analyst tools: read the parquet statistics an output holds."""

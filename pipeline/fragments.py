@@ -1,0 +1,31 @@
+"""Fragments on the output's storage: a worker writes one per batch of finished rows."""
+from __future__ import annotations
+
+import io
+import posixpath
+import uuid
+
+import pyarrow.parquet as pq
+
+from pixcap.schemas import batch as B
+from pixcap.stages.write import fragment_table, ledger_summary
+
+from .ledger import FRAGMENTS
+from .storage import Storage
+
+
+class FragmentWriter:
+    """Writes one batch of finished rows as a fragment; returns the ledger columns of its rows."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    def __call__(self, batch: dict) -> dict:
+        if len(batch[B.SHARD]) == 0:
+            return {column: [] for column in B.LEDGER_COLUMNS + [B.FRAGMENT]}
+        table = fragment_table(batch)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        fragment = posixpath.join(FRAGMENTS, f"{uuid.uuid4().hex}.parquet")
+        self.storage.write_bytes(fragment, buffer.getvalue())
+        return ledger_summary(table, fragment)

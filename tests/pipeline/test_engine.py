@@ -1,0 +1,226 @@
+"""Starting Ray: addresses that accept and never answer, CPU requests the cluster can never
+satisfy, what the cluster waits on, loopback-only listeners, and Ray's output in a log file.
+
+Real parts: socket servers on 127.0.0.1, the session's Ray (2 CPUs), and `pixcap run` in a
+subprocess with a Ray of its own.
+"""
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from ipaddress import ip_address
+
+import psutil
+import pytest
+import yaml
+
+from pixcap.cli.main import main
+from pixcap.pipeline.handshake import NoCluster, probe
+from pixcap.pipeline.resources import describe_waiting, fit_to_cluster
+from pixcap.schemas import JobError, load_job
+
+from .tarfiles import sa1b_members, write_tar
+
+
+@contextmanager
+def tcp_server(answer: bytes = None):
+    """A server on 127.0.0.1 that accepts every connection and then says nothing (or `answer`)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            held.append(connection)
+            if answer is not None:
+                connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+
+
+# -- addresses ---------------------------------------------------------------------------------
+def test_a_server_that_accepts_and_stays_silent_is_no_cluster():
+    with tcp_server() as port:
+        start = time.monotonic()
+        with pytest.raises(NoCluster, match="accepted the connection but did not answer a gRPC handshake"):
+            probe("127.0.0.1", port, timeout=2)
+        assert time.monotonic() - start < 4
+
+
+def test_a_server_that_answers_something_else_is_no_cluster():
+    with tcp_server(answer=b"HTTP/1.1 400 Bad Request\r\n\r\n") as port:
+        with pytest.raises(NoCluster, match="not as a gRPC server"):
+            probe("127.0.0.1", port, timeout=2)
+
+
+def test_a_real_gcs_answers_the_handshake(ray_session):
+    host, port = ray_session.get_runtime_context().gcs_address.rsplit(":", 1)
+    start = time.monotonic()
+    probe(host, int(port))
+    assert time.monotonic() - start < 1
+
+
+def collection_job(tmp_path, models_cache, **keys) -> dict:
+    (tmp_path / "in").mkdir(exist_ok=True)
+    write_tar(tmp_path / "in" / "sa_000000.tar", sa1b_members(1, 4))
+    return {"inputs": [str(tmp_path / "in")], "output": str(tmp_path / "out"), "shard_size": 2,
+            "models_cache": models_cache, "progress_seconds": 1.0,
+            "caption": {"max_new_tokens": 4, "batch_size": 2}, "clip": {"grounding_threshold": 0.0}, **keys}
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_run_refuses_a_silent_address_in_seconds_before_touching_the_output(tmp_path, capsys, models_cache, scheme):
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(collection_job(tmp_path, models_cache)))
+    with tcp_server() as port:
+        start = time.monotonic()
+        code = main(["run", str(job), "--address", f"{scheme}127.0.0.1:{port}"])
+        seconds = time.monotonic() - start
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert err.strip().splitlines()[-1] == (
+        f"pixcap: error: cannot reach the Ray cluster at {scheme}127.0.0.1:{port}: it accepted the connection but did "
+        "not answer a gRPC handshake in 5 s (is this a Ray GCS or ray:// port?)")
+    assert seconds < 15, f"{seconds:.1f} s"  # the handshake waits 5 s; was 280 s and more
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_closed_port_is_refused_at_once(tmp_path, capsys, models_cache):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(collection_job(tmp_path, models_cache)))
+    assert main(["run", str(job), "--address", f"127.0.0.1:{port}"]) == 2
+    assert "Connection refused" in capsys.readouterr().err
+
+
+# -- CPU requests ------------------------------------------------------------------------------
+def test_cpu_requests_that_cannot_fit_are_scaled_to_the_cluster_with_one_line(ray_session, tmp_path, models_cache):
+    """Three actor pools at 1 CPU and tasks at 1 CPU, on the session's 2 CPUs: Ray would wait forever."""
+    assert ray_session.cluster_resources()["CPU"] == 2
+    job = load_job(collection_job(tmp_path, models_cache, ray={"cpus_per_actor": 1, "cpus_per_task": 1}))
+    lines = []
+    fitted = fit_to_cluster(job, lines.append)
+    assert (fitted.ray.cpus_per_actor, fitted.ray.cpus_per_task) == (0.5, 0.5)
+    assert lines == ["pixcap: warning: 3 actors x ray.cpus_per_actor=1 + ray.cpus_per_task=1 need 4 CPUs and the Ray "
+                     "cluster has 2; running with ray.cpus_per_actor=0.5 and ray.cpus_per_task=0.5 (the cores are shared)"]
+    assert job.ray.cpus_per_actor == 1  # the job as written is not changed (the manifest records it)
+
+
+def test_cpu_requests_that_fit_are_left_alone(ray_session, tmp_path, models_cache):
+    job = load_job(collection_job(tmp_path, models_cache, ray={"cpus_per_actor": 0.25, "cpus_per_task": 0.5}))
+    lines = []
+    assert fit_to_cluster(job, lines.append) is job and lines == []
+
+
+def test_more_actors_than_cpus_are_fitted_too(ray_session, tmp_path, models_cache):
+    job = load_job(collection_job(tmp_path, models_cache, caption={"actors": 6}, clip={"actors": 3},
+                                  ray={"cpus_per_actor": 1, "cpus_per_task": 1}))
+    fitted = fit_to_cluster(job, lambda line: None)
+    assert 10 * fitted.ray.cpus_per_actor + fitted.ray.cpus_per_task <= 2
+
+
+def test_gpus_the_cluster_cannot_place_are_refused_naming_the_keys(ray_session, tmp_path, models_cache):
+    from pixcap.pipeline.resources import check_gpus
+
+    job = load_job(collection_job(tmp_path, models_cache, caption={"gpus_per_actor": 1}))
+    with pytest.raises(JobError, match=r"^caption.gpus_per_actor=1.0 but the Ray cluster has no GPU$"):
+        check_gpus(job)
+
+
+# -- what the cluster waits on -----------------------------------------------------------------
+def test_describe_waiting_names_pending_actors_and_their_demands(ray_session):
+    @ray_session.remote(num_cpus=0, resources={"pixcap_test_never": 1})
+    class NeverPlaced:
+        pass
+
+    actor = NeverPlaced.remote()
+    try:
+        deadline, said = time.monotonic() + 30, ""
+        while "pixcap_test_never" not in said and time.monotonic() < deadline:
+            time.sleep(0.5)
+            said = describe_waiting()
+        assert "actors not started: 1 x NeverPlaced" in said, said
+        assert "requests waiting for resources: 1 x {pixcap_test_never: 1}" in said, said
+        assert "free now: " in said and " of 2 CPU" in said, said
+    finally:
+        ray_session.kill(actor)
+
+
+# -- loopback listeners ------------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    address = ip_address(host.split("%")[0])
+    return address.is_loopback or (address.version == 6 and address.ipv4_mapped is not None
+                                   and address.ipv4_mapped.is_loopback)
+
+
+def listeners(root: psutil.Process) -> dict:
+    """{(pid, name): [address, ...]} of every listening TCP socket and bound UDP socket of root
+    and its descendants."""
+    found = {}
+    for process in [root] + root.children(recursive=True):
+        try:
+            sockets = process.net_connections(kind="inet")
+            name = process.name()
+        except psutil.Error:
+            continue
+        for s in sockets:
+            if s.status == psutil.CONN_LISTEN or (s.type == socket.SOCK_DGRAM and s.laddr and not s.raddr):
+                found.setdefault((process.pid, name), []).append(s.laddr.ip)
+    return found
+
+
+def test_the_test_sessions_ray_listens_on_loopback_only(ray_session):
+    @ray_session.remote
+    def pid():
+        return os.getpid()
+
+    ray_session.get(pid.remote())  # a worker is up
+    found = listeners(psutil.Process())
+    ray_processes = {key: hosts for key, hosts in found.items() if key[0] != os.getpid() or hosts}
+    assert any("gcs_server" in name for _, name in ray_processes), found
+    outside = {key: hosts for key, hosts in found.items() if not all(map(is_loopback, hosts))}
+    assert outside == {}
+
+
+@pytest.mark.slow
+def test_a_run_with_a_ray_of_its_own_listens_on_loopback_and_logs_ray_to_a_file(tmp_path, models_cache):
+    """A small job at the default 1 CPU per actor on a Ray of its own (2 CPUs here): it finishes
+    (the requests are fitted), every Ray listener is on loopback, and Ray's output is in
+    OUT/_logs/ray.log, not on the console."""
+    data = collection_job(tmp_path, models_cache, ray={"cpus_per_actor": 1, "cpus_per_task": 1})
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    driver = psutil.Popen([sys.executable, "-m", "pixcap.cli.main", "run", str(tmp_path / "job.yaml")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen = {}
+    deadline = time.monotonic() + 400
+    while driver.poll() is None and time.monotonic() < deadline:
+        for key, hosts in listeners(driver).items():
+            seen.setdefault(key, set()).update(hosts)
+        time.sleep(0.5)
+    if driver.poll() is None:
+        driver.kill()
+    out, err = driver.communicate()
+    assert driver.returncode == 0, err[-3000:]
+    assert "inputs 4 = written 4 + rejected 0" in out
+    assert any("gcs_server" in name for _, name in seen) and any("raylet" in name for _, name in seen), seen
+    outside = {key: hosts for key, hosts in seen.items() if not all(map(is_loopback, hosts))}
+    assert outside == {}, outside
+    log = (tmp_path / "out" / "_logs" / "ray.log").read_text()
+    assert "Started a local Ray instance" in log
+    for noise in ("Started a local Ray instance", "(raylet)", "Running Dataset", "worker.py:"):
+        assert noise not in err, err
