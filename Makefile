@@ -29,6 +29,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_stages.py
+	$(PY) bench/bench_decode.py
 	$(PY) bench/bench_pipeline.py
 
 bench-train: $(STAMP)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
+from .rejects import format_rejects
 from .stats import VALID_NOUN_MIN_COUNT, concept_density, format_table  # pyarrow only, as pixcap.schemas
 
 DEFAULT_REPORT = "report.html"
@@ -24,7 +25,11 @@ def stats_command(args) -> int:
         table = concept_density(args.output, args.valid_min_count)
     except FileNotFoundError as e:
         return _usage_error(str(e))
-    print(json.dumps(table, indent=2) if args.json else format_table(table))
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    print(format_table(table))
+    print(format_rejects(args.output))
     return 0
 
 

@@ -5,9 +5,10 @@ file without one is a crashed run's leftover that the next run removes.
 """
 from __future__ import annotations
 
-import os
+import posixpath
 from collections import Counter
 
+import fsspec
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -16,7 +17,7 @@ from pixcap.schemas.rejects import REASON, STAGE
 
 
 def rejects_path(out_dir: str, shard: str) -> str:
-    return os.path.join(out_dir, REJECTS_DIR, f"{shard}.parquet")
+    return posixpath.join(out_dir.rstrip("/"), REJECTS_DIR, f"{shard}.parquet")
 
 
 class RejectTally:
@@ -27,10 +28,11 @@ class RejectTally:
     def add_shard(self, out_dir: str, shard: str) -> int:
         """Count one committed shard's rejects; returns how many it has (0 when it has no file)."""
         path = rejects_path(out_dir, shard)
-        if not os.path.exists(path):
+        fs, fs_path = fsspec.core.url_to_fs(path)
+        if not fs.exists(fs_path):
             return 0
         rows = 0
-        with pq.ParquetFile(path) as parquet:
+        with fs.open(fs_path, "rb") as f, pq.ParquetFile(f) as parquet:
             for batch in parquet.iter_batches(columns=[STAGE, REASON]):
                 pairs = pc.value_counts(pc.binary_join_element_wise(batch.column(STAGE), batch.column(REASON), "\0"))
                 for pair, n in zip(pairs.field("values").to_pylist(), pairs.field("counts").to_pylist()):
@@ -38,3 +40,26 @@ class RejectTally:
                 rows += batch.num_rows
         self.total += rows
         return rows
+
+
+def rejects_by_reason(out_dir: str) -> Counter:
+    """{reason: rows} over the rejects of the output's committed shards."""
+    from .stats import STATS_DIR, output_files
+
+    tally = RejectTally()
+    for stats in output_files(out_dir, STATS_DIR, "*.parquet"):
+        tally.add_shard(out_dir, posixpath.basename(stats)[: -len(".parquet")])
+    reasons = Counter()
+    for (_, reason), n in tally.by_stage_reason.items():
+        reasons[reason] += n
+    return reasons
+
+
+def format_rejects(out_dir: str) -> str:
+    """The rejects by reason, as `pixcap stats` prints them under Table 1."""
+    reasons = rejects_by_reason(out_dir)
+    if not reasons:
+        return "\nrejected: none"
+    width = max(map(len, reasons))
+    lines = [f"  {reason:<{width}}  {n:>12,}" for reason, n in reasons.most_common()]
+    return f"\nrejected: {sum(reasons.values()):,} inputs, by reason\n" + "\n".join(lines)

@@ -11,14 +11,15 @@ without), and its read-ahead queued 176 MB of batches when this loop was the slo
 """
 from __future__ import annotations
 
-import glob
-import os
+import posixpath
 from collections import Counter
 from typing import Iterator, List
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from pixcap.schemas.manifest import STATS_DIR
 from pixcap.schemas.records import CLIP_SCORE, N_GROUNDED, N_NOUNS, NOUNS
@@ -29,18 +30,34 @@ NOUNS_PER_COUNT = 1 << 20  # flattened nouns gathered before one value_counts: a
 BATCH_ROWS = 65536
 
 
+class UnreadableStats(ValueError):
+    """A stats parquet that cannot be read; the message names the file."""
+
+
+def output_files(out_dir: str, folder: str, pattern: str) -> List[str]:
+    """URLs (plain paths locally) of the files matching pattern in a folder of an output on any
+    fsspec filesystem, in name order."""
+    fs, root = fsspec.core.url_to_fs(out_dir)
+    found = sorted(fs.glob(posixpath.join(root.rstrip("/"), folder, pattern)))
+    return found if isinstance(fs, LocalFileSystem) else [fs.unstrip_protocol(path) for path in found]
+
+
 def stats_files(out_dir: str) -> List[str]:
     """The output's committed stats parquets, in name order; FileNotFoundError when there are none."""
-    files = sorted(glob.glob(os.path.join(out_dir, STATS_DIR, "*.parquet")))
+    files = output_files(out_dir, STATS_DIR, "*.parquet")
     if not files:
-        raise FileNotFoundError(f"no stats parquet under {os.path.join(out_dir, STATS_DIR)}")
+        raise FileNotFoundError(f"no stats parquet under {posixpath.join(out_dir.rstrip('/'), STATS_DIR)}")
     return files
 
 
 def iter_batches(path: str, columns: List[str], batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """One parquet's record batches; the file (and its metadata) is closed when they run out."""
-    with pq.ParquetFile(path) as parquet:
-        yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+    """One parquet's record batches; the file (and its metadata) is closed when they run out.
+    A file that is no parquet (cut short, overwritten) is named in the error."""
+    try:
+        with fsspec.open(path, "rb") as f, pq.ParquetFile(f) as parquet:
+            yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UnreadableStats(f"{path}: not a readable parquet ({str(e).splitlines()[0]})") from None
 
 
 class ConceptTally:

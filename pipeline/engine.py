@@ -92,8 +92,9 @@ def _init(address, quiet: bool) -> None:
     if address in LOCAL_ADDRESSES:
         options.update(loopback_options())
     if quiet:
-        _ray_logs_to(None)  # held in memory until the log folder is known
-        options["configure_logging"] = False  # keep ours: ray.init would add a console handler
+        # Before ray.init, which logs through the `ray` logger's handlers; it keeps them (it
+        # only sets their format) as long as it is allowed to configure logging.
+        _ray_logs_to(None)
     handler = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address, **options)

@@ -97,7 +97,7 @@ def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = F
     record_sources(sources, manifest["inputs"] if manifest else [], storage.url())
     check_cluster(address, resolved)
     storage.makedirs()
-    lock = OutputLock(storage.path())  # TEMP until lock takes a Storage
+    lock = OutputLock(storage)
     try:
         stale = lock.acquire()
     except OutputInUse as e:

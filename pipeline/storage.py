@@ -62,16 +62,25 @@ class Storage:
 
     # -- reading -------------------------------------------------------------------------
     def exists(self, relative: str) -> bool:
+        self._fresh()
         return self.fs.exists(self.path(relative))
 
     def isdir(self, relative: str = "") -> bool:
+        self._fresh()
         return self.fs.isdir(self.path(relative))
 
     def isfile(self, relative: str = "") -> bool:
+        self._fresh()
         return self.fs.isfile(self.path(relative))
+
+    def _fresh(self) -> None:
+        """Forget cached listings: workers write to the same store from other processes."""
+        if not self.local:
+            self.fs.invalidate_cache()
 
     def listdir(self, relative: str = "") -> list:
         """Names of the files directly in a folder; [] when there is none."""
+        self._fresh()
         try:
             entries = self.fs.ls(self.path(relative), detail=True)
         except (FileNotFoundError, NotADirectoryError):
@@ -80,6 +89,7 @@ class Storage:
 
     def entries(self) -> list:
         """Names directly under the root, files and folders."""
+        self._fresh()
         try:
             return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(self.root, detail=False))
         except (FileNotFoundError, NotADirectoryError):

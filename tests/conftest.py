@@ -3,13 +3,19 @@ import os
 
 import pytest
 
+# The S3 server's fixtures; importing the module sets the AWS variables before Ray starts.
+from .object_store import bucket, s3_server  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """Ray is started once per test session; starting it costs seconds on two cores."""
+    """Ray is started once per test session; starting it costs seconds on two cores. Like the
+    Ray pixcap starts itself, it listens on 127.0.0.1 only."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    from pixcap.pipeline.engine import loopback_options
+
+    ray.init(num_cpus=2, log_to_driver=False, configure_logging=False, **loopback_options())
     yield ray
     ray.shutdown()
 

@@ -1,51 +1,50 @@
-"""PixArt's aspect-ratio buckets: 40 (height, width) sizes per resolution, ratios h/w from 0.25 to 4.0.
+"""Fitting an image to its training size, as PixArt's own transforms do, on PIL images.
 
-The 1024 table is PixArt-alpha's ASPECT_RATIO_1024; its 512 and 256 tables are the same sizes
-halved and quartered, so they are derived here rather than copied (every size stays a multiple of
-16, which the 8x VAE and the transformer's 2x2 patches need).
+Square mode (PixArt's 256 px stages, `default_train`): the short side resized to the resolution,
+bilinear, then a centred square crop. Aspect mode (the multi-scale stages, `InternalDataMS`): resized,
+bicubic, to cover the nearest-ratio bucket, then a centred crop to it. Both keep torchvision's
+arithmetic (sizes truncated by int(), crop offsets round()ed), so every pixel lands where the
+official transforms put it. Neither is given an image it would have to enlarge: data.py skips those.
+
+The bucket tables and the assignment rule are a contract shared with the analyst's report:
+they live in schemas/buckets.py.
 """
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-# ratio (height / width) -> (height, width) at 1024
-ASPECT_RATIO_1024 = {
-    0.25: (512, 2048), 0.26: (512, 1984), 0.27: (512, 1920), 0.28: (512, 1856),
-    0.32: (576, 1792), 0.33: (576, 1728), 0.35: (576, 1664), 0.4: (640, 1600),
-    0.42: (640, 1536), 0.48: (704, 1472), 0.5: (704, 1408), 0.52: (704, 1344),
-    0.57: (768, 1344), 0.6: (768, 1280), 0.68: (832, 1216), 0.72: (832, 1152),
-    0.78: (896, 1152), 0.82: (896, 1088), 0.88: (960, 1088), 0.94: (960, 1024),
-    1.0: (1024, 1024), 1.07: (1024, 960), 1.13: (1088, 960), 1.21: (1088, 896),
-    1.29: (1152, 896), 1.38: (1152, 832), 1.46: (1216, 832), 1.67: (1280, 768),
-    1.75: (1344, 768), 2.0: (1408, 704), 2.09: (1472, 704), 2.4: (1536, 640),
-    2.5: (1600, 640), 2.89: (1664, 576), 3.0: (1728, 576), 3.11: (1792, 576),
-    3.62: (1856, 512), 3.75: (1920, 512), 3.88: (1984, 512), 4.0: (2048, 512),
-}
-ASPECT_RATIO_512 = {r: (h // 2, w // 2) for r, (h, w) in ASPECT_RATIO_1024.items()}
-ASPECT_RATIO_256 = {r: (h // 4, w // 4) for r, (h, w) in ASPECT_RATIO_1024.items()}
-BUCKETS = {256: ASPECT_RATIO_256, 512: ASPECT_RATIO_512, 1024: ASPECT_RATIO_1024}
+from pixcap.schemas.buckets import BUCKETS, Size, covers, nearest_bucket  # noqa: F401  (re-exported)
 
 
-def nearest_bucket(height: int, width: int, resolution: int) -> tuple:
-    """(ratio, (bucket_height, bucket_width)) of the bucket whose ratio is nearest height / width."""
-    table = BUCKETS[resolution]
-    ratio = min(table, key=lambda r: abs(r - height / width))  # first of equals, as PixArt's min()
-    return ratio, table[ratio]
-
-
-def resize_crop(image: Image.Image, size: tuple) -> Image.Image:
-    """Resize so the image covers (height, width), keeping its aspect ratio, then center-crop to it."""
+def center_crop(image: Image.Image, size: Size) -> Image.Image:
+    """The centred (height, width) crop, offsets rounded as torchvision's center_crop."""
     height, width = size
-    scale = max(height / image.height, width / image.width)
-    # max(): rounding must never leave the covering image a pixel short of the crop.
-    new_w, new_h = max(width, round(image.width * scale)), max(height, round(image.height * scale))
-    image = image.resize((new_w, new_h), Image.BICUBIC, reducing_gap=None)
-    left, top = (new_w - width) // 2, (new_h - height) // 2
+    top, left = int(round((image.height - height) / 2.0)), int(round((image.width - width) / 2.0))
     return image.crop((left, top, left + width, top + height))
 
 
+def fit_square(image: Image.Image, side: int) -> Image.Image:
+    """PixArt's default_train: T.Resize(side) (short side, bilinear) then T.CenterCrop(side)."""
+    short, long = sorted(image.size)
+    new_long = int(side * long / short)
+    new_size = (side, new_long) if image.width <= image.height else (new_long, side)  # (width, height)
+    return center_crop(image.resize(new_size, Image.BILINEAR, reducing_gap=None), (side, side))
+
+
+def fit_bucket(image: Image.Image, size: Size) -> Image.Image:
+    """InternalDataMS: resize (bicubic) so the image covers (height, width) at its own ratio, then centre-crop."""
+    height, width = size
+    if height / image.height > width / image.width:
+        new_h, new_w = height, int(image.width * height / image.height)
+    else:
+        new_h, new_w = int(image.height * width / image.width), width
+    # max(): float rounding must never leave the image a pixel short, where torchvision would pad black.
+    new_h, new_w = max(new_h, height), max(new_w, width)
+    return center_crop(image.resize((new_w, new_h), Image.BICUBIC, reducing_gap=None), size)
+
+
 def to_pixels(image: Image.Image) -> np.ndarray:
-    """RGB image -> float32 [3, H, W] in [-1, 1], as the VAE takes it."""
+    """RGB image -> float32 [3, H, W] in [-1, 1], as the VAE takes it (T.ToTensor, T.Normalize(.5, .5))."""
     array = np.asarray(image.convert("RGB"), dtype=np.float32)
     return array.transpose(2, 0, 1) / 127.5 - 1.0

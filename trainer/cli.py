@@ -1,9 +1,12 @@
 """The trainer's subcommands of `pixcap` (train, encode, convert-dit, sample).
 
-Heavy modules (torch, diffusers) are imported inside the handlers so `pixcap --help` stays fast.
+Each handler turns its arguments into one typed call and returns the exit code; a bad command line
+raises JobError (exit code 2). Heavy modules (torch, diffusers) are imported inside the handlers so
+`pixcap --help` stays fast.
 """
 from pixcap.schemas import JobError
 from pixcap.schemas.models import DEFAULT_MODELS_CACHE, TINY_T5, TINY_VAE
+from pixcap.schemas.train_job import BUCKET_MODES, RESOLUTIONS
 
 
 def train_command(args) -> int:
@@ -27,21 +30,49 @@ def train_command(args) -> int:
 
 
 def encode_command(args) -> int:
-    from .encode import encode_command as run
+    from .encode import encode_shards
 
-    return run(args)
+    broken = encode_shards(args.shards, args.output, text_encoder=args.text_encoder, vae=args.vae,
+                           models_cache=args.models_cache, resolution=args.resolution, buckets=args.buckets,
+                           clean_captions=args.clean_captions, batch_size=args.batch_size)
+    return 1 if broken else 0
 
 
 def convert_dit_command(args) -> int:
-    from .convert_dit import convert_dit_command as run
+    from .convert_dit import convert_dit
 
-    return run(args)
+    out = convert_dit(args.dit_path, args.out_dir, args.caption_channels, args.t)
+    print(f"wrote PixArt transformer to {out}")
+    return 0
 
 
 def sample_command(args) -> int:
-    from .sampling import sample_command as run
+    from .sampling import sample_run
 
-    return run(args)
+    try:
+        paths = sample_run(args.run_dir, args.prompt, out=args.out, steps=args.steps, seed=args.seed,
+                           guidance_scale=args.guidance_scale)
+    except FileNotFoundError as e:
+        print(e)
+        return 1
+    for path in paths:
+        print(path)
+    return 0
+
+
+def add_encode_args(parser) -> None:
+    """The arguments of `pixcap encode`; --resolution, --buckets and --clean-captions mean what the job keys do."""
+    parser.add_argument("shards", nargs="+", metavar="SHARD", help="shard paths, globs or URLs")
+    parser.add_argument("--output", required=True, help="folder for the new shards and null_caption.npz")
+    parser.add_argument("--resolution", type=int, default=256, choices=RESOLUTIONS, help="square side, or bucket table")
+    parser.add_argument("--buckets", default="square", choices=BUCKET_MODES,
+                        help="square: resize and centre-crop (PixArt's 256 stages); aspect: nearest-ratio bucket")
+    parser.add_argument("--no-clean-captions", dest="clean_captions", action="store_false",
+                        help="encode captions as written (lowercased), for a job with clean_captions: false")
+    parser.add_argument("--text-encoder", default=TINY_T5, help=f"T5 folder, hub id, or {TINY_T5}")
+    parser.add_argument("--vae", default=TINY_VAE, help=f"AutoencoderKL folder, hub id, or {TINY_VAE}")
+    parser.add_argument("--models-cache", default=DEFAULT_MODELS_CACHE, help="where tiny:* models are built")
+    parser.add_argument("--batch-size", type=int, default=16)
 
 
 def add_convert_dit_args(parser) -> None:
@@ -59,7 +90,7 @@ def add_sample_args(parser) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--guidance-scale", type=float, default=4.5)
-    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/samples)")
+    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/sampling)")
 
 
 def register(subparsers) -> None:
@@ -71,21 +102,14 @@ def register(subparsers) -> None:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job key, e.g. max_steps=10")
     train.set_defaults(func=train_command)
 
-    encode = subparsers.add_parser("encode", help="add VAE latents and T5 embeddings to shards, as new shards")
-    encode.add_argument("shards", nargs="+", metavar="SHARD", help="shard paths, globs or URLs")
-    encode.add_argument("--output", required=True, help="folder for the new shards and null_caption.npz")
-    encode.add_argument("--resolution", type=int, default=256, choices=(256, 512, 1024), help="bucket table for the latents")
-    encode.add_argument("--text-encoder", default=TINY_T5, help=f"T5 folder, hub id, or {TINY_T5}")
-    encode.add_argument("--vae", default=TINY_VAE, help=f"AutoencoderKL folder, hub id, or {TINY_VAE}")
-    encode.add_argument("--models-cache", default=DEFAULT_MODELS_CACHE, help="where tiny:* models are built")
-    encode.add_argument("--batch-size", type=int, default=16)
-    encode.add_argument("--seed", type=int, default=0, help="seeds the VAE posterior samples")
+    encode = subparsers.add_parser("encode", help="add VAE posteriors and T5 embeddings to shards, as new shards")
+    add_encode_args(encode)
     encode.set_defaults(func=encode_command)
 
     convert = subparsers.add_parser("convert-dit", help="turn a DiT checkpoint into a PixArt transformer (stage 1 init)")
     add_convert_dit_args(convert)
     convert.set_defaults(func=convert_dit_command)
 
-    sample = subparsers.add_parser("sample", help="sample images from RUN_DIR/pipeline")
+    sample = subparsers.add_parser("sample", help="generate images from RUN_DIR/pipeline")
     add_sample_args(sample)
     sample.set_defaults(func=sample_command)

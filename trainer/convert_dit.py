@@ -10,6 +10,12 @@ adaLN-single: DiT's block i modulates with W_i silu(t_emb + y_null) + b_i; PixAr
 table_i + W silu(t_emb) + b shared by all blocks. W, b come from DiT's block 0 and each table_i is set so that
 the two modulations are equal at t = 500 (and likewise the final layer's shift/scale, which PixArt takes
 as table + t_emb). Away from t = 500 they differ by how block i's modulation moves with t.
+
+Timestep embedding: the original DiT code, which trained the published weights, projects t onto
+sinusoids with frequencies exp(-ln(10000) k / 128) (diffusers' downscale_freq_shift=0), as PixArt's
+adaLN-single does. diffusers' DiTTransformer2DModel uses shift 1 (k / 127), about 61% away (relative L2)
+at t = 500: the weights were never trained on it. So t_emb here is DiT's MLP on PixArt's own shift-0
+projection: the converted model sees exactly the timestep embedding DiT was trained with, at every t.
 """
 from __future__ import annotations
 
@@ -47,27 +53,24 @@ def convert_dit(dit_path: str, out_path: str, caption_channels: int, t: int = 50
     _, unexpected = pixart.load_state_dict(shared, strict=False)
     assert not unexpected, unexpected
 
-    tt = torch.tensor([t])
-    null_class = torch.tensor([dc.num_embeds_ada_norm])
-    if norm0.emb.class_embedder.embedding_table.num_embeddings <= dc.num_embeds_ada_norm:
+    null_class = dc.num_embeds_ada_norm
+    if norm0.emb.class_embedder.embedding_table.num_embeddings <= null_class:
         raise ValueError(f"{dit_path}: DiT has no null class embedding to stand in for the dropped class")
+    tt = torch.tensor([t])
     global_mod, t_emb = pixart.adaln_single(tt, None, batch_size=1, hidden_dtype=torch.float32)
+    t_proj = pixart.adaln_single.emb.time_proj(tt)  # shift 0: the projection DiT was trained with
+
+    def dit_condition(emb):
+        """DiT's conditioning as trained: its timestep MLP on the shift-0 projection, plus the null class."""
+        return emb.timestep_embedder(t_proj) + emb.class_embedder.embedding_table.weight[null_class]
+
     hidden = pixart.inner_dim
     for pix_block, dit_block in zip(pixart.transformer_blocks, dit.transformer_blocks):
-        cond = dit_block.norm1.emb(tt, null_class, hidden_dtype=torch.float32)
-        dit_mod = dit_block.norm1.linear(F.silu(cond))  # (1, 6D): shift, scale, gate for attention then MLP
+        dit_mod = dit_block.norm1.linear(F.silu(dit_condition(dit_block.norm1.emb)))  # (1, 6D): attention, MLP
         pix_block.scale_shift_table.copy_((dit_mod - global_mod).view(6, hidden))
-    cond = norm0.emb(tt, null_class, hidden_dtype=torch.float32)  # DiT's final layer uses block 0's embedder
-    final = dit.proj_out_1(F.silu(cond)).view(2, hidden)  # shift, scale
+    final = dit.proj_out_1(F.silu(dit_condition(norm0.emb))).view(2, hidden)  # shift, scale; block 0's embedder
     pixart.scale_shift_table.copy_(final - t_emb)
 
     out_path = Path(out_path)
     pixart.save_pretrained(out_path)
     return out_path
-
-
-def convert_dit_command(args) -> int:
-    """`pixcap convert-dit DIT_PATH OUT_DIR [--caption-channels N]`."""
-    out = convert_dit(args.dit_path, args.out_dir, getattr(args, "caption_channels", 4096), getattr(args, "t", 500))
-    print(f"wrote PixArt transformer to {out}")
-    return 0

@@ -1,7 +1,8 @@
-"""Streaming training batches from WebDataset shards: filter on KEY.json, bucket by aspect ratio, batch.
+"""Streaming training batches from WebDataset shards: filter on KEY.json, fit to a size, batch by size.
 
 shards -> [split by node, split by worker | resampled per rank] -> tar samples -> shuffle buffer
-       -> filter (KEY.json) -> decode into a bucket (or load precomputed features) -> one-bucket batches
+       -> filter (KEY.json) -> fit the image to its square or bucket (or load precomputed features)
+       -> batches of one size
 
 Two modes. Epoch mode (resampled=False): every shard is read once, shards split across ranks and then
 across each rank's data-loader workers, so each sample is seen once per epoch over all ranks.
@@ -25,12 +26,15 @@ import webdataset as wds
 from PIL import Image
 
 from pixcap.schemas import JobError
-from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, LATENT_EXT, RECORD_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT
+from pixcap.schemas.records import (
+    CAPTION, CAPTION_EXT, CLIP_SCORE, HEIGHT, IMAGE_EXT, KEY, LATENT_EXT, N_GROUNDED, N_NOUNS, ORIG_HEIGHT,
+    ORIG_WIDTH, RECORD_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT, WIDTH,
+)
 from pixcap.schemas.train_job import FilterConfig, TrainJob
 
-from .buckets import BUCKETS, nearest_bucket, resize_crop, to_pixels
-
-NULL_CAPTION = "null_caption.npz"  # `pixcap encode` writes the empty caption's T5 features beside its shards
+from .buckets import BUCKETS, covers, fit_bucket, fit_square, nearest_bucket, to_pixels
+from .features import load_text_features, npy
+from .latents import POSTERIOR_CHANNELS
 
 
 def expand_shards(uris) -> list:
@@ -104,26 +108,39 @@ def worker_rng(seed: int, segment: int) -> random.Random:
 
 def filter_failures(record: dict, filters: FilterConfig) -> list:
     """The names of the filters this KEY.json record fails; a missing value fails its filter."""
-    width, height = record.get("width") or 0, record.get("height") or 0
+    width, height = record.get(WIDTH) or 0, record.get(HEIGHT) or 0
     checks = {
-        "min_clip_score": lambda v: (record.get("clip_score") or -np.inf) >= v,
-        "min_n_nouns": lambda v: (record.get("n_nouns") or 0) >= v,
-        "min_n_grounded": lambda v: (record.get("n_grounded") or 0) >= v,
+        "min_clip_score": lambda v: (record.get(CLIP_SCORE) or -np.inf) >= v,
+        "min_n_nouns": lambda v: (record.get(N_NOUNS) or 0) >= v,
+        "min_n_grounded": lambda v: (record.get(N_GROUNDED) or 0) >= v,
         "max_aspect_ratio": lambda v: min(width, height) > 0 and max(width, height) / min(width, height) <= v,
         "min_side": lambda v: min(width, height) >= v,
     }
     return [name for name, ok in checks.items() if getattr(filters, name) is not None and not ok(getattr(filters, name))]
 
 
-def choose_resolution(width: int, height: int, resolutions) -> int:
-    """The largest bucket table whose area the image covers (least upscaling); the smallest otherwise."""
-    fitting = [r for r in sorted(resolutions) if r * r <= width * height]
-    return fitting[-1] if fitting else min(resolutions)
+def choose_fit(height: int, width: int, mode: str, resolutions):
+    """(ratio, (height, width)) an image is fitted to, or None where it would have to be enlarged.
+
+    square: resolution x resolution. aspect: the nearest-ratio bucket of the largest table whose
+    bucket the image covers. An image is never enlarged to fill a bucket: a blurred target teaches blur.
+    """
+    if mode == "square":
+        side = max(resolutions)
+        return (1.0, (side, side)) if covers(height, width, (side, side)) else None
+    for resolution in sorted(resolutions, reverse=True):
+        ratio, size = nearest_bucket(height, width, resolution)
+        if covers(height, width, size):
+            return ratio, size
+    return None
 
 
-def latent_bucket(latent: np.ndarray, resolutions):
-    """(ratio, size) of the bucket a precomputed latent [4, h, w] was encoded at, or None."""
-    size = (latent.shape[1] * 8, latent.shape[2] * 8)
+def latent_fit(posterior: np.ndarray, mode: str, resolutions):
+    """(ratio, size) a precomputed posterior [8, h, w] was encoded at, or None if this job has no such size."""
+    size = (posterior.shape[1] * 8, posterior.shape[2] * 8)
+    if mode == "square":
+        side = max(resolutions)
+        return (1.0, size) if size == (side, side) else None
     for resolution in resolutions:
         for ratio, bucket in BUCKETS[resolution].items():
             if bucket == size:
@@ -131,15 +148,11 @@ def latent_bucket(latent: np.ndarray, resolutions):
     return None
 
 
-def npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
 class PrepareSamples:
-    """Raw samples -> filtered, bucketed training samples; counts what it skips, and why."""
+    """Raw samples -> filtered training samples fitted to their size; counts what it skips, and why."""
 
-    def __init__(self, resolutions, filters: FilterConfig):
-        self.resolutions, self.filters = list(resolutions), filters
+    def __init__(self, mode: str, resolutions, filters: FilterConfig):
+        self.mode, self.resolutions, self.filters = mode, list(resolutions), filters
         self.skipped = Counter()
 
     def broken_shard(self, url: str, error: Exception) -> None:
@@ -172,49 +185,48 @@ class PrepareSamples:
         failed = filter_failures(record, self.filters)
         if failed:
             return f"filter:{failed[0]}"
-        caption = sample[CAPTION_EXT].decode("utf-8") if CAPTION_EXT in sample else record.get("caption") or ""
-        out = {"key": sample["__key__"], "caption": caption}
+        caption = sample[CAPTION_EXT].decode("utf-8") if CAPTION_EXT in sample else record.get(CAPTION) or ""
+        out = {KEY: sample["__key__"], CAPTION: caption}
         if LATENT_EXT in sample:
-            out["latent"] = torch.from_numpy(npy(sample[LATENT_EXT]).astype(np.float32))
-            found = latent_bucket(out["latent"].numpy(), self.resolutions)
+            posterior = npy(sample[LATENT_EXT])
+            if posterior.shape[0] != POSTERIOR_CHANNELS:
+                return "latent_not_posterior"  # a single frozen draw, from an older pixcap encode
+            found = latent_fit(posterior, self.mode, self.resolutions)
             if found is None:
                 return "latent_size"
             ratio, size = found
+            out["posterior"] = torch.from_numpy(posterior.astype(np.float32))
         elif IMAGE_EXT in sample:
-            image = Image.open(io.BytesIO(sample[IMAGE_EXT])).convert("RGB")
-            resolution = choose_resolution(image.width, image.height, self.resolutions)
-            ratio, size = nearest_bucket(image.height, image.width, resolution)
-            out["pixels"] = torch.from_numpy(to_pixels(resize_crop(image, size)))
+            image = Image.open(io.BytesIO(sample[IMAGE_EXT]))  # reads the header only; decoded when fitted
+            found = choose_fit(image.height, image.width, self.mode, self.resolutions)
+            if found is None:
+                return "smaller_than_bucket"
+            ratio, size = found
+            image = image.convert("RGB")
+            fitted = fit_square(image, size[0]) if self.mode == "square" else fit_bucket(image, size)
+            out["pixels"] = torch.from_numpy(to_pixels(fitted))
         else:
             return "no_image"
         if T5_EMBEDDING_EXT in sample and T5_MASK_EXT in sample:
             out["t5"], out["t5_mask"] = load_text_features(sample[T5_EMBEDDING_EXT], sample[T5_MASK_EXT])
-        # PixArt's micro-conditions: the original image's (height, width) and the bucket's ratio.
-        orig = (record.get("orig_height") or record.get("height") or size[0],
-                record.get("orig_width") or record.get("width") or size[1])
+        # PixArt's micro-conditions (used at 1024): in aspect mode the original image's (height, width) and
+        # the bucket's ratio (InternalDataMS); in square mode the square itself and 1 (InternalData).
+        if self.mode == "square":
+            orig = size
+        else:
+            orig = (record.get(ORIG_HEIGHT) or record.get(HEIGHT) or size[0],
+                    record.get(ORIG_WIDTH) or record.get(WIDTH) or size[1])
         out["resolution"] = torch.tensor(orig, dtype=torch.float32)
         out["aspect_ratio"] = torch.tensor([ratio], dtype=torch.float32)
         # Raw and precomputed samples never share a batch: their tensors differ.
-        out["bucket"] = (size, "latent" in out, "t5" in out)
+        out["bucket"] = (size, "posterior" in out, "t5" in out)
         return out
-
-
-def load_text_features(emb_bytes: bytes, mask_bytes: bytes):
-    """Stored T5 features (emb [n, D] float16 for the n unmasked tokens, mask [120]) -> float32 [120, D], long [120]."""
-    return pad_text_features(npy(emb_bytes), npy(mask_bytes))
-
-
-def pad_text_features(emb: np.ndarray, mask: np.ndarray):
-    """emb [n, D] of the unmasked tokens, mask [120] -> float32 [120, D] (zeros after n), long [120]."""
-    padded = np.zeros((len(mask), emb.shape[1]), dtype=np.float32)
-    padded[: len(emb)] = emb  # padding tokens are masked out of cross-attention, so zeros stand in for them
-    return torch.from_numpy(padded), torch.from_numpy(mask.astype(np.int64))
 
 
 def collate(samples: list) -> dict:
     """Samples of one bucket -> a batch dict of stacked tensors and lists."""
-    batch = {"key": [s["key"] for s in samples], "caption": [s["caption"] for s in samples]}
-    for name in ("pixels", "latent", "t5", "t5_mask", "resolution", "aspect_ratio"):
+    batch = {KEY: [s[KEY] for s in samples], CAPTION: [s[CAPTION] for s in samples]}
+    for name in ("pixels", "posterior", "t5", "t5_mask", "resolution", "aspect_ratio"):
         if name in samples[0]:
             batch[name] = torch.stack([s[name] for s in samples])
     return batch
@@ -258,7 +270,7 @@ def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True):
         order = list(urls)
         random.Random(f"pixcap-epoch-{job.seed}-{segment}").shuffle(order)  # the same order on every rank
         stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
-    prepare = PrepareSamples(job.resolutions, job.filters)
+    prepare = PrepareSamples(job.buckets, job.resolutions, job.filters)
     def shuffle(src):
         if job.shuffle_buffer < 2:
             return src

@@ -1,11 +1,12 @@
 """The PixArt-alpha training loop, nanoGPT style: set up, then one explicit loop over steps.
 
 Run alone or under torchrun (DDP; gloo on CPU, nccl on CUDA). Writes RUN_DIR/log.jsonl,
-checkpoints/ (resumed automatically when the same command runs again), samples/ and, at the end,
-pipeline/ (the EMA weights as a diffusers PixArtAlphaPipeline).
+checkpoints/ (resumed automatically when the same command runs again), sampling/ and, at the end,
+pipeline/ (the EMA weights as a diffusers PixArtAlphaPipeline, the raw weights beside them).
 
 Exact resume: every random draw of a step comes from state in the checkpoint (a training generator
-for timesteps, noise, caption dropout and VAE sampling; the global RNGs too), and the data stream is a
+for timesteps, noise, caption dropout and the VAE posterior draw, from images or from stored posteriors;
+the global RNGs too), and the data stream is a
 pure function of (seed, rank, step): it restarts, reseeded, at every checkpoint_every steps, so a
 resumed run reads the very batches the uninterrupted run would have.
 """
@@ -23,15 +24,18 @@ import torch
 import torch.distributed as dist
 
 from pixcap.schemas import JobError
+from pixcap.schemas.records import CAPTION
 from pixcap.schemas.train_job import TrainJob
 
 from .checkpoint import barrier, latest_checkpoint, load_checkpoint, save_checkpoint
-from .data import NULL_CAPTION, expand_shards, pad_text_features, step_batches
+from .data import expand_shards, step_batches
 from .diffusion import GaussianDiffusion
-from .export import SCHEDULER_CONFIG, export_pipeline
+from .export import assemble_pipeline, export_pipeline
+from .features import NULL_CAPTION, check_settings, read_null_caption
+from .latents import sample_posterior
 from .model import build_transformer, load_component, model_forward
 from .resolve import resolve_models
-from .sampling import PIPELINE_DIR, sample_images
+from .sampling import PIPELINE_DIR, SAMPLING_DIR, sample_images
 
 
 def setup_distributed():
@@ -55,8 +59,9 @@ class Conditioning:
         self.vae = self.text = self.text_null = self.stored_null = None
 
     def latents(self, batch, generator):
-        if "latent" in batch:
-            return batch["latent"].to(self.device)
+        """Scaled latents [B, 4, h, w]: a fresh posterior draw from the trainer's generator, stored or encoded."""
+        if "posterior" in batch:
+            return sample_posterior(batch["posterior"].to(self.device), generator)
         if self.vae is None:
             from .latents import LatentEncoder
 
@@ -70,9 +75,9 @@ class Conditioning:
         if self.text is None:
             from .text import TextEncoder
 
-            self.text = TextEncoder(self.job.text_encoder, self.device)
+            self.text = TextEncoder(self.job.text_encoder, self.device, clean_captions=self.job.clean_captions)
             self.text_null = self.text.null()  # once: it is the same every step
-        return (*self.text.encode(batch["caption"]), *self.text_null)
+        return (*self.text.encode(batch[CAPTION]), *self.text_null)
 
     def precomputed_null(self):
         """The null caption `pixcap encode` stored: job.null_caption, or null_caption.npz beside the first shard."""
@@ -82,11 +87,11 @@ class Conditioning:
             path = self.job.null_caption or os.path.join(os.path.dirname(self.urls[0]), NULL_CAPTION)
             try:
                 with fsspec.open(path, "rb") as f:
-                    stored = np.load(f)
-                    emb, mask = pad_text_features(stored["emb"], stored["mask"])
+                    emb, mask, settings = read_null_caption(f)
             except FileNotFoundError:
                 raise JobError(f"null_caption: {path} not found; the shards hold T5 features, so give the "
                                f"null_caption.npz that pixcap encode wrote") from None
+            check_settings(settings, self.job.clean_captions, self.job.buckets, self.job.resolutions, path)
             self.stored_null = (emb[None].to(self.device), mask[None].to(self.device))
         return self.stored_null
 
@@ -111,18 +116,16 @@ def log(run_dir: Path, entry: dict) -> None:
 
 
 def sampling_pipeline(job: TrainJob, transformer, device):
-    """An in-memory PixArtAlphaPipeline around the EMA transformer, for samples during training."""
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, PixArtAlphaPipeline
-    from transformers import AutoTokenizer, T5EncoderModel
-
-    pipe = PixArtAlphaPipeline(
-        tokenizer=load_component(AutoTokenizer, job.text_encoder, "tokenizer"),
-        text_encoder=load_component(T5EncoderModel, job.text_encoder, "text_encoder"),
-        vae=load_component(AutoencoderKL, job.vae, "vae"),
-        transformer=transformer, scheduler=DPMSolverMultistepScheduler(**SCHEDULER_CONFIG),
-    )
+    """An in-memory PixArtAlphaPipeline around the EMA transformer, for sampling during training."""
+    pipe = assemble_pipeline(transformer, job.text_encoder, job.vae)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def sample_at(job: TrainJob, pipe, run_dir: Path, step: int) -> None:
+    """The job's sampling prompts through `pipe` (a pipeline or its folder) into RUN_DIR/sampling/step-N."""
+    sample_images(pipe, job.sampling_prompts, run_dir / SAMPLING_DIR / f"step-{step:07d}", steps=job.sampling_steps,
+                  seed=job.seed, height=job.resolution, width=job.resolution, clean_captions=job.clean_captions)
 
 
 def train(job: TrainJob) -> dict:
@@ -138,11 +141,16 @@ def train(job: TrainJob) -> dict:
     urls = expand_shards(job.shards)
 
     # The model, its EMA, the optimiser and the schedule
-    model = build_transformer(job.model, job.resolution, caption_channels(job), job.load_from, seed=job.seed).to(device)
+    model = build_transformer(job.model, job.resolution, caption_channels(job), job.load_from, job.load_ema,
+                              seed=job.seed).to(device)
     if job.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay, eps=job.eps)
+    # PixArt's auto_lr: the configured lr is for a global batch of 256 (see TrainJob.lr_scale).
+    lr = job.lr * job.lr_scale(world)
+    if rank == 0:
+        print(f"lr {lr:.4g}: {job.lr:g} scaled by {job.lr_scaling} for a global batch of {job.batch_size * world}", flush=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=job.weight_decay, eps=job.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, job.warmup_steps)))
     generator = torch.Generator(device).manual_seed(job.seed * 1000 + rank)
     step = 0
@@ -202,17 +210,16 @@ def train(job: TrainJob) -> dict:
             window = []
         if step % job.checkpoint_every == 0 or step == job.max_steps:
             save_checkpoint(run_dir, step, model, ema, optimizer, scheduler, generator, job.to_dict(), rank)
-        if rank == 0 and job.sample_every and step % job.sample_every == 0 and step < job.max_steps:
+        if rank == 0 and job.sampling_every and step % job.sampling_every == 0 and step < job.max_steps:
             pipe = pipe or sampling_pipeline(job, ema, device)
-            sample_images(pipe, job.sample_prompts, run_dir / "samples" / f"step-{step:07d}", steps=job.sample_steps,
-                          seed=job.seed, height=job.resolution, width=job.resolution)
+            sample_at(job, pipe, run_dir, step)
         if step >= job.max_steps:
             break
 
     if rank == 0:
-        pipeline_dir = export_pipeline(ema, job.text_encoder, job.vae, run_dir / PIPELINE_DIR)
-        if job.sample_prompts:
-            sample_images(pipeline_dir, job.sample_prompts, run_dir / "samples" / f"step-{step:07d}",
-                          steps=job.sample_steps, seed=job.seed, height=job.resolution, width=job.resolution)
+        pipeline_dir = export_pipeline(ema, job.text_encoder, job.vae, run_dir / PIPELINE_DIR,
+                                       raw_transformer=model, train_job=job.to_dict())
+        if job.sampling_prompts:
+            sample_at(job, pipeline_dir, run_dir, step)
     barrier()
     return {"model": model, "ema": ema, "step": step}

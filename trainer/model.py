@@ -57,12 +57,32 @@ def transformer_config(size: str | dict, resolution: int, caption_channels: int)
     )
 
 
+@torch.no_grad()
+def xavier_fused_(*linears: nn.Linear) -> None:
+    """Xavier-initialise linears as the one layer they are fused into in PixArt, then split it among them.
+
+    PixArt's self-attention q, k, v are one Linear(D, 3D) and its cross-attention k, v one Linear(D, 2D);
+    Xavier's bound shrinks with fan_out, so three separately initialised D x D layers would start
+    sqrt(2) wider (sqrt(1.5) for k, v) than PixArt's. diffusers keeps them apart; only the init is fused.
+    """
+    sizes = [linear.weight.shape[0] for linear in linears]
+    weight = linears[0].weight
+    fused = torch.empty(sum(sizes), weight.shape[1], dtype=weight.dtype, device=weight.device)
+    nn.init.xavier_uniform_(fused)
+    for linear, part in zip(linears, fused.split(sizes)):
+        linear.weight.copy_(part)
+
+
 def init_pixart_weights(model) -> None:
-    """PixArt's initialisation: xavier linears, small embedder MLPs, zero cross-attention output and final layer."""
+    """PixArt's initialisation: xavier linears (attention projections as fused), small embedder MLPs,
+    zero cross-attention output and final layer."""
     for module in model.modules():
         if isinstance(module, nn.Linear):
             nn.init.xavier_uniform_(module.weight)
             nn.init.zeros_(module.bias)
+    for block in model.transformer_blocks:
+        xavier_fused_(block.attn1.to_q, block.attn1.to_k, block.attn1.to_v)  # PixArt's attn.qkv
+        xavier_fused_(block.attn2.to_k, block.attn2.to_v)  # PixArt's cross_attn.kv_linear
     w = model.pos_embed.proj.weight  # the patch embedding is a linear over patches
     nn.init.xavier_uniform_(w.view(w.shape[0], -1))
     emb = model.adaln_single.emb
@@ -83,27 +103,34 @@ def init_pixart_weights(model) -> None:
 
 
 def build_transformer(size: str, resolution: int, caption_channels: int, load_from: str | None = None,
-                      seed: int = 0):
-    """A PixArt transformer for `resolution`, PixArt-initialised from `seed` or loaded from a diffusers checkpoint."""
+                      load_ema: bool = False, seed: int = 0):
+    """A PixArt transformer for `resolution`, PixArt-initialised from `seed` or loaded from load_from
+    (its raw weights unless load_ema; see weights.py)."""
     from diffusers import PixArtTransformer2DModel
+
+    from .weights import starting_weights
 
     config = transformer_config(size, resolution, caption_channels)
     torch.manual_seed(seed)
     model = PixArtTransformer2DModel(**config)
-    init_pixart_weights(model)  # a loaded checkpoint overwrites all but the size embedders it may lack
+    init_pixart_weights(model)  # loaded weights overwrite all but the size embedders they may lack
     if load_from is None:
         return model
-    source = load_component(PixArtTransformer2DModel, load_from, "transformer")
+    state, source_config, which = starting_weights(load_from, load_ema)
     for key in ("num_layers", "num_attention_heads", "attention_head_dim", "caption_channels", "out_channels"):
-        if source.config[key] != config[key]:
-            raise ValueError(f"{load_from}: {key} is {source.config[key]}, size {size!r} wants {config[key]}")
+        if source_config is not None and source_config[key] != config[key]:
+            raise ValueError(f"{load_from}: {key} is {source_config[key]}, size {size!r} wants {config[key]}")
     # Load weights rather than the model, so a 256/512 checkpoint serves a larger resolution (PixArt's stages):
     # positions are fixed sin-cos and are recomputed for this sample size.
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes that differ: another size or caption width
+        raise ValueError(f"{load_from} does not fit a PixArt {size} transformer: {str(e).splitlines()[-1].strip()}") from e
     bad = [k for k in missing if not k.startswith(SIZE_EMBEDDERS)] + [
         k for k in unexpected if not k.startswith(SIZE_EMBEDDERS)]
     if bad:
         raise ValueError(f"{load_from} does not fit a PixArt {size} transformer: {bad[:5]}")
+    print(f"load_from: {which}", flush=True)
     return model
 
 

@@ -1,12 +1,21 @@
-"""Sample images from an exported PixArt pipeline (`pixcap sample RUN_DIR --prompt ...`)."""
+"""Sampling: images generated from a PixArt pipeline, during training and by `pixcap sample RUN_DIR`.
+
+Prompts reach T5 as the training captions did: cleaned (diffusers' clean_caption) when the run's
+clean_captions was on, read from the train job exported beside the pipeline.
+"""
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 import torch
 
+from .captions import check_cleaning_available
+from .export import read_train_job
+
 PIPELINE_DIR = "pipeline"  # the training loop exports RUN_DIR/pipeline
+SAMPLING_DIR = "sampling"  # RUN_DIR/sampling/step-NNNNNNN/ holds the images generated at that step
 
 
 def load_pipeline(path, device=None):
@@ -25,9 +34,12 @@ def slug(text: str, n: int = 40) -> str:
 
 
 @torch.no_grad()
-def sample_images(pipeline_dir_or_pipeline, prompts: list[str], out_dir, steps: int = 20, seed: int = 0,
-                  height: int | None = None, width: int | None = None, guidance_scale: float = 4.5) -> list[Path]:
+def sample_images(pipeline_dir_or_pipeline, prompts: typing.Sequence[str], out_dir, steps: int = 20, seed: int = 0,
+                  height: int | None = None, width: int | None = None, guidance_scale: float = 4.5,
+                  clean_captions: bool = True) -> typing.List[Path]:
     """Generate one image per prompt (seeded) and write them as PNGs in `out_dir`; return their paths."""
+    if clean_captions:
+        check_cleaning_available()  # diffusers would skip the cleaning without a word
     pipe = pipeline_dir_or_pipeline
     if isinstance(pipe, (str, Path)):
         pipe = load_pipeline(pipe)
@@ -36,9 +48,9 @@ def sample_images(pipeline_dir_or_pipeline, prompts: list[str], out_dir, steps: 
     generator = torch.Generator("cpu").manual_seed(seed)
     images = pipe(
         list(prompts), num_inference_steps=steps, guidance_scale=guidance_scale, generator=generator,
-        height=height, width=width,
+        height=height, width=width, clean_caption=clean_captions,
         # Sizes are the caller's; binning would snap them to PixArt's buckets (and fails on other sample sizes).
-        use_resolution_binning=False, clean_caption=False,
+        use_resolution_binning=False,
     ).images
     paths = []
     for i, (prompt, image) in enumerate(zip(prompts, images)):
@@ -48,18 +60,13 @@ def sample_images(pipeline_dir_or_pipeline, prompts: list[str], out_dir, steps: 
     return paths
 
 
-
-def sample_command(args) -> int:
-    """`pixcap sample RUN_DIR --prompt ... [--steps] [--seed] [--out]`."""
-    run_dir = Path(args.run_dir)
+def sample_run(run_dir, prompts: typing.Sequence[str], out=None, steps: int = 20, seed: int = 0,
+               guidance_scale: float = 4.5) -> typing.List[Path]:
+    """Images from RUN_DIR/pipeline into `out` (default RUN_DIR/sampling), prompts treated as in training."""
+    run_dir = Path(run_dir)
     pipeline_dir = run_dir / PIPELINE_DIR
     if not (pipeline_dir / "model_index.json").exists():
-        print(f"no exported pipeline at {pipeline_dir}")
-        return 1
-    prompts = args.prompt if isinstance(args.prompt, list) else [args.prompt]
-    out = Path(getattr(args, "out", None) or run_dir / "samples")
-    paths = sample_images(pipeline_dir, prompts, out, steps=getattr(args, "steps", 20), seed=getattr(args, "seed", 0),
-                          guidance_scale=getattr(args, "guidance_scale", 4.5))
-    for path in paths:
-        print(path)
-    return 0
+        raise FileNotFoundError(f"no exported pipeline at {pipeline_dir}")
+    clean = read_train_job(pipeline_dir).get("clean_captions", True)  # True: diffusers' own default
+    return sample_images(pipeline_dir, prompts, Path(out or run_dir / SAMPLING_DIR), steps=steps, seed=seed,
+                         guidance_scale=guidance_scale, clean_captions=clean)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def job_for(root, out, models_cache, **overrides):
     data = {
-        "inputs": [str(root / "tars" / "sa_*.tar"), f"file://{root / 'photos'}"],
+        "inputs": [str(root / "tars" / "sa_*.tar"), f"file://{root / 'photos'}"] if root is not None else [],
         "output": str(out),
         "shard_size": 3,
         "models_cache": models_cache,

@@ -75,7 +75,7 @@ def rejected(data, config=CONFIG):
     assert r[B.REJECT_REASON] in REASONS
     assert r[B.REJECT_ERROR] and "\n" not in r[B.REJECT_ERROR]
     assert r[B.MODEL_IMAGE].shape == B.MODEL_IMAGE_EMPTY_SHAPE and r[B.STORED] == b""
-    assert (r["sha256"], r["format"], r["width"], r["passthrough"]) == ("", "", 0, False)
+    assert (r[B.SHA256], r[B.FORMAT], r[B.WIDTH], r[B.PASSTHROUGH]) == ("", "", 0, False)
     return r[B.REJECT_REASON]
 
 
@@ -108,25 +108,25 @@ def png_header_only(width, height, bit_depth=1, color_type=0, idat=b""):
 
 
 def test_format_comes_from_the_bytes():
-    assert accepted(encoded(photo(64, 48), "PNG"))["format"] == "png"
-    assert accepted(jpeg(photo(64, 48)))["format"] == "jpeg"
-    assert accepted(encoded(photo(64, 48), "WEBP"))["format"] == "webp"
+    assert accepted(encoded(photo(64, 48), "PNG"))[B.FORMAT] == "png"
+    assert accepted(jpeg(photo(64, 48)))[B.FORMAT] == "jpeg"
+    assert accepted(encoded(photo(64, 48), "WEBP"))[B.FORMAT] == "webp"
 
 
 def test_upright_small_rgb_jpeg_is_passed_through_byte_identical():
     data = jpeg(photo(640, 480))
     r = accepted(data)
-    assert r["passthrough"] is True and r[B.STORED] == data
-    assert (r["width"], r["height"], r["orig_width"], r["orig_height"]) == (640, 480, 640, 480)
-    assert r["sha256"] == hashlib.sha256(data).hexdigest()
+    assert r[B.PASSTHROUGH] is True and r[B.STORED] == data
+    assert (r[B.WIDTH], r[B.HEIGHT], r[B.ORIG_WIDTH], r[B.ORIG_HEIGHT]) == (640, 480, 640, 480)
+    assert r[B.SHA256] == hashlib.sha256(data).hexdigest()
 
 
 def test_exif_rotated_jpeg_comes_out_upright_and_is_reencoded():
     image = photo(300, 200)
     image.paste(RED, (0, 0, 60, 40))  # the file's top-left corner
     r = accepted(jpeg(image, orientation=6))  # 6: shown turned 90 degrees clockwise
-    assert r["passthrough"] is False
-    assert (r["orig_width"], r["orig_height"]) == (200, 300)
+    assert r[B.PASSTHROUGH] is False
+    assert (r[B.ORIG_WIDTH], r[B.ORIG_HEIGHT]) == (200, 300)
     stored = stored_image(r)
     assert stored.size == (200, 300) and stored.getexif().get(0x0112, 1) == 1
     # Turned clockwise, the file's top-left corner is shown at the top right.
@@ -143,7 +143,7 @@ def test_png_with_its_exif_orientation_after_the_pixels_comes_out_upright():
     exif_chunk = next(c for c in chunks if c[0] == b"eXIf")
     others = [c for c in chunks if c[0] != b"eXIf"]
     r = accepted(png_from_chunks(others[:-1] + [exif_chunk, others[-1]]))  # just before IEND
-    assert (r["orig_width"], r["orig_height"], r["width"], r["height"]) == (200, 300, 200, 300)
+    assert (r[B.ORIG_WIDTH], r[B.ORIG_HEIGHT], r[B.WIDTH], r[B.HEIGHT]) == (200, 300, 200, 300)
     assert r[B.MODEL_IMAGE].shape == (300, 200, 3)
 
 
@@ -151,9 +151,9 @@ def test_large_image_is_downscaled_to_max_side():
     data = jpeg(photo(2000, 1200))
     sha = hashlib.sha256(data).hexdigest()
     r = accepted(data)
-    assert r["passthrough"] is False and r["sha256"] == sha
-    assert stored_image(r).size == (1024, 614) == (r["width"], r["height"])
-    assert (r["orig_width"], r["orig_height"]) == (2000, 1200)
+    assert r[B.PASSTHROUGH] is False and r[B.SHA256] == sha
+    assert stored_image(r).size == (1024, 614) == (r[B.WIDTH], r[B.HEIGHT])
+    assert (r[B.ORIG_WIDTH], r[B.ORIG_HEIGHT]) == (2000, 1200)
     assert r[B.MODEL_IMAGE].shape == (336, 560, 3)
 
 
@@ -176,14 +176,14 @@ def test_draft_decoded_model_image_matches_a_full_decode():
 def test_cmyk_and_grayscale_jpegs_give_rgb():
     for mode in ("CMYK", "L"):
         r = accepted(jpeg(photo(120, 90).convert(mode)))
-        assert r[B.MODEL_IMAGE].shape == (90, 120, 3) and r["passthrough"] is False
+        assert r[B.MODEL_IMAGE].shape == (90, 120, 3) and r[B.PASSTHROUGH] is False
         assert stored_image(r).size == (120, 90)
 
 
 def test_embedded_icc_profile_is_converted_to_srgb():
     red = Image.new("RGB", (80, 60), RED)
     r = accepted(jpeg_with_profile(red, swapped_primaries_profile()))
-    assert r["passthrough"] is False
+    assert r[B.PASSTHROUGH] is False
     for pixels in (np.asarray(stored_image(r)), r[B.MODEL_IMAGE]):
         mean = pixels.reshape(-1, 3).mean(axis=0)
         assert mean[2] > 200 and mean[0] < 60, mean  # the file's red is the profile's blue
@@ -196,7 +196,7 @@ def test_srgb_tagged_and_broken_profiles_keep_the_original_bytes():
     for profile in (srgb, b"not an icc profile at all" * 8):
         data = jpeg_with_profile(image, profile)
         r = accepted(data)
-        assert r["passthrough"] is True and r[B.STORED] == data
+        assert r[B.PASSTHROUGH] is True and r[B.STORED] == data
 
 
 def jpeg_with_profile(image, profile: bytes) -> bytes:
@@ -234,7 +234,7 @@ def test_animated_gif_gives_its_first_frame():
     frames = [Image.new("RGB", (64, 48), colour) for colour in ((255, 0, 0), (0, 255, 0))]
     data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
     r = accepted(data)
-    assert r["format"] == "gif" and r[B.MODEL_IMAGE].shape == (48, 64, 3)
+    assert r[B.FORMAT] == "gif" and r[B.MODEL_IMAGE].shape == (48, 64, 3)
     assert (r[B.MODEL_IMAGE] == (255, 0, 0)).all()
 
 
@@ -276,7 +276,7 @@ def test_rejected_rows_pass_through_and_data_is_dropped():
     assert B.DATA not in out and out[B.SOURCE] == ["in.tar::0", "in.tar::1"]
     assert out[B.REJECT_STAGE] == ["read", ""] and out[B.REJECT_REASON] == ["read_error", ""]
     assert out[B.REJECT_ERROR][0] == "earlier"
-    assert out[B.MODEL_IMAGE][0].shape == B.MODEL_IMAGE_EMPTY_SHAPE and out["sha256"][0] == ""
+    assert out[B.MODEL_IMAGE][0].shape == B.MODEL_IMAGE_EMPTY_SHAPE and out[B.SHA256][0] == ""
     assert out[B.STORED][1] == good
 
 
@@ -294,4 +294,48 @@ def test_the_bundled_sample_decodes(tmp_path):
             datas += [tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".jpg")]
     out = decode(*datas)
     assert len(datas) >= 16 and set(out[B.REJECT_REASON]) == {""}
-    assert set(out["format"]) == {"jpeg"} and any(out["passthrough"])
+    assert set(out[B.FORMAT]) == {"jpeg"} and any(out[B.PASSTHROUGH])
+
+
+# SA-1B photos under the SAM job's decode settings: originals pass through at full resolution.
+SAM = DecodeConfig(max_side=16384, model_side=336, min_side=32, max_aspect_ratio=8.0)
+
+
+def full_decode_model_image(data, size):
+    """The reference: every pixel decoded, then PIL's bicubic down to the model size."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize(size, Image.BICUBIC)).astype(np.float32)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_sa1b_photo_passes_through_at_full_resolution(progressive):
+    data = encoded(photo(2250, 1500, seed=5), "JPEG", quality=90, progressive=progressive)
+    r = accepted(data, config=SAM)
+    assert r[B.PASSTHROUGH] is True and r[B.STORED] == data
+    assert (r[B.WIDTH], r[B.HEIGHT], r[B.ORIG_WIDTH], r[B.ORIG_HEIGHT]) == (2250, 1500, 2250, 1500)
+    model = r[B.MODEL_IMAGE]
+    assert model.shape == (336, 504, 3) and model.flags.writeable
+    assert np.abs(model - full_decode_model_image(data, (504, 336))).mean() < 2
+
+
+def test_jpeg_with_a_harmless_codec_warning_is_accepted_as_pil_accepts_it():
+    # libjpeg warns about bytes between the scan and the end marker; PIL decodes such files,
+    # so the fast decoder's strictness must not turn them into rejects.
+    clean = jpeg(photo(2250, 1500, seed=6))
+    warned = clean[:-2] + b"\0\0\0" + clean[-2:]
+    r = accepted(warned, config=SAM)
+    assert r[B.PASSTHROUGH] is True and r[B.STORED] == warned
+    # Decoded by PIL instead, at the same DCT scale and through the same resize: the same pixels.
+    assert np.array_equal(r[B.MODEL_IMAGE], accepted(clean, config=SAM)[B.MODEL_IMAGE])
+
+
+def test_truncated_sa1b_photo_is_a_decode_error_not_grey():
+    data = jpeg(photo(2250, 1500))
+    assert rejected(data[: len(data) * 2 // 3], config=SAM) == "decode_error"
+
+
+def test_model_image_of_a_small_passthrough_jpeg_decoded_at_five_eighths():
+    # 800x600 needs 448x336: libjpeg-turbo's 5/8 scale (500x375) is the smallest that covers it.
+    data = jpeg(photo(800, 600, seed=7), quality=95)
+    r = accepted(data, config=SAM)
+    assert r[B.PASSTHROUGH] is True and r[B.MODEL_IMAGE].shape == (336, 448, 3)
+    assert np.abs(r[B.MODEL_IMAGE] - full_decode_model_image(data, (448, 336))).mean() < 2

@@ -11,7 +11,9 @@ from PIL import Image
 
 from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_COLUMNS
 
-SIZES = [(64, 64), (96, 48), (48, 96), (80, 64)]  # (width, height): square, wide, tall, 5:4
+# (width, height): square, wide, tall, 5:4. Each covers its 256 bucket and the 256 square, so nothing is
+# enlarged (which the trainer refuses) in either bucket mode.
+SIZES = [(256, 256), (512, 256), (256, 512), (320, 256)]
 WORDS = "a photo of the cat dog red blue green tree sky house".split()
 
 
@@ -58,14 +60,14 @@ def write_shards(directory, n_shards: int = 4, per_shard: int = 8, seed: int = 0
 
 
 def tiny_train_job(shards, output, models: dict, **overrides):
-    """A validated TrainJob for the tiny transformer on CPU: no samples, light data loading."""
+    """A validated TrainJob for the tiny transformer on CPU: no sampling, no lr scaling, light data loading."""
     from pixcap.schemas import load_train_job
 
     job = {
         "shards": list(shards), "output": str(output), "model": "tiny", "resolution": 256,
         "text_encoder": str(models["t5"]), "vae": str(models["vae"]), "max_steps": 6, "batch_size": 2,
         "lr": 1e-4, "warmup_steps": 2, "ema_decay": 0.9, "shuffle_buffer": 8, "num_workers": 0,
-        "checkpoint_every": 3, "log_every": 1, "sample_prompts": [],
+        "checkpoint_every": 3, "log_every": 1, "sampling_prompts": [], "lr_scaling": "none",
     }
     return load_train_job({**job, **overrides})
 

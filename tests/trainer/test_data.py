@@ -1,4 +1,5 @@
-"""Streaming batches: filters, one-bucket batches, disjoint complete coverage across ranks and workers."""
+"""Streaming batches: filters, square or one-bucket batches, never an enlarged image, disjoint complete
+coverage across ranks and workers."""
 import json
 import tarfile
 
@@ -7,7 +8,7 @@ import pytest
 
 from pixcap.schemas import JobError, load_train_job
 from pixcap.trainer.buckets import nearest_bucket
-from pixcap.trainer.data import batch_stream, build_loader, choose_resolution, expand_shards, latent_bucket, step_batches
+from pixcap.trainer.data import batch_stream, build_loader, choose_fit, expand_shards, latent_fit, step_batches
 
 from .shards_fixture import damage_shards, write_shards
 
@@ -46,24 +47,64 @@ def test_expand_shards_globs_braces_and_urls(shards):
         expand_shards([f"{directory}/*.nothing"])
 
 
-def test_batches_hold_one_bucket_resized_to_it(shards):
+def skipped_total(batches) -> dict:
+    total = {}
+    for b in batches:
+        for reason, n in b["skipped"].items():
+            total[reason] = total.get(reason, 0) + n
+    return total
+
+
+def test_aspect_batches_hold_one_bucket_fitted_to_it(shards):
     meta = records(shards)
-    batches = epoch(make_job(shards), shards)
+    batches = epoch(make_job(shards, buckets="aspect"), shards)
     assert sorted(k for b in batches for k in b["key"]) == sorted(meta)
+    seen = set()
     for batch in batches:
         sizes = {nearest_bucket(meta[k]["height"], meta[k]["width"], 256)[1] for k in batch["key"]}
         assert len(sizes) == 1
+        seen |= sizes
         assert tuple(batch["pixels"].shape[2:]) == sizes.pop()
         assert batch["pixels"].min() >= -1 and batch["pixels"].max() <= 1
         assert batch["resolution"].tolist() == [[meta[k]["orig_height"], meta[k]["orig_width"]] for k in batch["key"]]
+    assert len(seen) == 4  # square, wide, tall, 5:4
 
 
-def test_multiscale_picks_the_largest_table_the_image_covers():
-    assert choose_resolution(2000, 1000, [256, 512, 1024]) == 1024
-    assert choose_resolution(700, 500, [256, 512, 1024]) == 512
-    assert choose_resolution(100, 100, [512, 1024]) == 512  # smaller than every table: the smallest
-    assert latent_bucket(np.zeros((4, 22, 44)), [256, 512]) == (0.5, (176, 352))
-    assert latent_bucket(np.zeros((4, 30, 30)), [256, 512]) is None
+def test_square_batches_are_centre_crops_at_the_resolution(shards):
+    """PixArt's 256 stages (InternalData): every image is resolution x resolution, conditioned as the square."""
+    meta = records(shards)
+    batches = epoch(make_job(shards), shards)  # square is the default, as PixArt's multi_scale=False
+    assert sorted(k for b in batches for k in b["key"]) == sorted(meta)
+    for batch in batches:
+        assert tuple(batch["pixels"].shape[1:]) == (3, 256, 256)
+        assert batch["resolution"].tolist() == [[256.0, 256.0]] * len(batch["key"])
+        assert batch["aspect_ratio"].tolist() == [[1.0]] * len(batch["key"])
+
+
+def test_fit_takes_the_largest_table_the_image_covers_and_never_enlarges():
+    assert choose_fit(1000, 2000, "aspect", [256, 512, 1024]) == (0.5, (704, 1408))
+    assert choose_fit(500, 700, "aspect", [256, 512, 1024]) == (0.72, (416, 576))  # 1024's would enlarge it
+    assert choose_fit(100, 100, "aspect", [512, 1024]) is None  # too small for every table: skipped
+    assert choose_fit(1024, 1023, "aspect", [1024]) is None  # one pixel short of its bucket
+    assert choose_fit(300, 900, "square", [256]) == (1.0, (256, 256))
+    assert choose_fit(255, 900, "square", [256]) is None
+    assert latent_fit(np.zeros((8, 22, 44)), "aspect", [256, 512]) == (0.5, (176, 352))
+    assert latent_fit(np.zeros((8, 30, 30)), "aspect", [256, 512]) is None
+    assert latent_fit(np.zeros((8, 32, 32)), "square", [256]) == (1.0, (256, 256))
+    assert latent_fit(np.zeros((8, 22, 44)), "square", [256]) is None
+
+
+@pytest.mark.parametrize("mode", ["square", "aspect"])
+def test_images_too_small_are_skipped_and_counted(tmp_path, mode):
+    small = write_shards(tmp_path, n_shards=1, per_shard=6, sizes=[(256, 256), (220, 320), (250, 120)])
+    batches = epoch(make_job(small, buckets=mode), small)
+    kept = sorted(k for b in batches for k in b["key"])
+    # (220, 320) covers its 256 bucket (1.46: 304 x 208) but not the 256 square; (250, 120) covers neither.
+    expected = {"square": ["fixture/shard-00000/0000", "fixture/shard-00000/0003"],
+                "aspect": ["fixture/shard-00000/0000", "fixture/shard-00000/0001",
+                           "fixture/shard-00000/0003", "fixture/shard-00000/0004"]}[mode]
+    assert kept == expected
+    assert skipped_total(batches) == {"smaller_than_bucket": 6 - len(expected)}
 
 
 def test_filters_skip_and_count(shards):
@@ -74,10 +115,7 @@ def test_filters_skip_and_count(shards):
     expected = {k for k, r in meta.items() if r["clip_score"] >= 0.2 and r["n_nouns"] >= 1
                 and max(r["width"], r["height"]) / min(r["width"], r["height"]) <= 1.5}
     assert kept == expected and 0 < len(kept) < len(meta)
-    skipped = {}
-    for b in batches:
-        for reason, n in b["skipped"].items():
-            skipped[reason] = skipped.get(reason, 0) + n
+    skipped = skipped_total(batches)
     assert sum(skipped.values()) == len(meta) - len(kept)
     assert set(skipped) <= {"filter:min_clip_score", "filter:min_n_nouns", "filter:max_aspect_ratio"}
 
@@ -121,10 +159,6 @@ def test_damaged_shards_cost_their_samples_not_the_stream(tmp_path, capsys):
     # corrupt: 0000 (a cut JPEG) and 0001 (a broken record) are skipped; truncated: cut inside 0002.
     assert keys == ["fixture/shard-00000/0002", "fixture/shard-00000/0003",
                     "fixture/shard-00001/0000", "fixture/shard-00001/0001"]
-    skipped = {}
-    for b in batches:
-        for reason, n in b["skipped"].items():
-            skipped[reason] = skipped.get(reason, 0) + n
-    assert skipped == {"unreadable": 2, "broken_shard": 1}
+    assert skipped_total(batches) == {"unreadable": 2, "broken_shard": 1}
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and damaged["truncated"] in err[0]

@@ -1,10 +1,12 @@
-"""The PixArt transformer build/load/forward, the T5 text encoder and the VAE latent encoder."""
+"""The PixArt transformer build/init/forward, the T5 text encoder and the VAE latent encoder."""
+import math
+
 import pytest
 import torch
 from diffusers import AutoencoderKL, PixArtTransformer2DModel
 
-from pixcap.trainer.latents import VAE_SCALE, LatentEncoder
-from pixcap.trainer.model import build_transformer, model_forward, transformer_config
+from pixcap.trainer.latents import VAE_SCALE, LatentEncoder, sample_posterior
+from pixcap.trainer.model import build_transformer, init_pixart_weights, model_forward, transformer_config
 from pixcap.trainer.text import TextEncoder
 
 
@@ -90,6 +92,32 @@ def test_pixart_init_and_seed():
     assert a.proj_out.weight.abs().max() == 0 and a.transformer_blocks[0].attn2.to_out[0].weight.abs().max() == 0
 
 
+def xavier_bound(fan_in, fan_out):
+    """torch.nn.init.xavier_uniform_'s bound, from Glorot and Bengio's formula."""
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
+def test_attention_starts_as_pixarts_fused_layers():
+    """PixArt's q, k, v are one Linear(D, 3D) and its cross-attention k, v one Linear(D, 2D), Xavier-initialised:
+    each weight is uniform within the fused layer's bound, not the narrower D x D layer's wider one."""
+    trunk = {"num_layers": 2, "num_attention_heads": 4, "attention_head_dim": 32}  # D = 128: enough weights
+    model = PixArtTransformer2DModel(**transformer_config(trunk, 256, 32))
+    torch.manual_seed(0)
+    init_pixart_weights(model)
+    d = model.inner_dim
+    for block in model.transformer_blocks:
+        expected = [(block.attn1.to_q, xavier_bound(d, 3 * d)), (block.attn1.to_k, xavier_bound(d, 3 * d)),
+                    (block.attn1.to_v, xavier_bound(d, 3 * d)), (block.attn2.to_q, xavier_bound(d, d)),
+                    (block.attn2.to_k, xavier_bound(d, 2 * d)), (block.attn2.to_v, xavier_bound(d, 2 * d))]
+        for linear, bound in expected:
+            w = linear.weight
+            assert w.abs().max() <= bound and w.abs().max() > 0.98 * bound
+            assert abs(w.std().item() / (bound / math.sqrt(3)) - 1) < 0.03  # uniform(-a, a): std a / sqrt(3)
+            assert linear.bias.abs().max() == 0
+        # Fused, not three draws of one shape: q, k, v are different parts of one matrix.
+        assert not torch.equal(block.attn1.to_q.weight, block.attn1.to_k.weight)
+
+
 def test_load_from_checkpoint_into_larger_resolution(tmp_path):
     source = build_transformer("tiny", 256, 32, seed=3)
     wake_cross_attention(source)
@@ -106,7 +134,7 @@ def test_load_from_checkpoint_into_larger_resolution(tmp_path):
 
 
 def test_text_encoder(tiny_trainer_models):
-    text = TextEncoder(str(tiny_trainer_models["t5"]))
+    text = TextEncoder(str(tiny_trainer_models["t5"]), clean_captions=False)
     emb, mask = text.encode(["a red cat", "a photo of the dog on a tree in the big blue sky"])
     assert emb.shape == (2, 120, text.hidden_size) and emb.dtype == torch.float32
     assert mask.shape == (2, 120) and mask.dtype == torch.long
@@ -125,6 +153,26 @@ def test_latent_encoder(tiny_trainer_models):
     assert z.shape == (2, 4, 8, 6)
     with torch.no_grad():
         want = vae.encode(pixels).latent_dist.sample(torch.Generator().manual_seed(0)) * VAE_SCALE
-        torch.testing.assert_close(z, want)
+        torch.testing.assert_close(z, want, rtol=0, atol=0)
         torch.testing.assert_close(latents.decode(z), vae.decode(z / VAE_SCALE).sample)
     assert latents.decode(z).shape == pixels.shape
+
+
+def test_stored_posterior_draws_as_pixart_does(tiny_trainer_models):
+    """What pixcap encode stores is the posterior: each read draws anew, mean + std * noise (InternalData's
+    vae_feat_loader on extract_features' [mean, std]), and from the trainer's generator the draw equals
+    sampling the VAE itself, so precomputed and raw training see the same latents."""
+    latents = LatentEncoder(str(tiny_trainer_models["vae"]))
+    pixels = torch.rand(3, 3, 64, 64) * 2 - 1
+    stored = latents.posterior(pixels)
+    assert stored.shape == (3, 8, 8, 8) and stored.dtype == torch.float32
+    with torch.no_grad():
+        dist = AutoencoderKL.from_pretrained(tiny_trainer_models["vae"]).encode(pixels).latent_dist
+    mean, std = dist.mean, dist.std  # what PixArt's extract_features saves
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(7))
+    official = (mean + std * noise) * VAE_SCALE  # vae_feat_loader, then train.py's scale_factor
+    torch.testing.assert_close(sample_posterior(stored, torch.Generator().manual_seed(7)), official)
+    first, second = sample_posterior(stored, g := torch.Generator().manual_seed(0)), sample_posterior(stored, g)
+    assert (first - second).abs().mean() > 0.1 * std.mean() * VAE_SCALE  # a fresh draw each read
+    torch.testing.assert_close(sample_posterior(stored, torch.Generator().manual_seed(3)),
+                               latents.encode(pixels, torch.Generator().manual_seed(3)), rtol=0, atol=0)

@@ -1,0 +1,189 @@
+"""`pixcap select`: cut a subset out of an output, as a pixcap output of its own.
+
+The subset's shards keep the names of the parent shards they come from, each holding the kept
+samples of its parent shard, byte for byte (pipeline/subset_commit.py). Exactly once, as
+`pixcap run`: the subset is locked, its manifest says what it is cut from and how before any
+shard is written, the plan of kept samples is stored once (pipeline/subset_plan.py), and a
+rerun removes what a killed run left half-written and commits only the shards not committed.
+A rerun with another selection, from another parent, or from a parent that changed since, is
+refused: a subset holds one selection of one parent.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from pixcap.schemas import JobError
+from pixcap.schemas.manifest import STATS_DIR
+from pixcap.schemas.selection import PARENT_KEY, SELECTION_KEY, Selection
+
+from . import failpoints
+from .ledger import Ledger
+from .lock import OutputInUse, OutputLock, describe
+from .manifest import (
+    input_counts, is_pixcap_manifest, new_manifest, read_manifest, shard_entries, totals, write_dataset_card,
+    write_manifest,
+)
+from .provenance import run_entry, utc_now
+from .run import existing_manifest
+from .storage import Storage
+from .subset_commit import commit_subset_shard
+from .subset_plan import kept_rows, plan_selection, read_plan, write_plan
+
+COPY_THREADS = 2  # shards copied at once: reading and writing overlap, on a disk or an object store
+SELECT_PACKAGES = ("duckdb", "faiss-cpu")  # what decides a subset's content besides the parent's own
+
+
+def parent_digest(manifest: dict) -> str:
+    """A digest of the parent's committed files, from its manifest: another shard, or another
+    file under a shard's name, changes it."""
+    files = [[s["name"], *[(s.get(kind) or {}).get("sha256", "") for kind in ("stats", "tar", "embeddings", "rejects")]]
+             for s in manifest.get("shards", [])]
+    return "sha256:" + hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()
+
+
+def _parent(parent: Storage) -> dict:
+    manifest = read_manifest(parent)
+    if not is_pixcap_manifest(manifest):
+        raise JobError(f"{parent.url()}: no pixcap manifest.json there; select cuts subsets of pixcap outputs")
+    last = (manifest.get("runs") or [{}])[-1]
+    if last.get("status") != "finished":
+        raise JobError(f"{parent.url()}: its last run ({last.get('started')}) did not finish ({last.get('status')}); "
+                       "complete it (run the same command again) before selecting from it")
+    return manifest
+
+
+def _same_place(parent: Storage, subset: Storage) -> bool:
+    if parent.local and subset.local:
+        inner, outer = os.path.realpath(subset.root), os.path.realpath(parent.root)
+        return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+    return subset.url().rstrip("/") == parent.url().rstrip("/") or subset.url().startswith(parent.url().rstrip("/") + "/")
+
+
+def _versions(parent_manifest: dict) -> dict:
+    versions = dict(parent_manifest.get("versions") or {})
+    for name in SELECT_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def new_subset_manifest(parent_manifest: dict, parent_record: dict, selection: Selection) -> dict:
+    """A subset's manifest before its first shard: the parent's configuration, models and inputs
+    (their shard prefixes name the subset's shards too), the parent, and the selection."""
+    manifest = new_manifest({**parent_manifest["fingerprint"], **selection.fingerprint()})
+    inputs = [{**entry, "written": 0, "rejected": 0} for entry in parent_manifest.get("inputs", [])]
+    manifest.update(job=parent_manifest.get("job"), versions=_versions(parent_manifest),
+                    models=parent_manifest.get("models", {}), inputs=inputs)
+    manifest[PARENT_KEY] = parent_record
+    manifest[SELECTION_KEY] = selection.to_dict()
+    return manifest
+
+
+def check_subset(manifest, parent_record: dict, selection: Selection, url: str) -> None:
+    """An existing subset may only be continued with the same selection of the same, unchanged parent."""
+    if manifest is None:
+        return
+    if SELECTION_KEY not in manifest or PARENT_KEY not in manifest:
+        raise JobError(f"--output {url} is an output of `pixcap run`, not a subset; choose a new or empty folder")
+    recorded = manifest[SELECTION_KEY]
+    if recorded != selection.to_dict():
+        changed = [f"{k}: {recorded.get(k)!r} -> {v!r}" for k, v in selection.to_dict().items() if recorded.get(k) != v]
+        raise JobError(f"--output {url} holds another selection ({'; '.join(changed)}); "
+                       "one subset holds one selection: write to a new folder")
+    parent = manifest[PARENT_KEY]
+    if parent.get("url") != parent_record["url"]:
+        raise JobError(f"--output {url} was cut from {parent.get('url')}, not {parent_record['url']}")
+    if parent.get("digest") != parent_record["digest"]:
+        raise JobError(f"--output {url}: its parent {parent_record['url']} changed since the subset was started; "
+                       "write the subset to a new folder")
+
+
+def select_subset(parent_url: str, subset_url: str, selection: Selection, command=None, stream=None,
+                  storage_options=None) -> dict:
+    """Write the subset of parent_url that `selection` keeps to subset_url; returns its manifest.
+    Everything that can refuse the selection does so before the subset is touched."""
+    stream = stream or sys.stderr
+    parent, subset = Storage(parent_url, storage_options), Storage(subset_url, storage_options)
+    if _same_place(parent, subset):
+        raise JobError(f"--output {subset.url()} is the parent output or inside it; choose another folder")
+    parent_manifest = _parent(parent)
+    parent_record = {"url": parent.url(), "fingerprint": parent_manifest["fingerprint"],
+                     "digest": parent_digest(parent_manifest)}
+    check_subset(existing_manifest(subset), parent_record, selection, subset.url())
+    subset.makedirs()
+    lock = OutputLock(subset)
+    try:
+        stale = lock.acquire()
+    except OutputInUse as e:
+        raise JobError(str(e)) from None
+    if stale is not None:
+        print(f"pixcap: took over the stale lock of a run that is gone ({describe(stale)}); resuming its subset", file=stream)
+    try:
+        manifest = existing_manifest(subset)  # again, under the lock
+        check_subset(manifest, parent_record, selection, subset.url())
+        manifest = manifest or new_subset_manifest(parent_manifest, parent_record, selection)
+        return _select_locked(parent, parent_manifest, subset, selection, manifest, lock, stream, command or sys.argv)
+    finally:
+        lock.release()
+
+
+def _describe_counts(counts: dict) -> str:
+    return "; ".join(f"{step}: {n:,}" for step, n in counts.items())
+
+
+def _select_locked(parent: Storage, parent_manifest: dict, subset: Storage, selection: Selection, manifest: dict,
+                   lock: OutputLock, stream, command: list) -> dict:
+    run = run_entry(list(command))
+    manifest["runs"].append(run)
+    write_manifest(subset, manifest)  # the folder is a subset, and says of what, before any shard
+    removed = Ledger(subset, {entry["prefix"] for entry in manifest["inputs"]}).clean_uncommitted()
+    if removed:
+        print(f"pixcap: removed {len(removed)} half-written files of an earlier run", file=stream)
+    stored = read_plan(subset)
+    if stored is None:
+        plan, counts = plan_selection(parent, parent_manifest["shards"], selection)
+        lock.check()
+        write_plan(subset, plan, counts)
+    else:
+        plan, counts = stored
+    print(f"pixcap select: {selection.describe()}: {_describe_counts(counts)}", file=stream)
+    kept = kept_rows(plan)
+    committed = {name[: -len(".parquet")] for name in subset.listdir(STATS_DIR) if name.endswith(".parquet")}
+    todo = [name for name in kept if name not in committed]
+    print(f"pixcap select: {len(kept)} shards hold kept samples, {len(kept) - len(todo)} already written; "
+          f"subset {subset.url()}", file=stream)
+    files, written = {}, 0
+    by_name = {entry["name"]: entry for entry in parent_manifest["shards"]}
+    def copy(name: str) -> dict:
+        lock.check()
+        rows, keys = kept[name]
+        return commit_subset_shard(parent, by_name[name], subset, rows, keys, failpoints.reached)
+
+    pool = ThreadPoolExecutor(COPY_THREADS)
+    try:
+        for result in pool.map(copy, todo):  # results in order; the first failure stops the run
+            files.update(result["files"])
+            written += result["samples"]
+    except BaseException as e:
+        pool.shutdown(wait=True, cancel_futures=True)  # no copy outlives the lock
+        run.update(ended=utc_now(), status="stopped" if isinstance(e, KeyboardInterrupt) else "failed", written=written)
+        try:
+            write_manifest(subset, manifest)
+        except Exception:  # a full disk: the history misses this run's end; the data is still consistent
+            pass
+        raise
+    pool.shutdown()
+    manifest["shards"] = shard_entries(subset, set(kept), manifest["shards"], files)
+    manifest["totals"] = totals(manifest["shards"])
+    input_counts(manifest["inputs"], manifest["shards"])
+    run.update(ended=utc_now(), status="finished", written=written, rejected=0, selected=counts)
+    write_manifest(subset, manifest)
+    write_dataset_card(subset, manifest)
+    return manifest

@@ -1,0 +1,126 @@
+"""The pipeline with inputs and output on S3 (moto's server on 127.0.0.1): a whole run, a
+SIGKILLed driver resumed, and the hostile tars, each input accounted for once."""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pixcap.cli.main import main
+from pixcap.pipeline import failpoints
+from pixcap.pipeline.run import run_job
+from pixcap.schemas.manifest import LOCK_NAME
+
+from ..object_store import upload
+from .collection import write_collection
+from .hostile import build_corpus
+from .test_end_to_end import job_for
+
+pytestmark = pytest.mark.slow
+
+
+def s3():
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.invalidate_cache()
+    return fs
+
+
+def rows(out_url: str) -> dict:
+    """{key: (source, caption)} over the stats, and [(source, reason)] of the rejects, from S3."""
+    fs = s3()
+    found, rejects = {}, []
+    for path in sorted(fs.glob(f"{out_url}/stats/*.parquet")):
+        with fs.open(path) as f:
+            for row in pq.read_table(f).to_pylist():
+                found[row["key"]] = (row["source"], row["caption"])
+    for path in sorted(fs.glob(f"{out_url}/rejects/*.parquet")):
+        with fs.open(path) as f:
+            rejects += [(r["source"], r["reason"]) for r in pq.read_table(f).to_pylist()]
+    return found, sorted(rejects)
+
+
+@pytest.fixture(scope="module")
+def s3_collection(tmp_path_factory, s3_server, ray_session):
+    root = tmp_path_factory.mktemp("s3-collection")
+    expected = write_collection(root)
+    fs = s3()
+    fs.mkdir("pixcap-in")
+    upload(root, "s3://pixcap-in/c")
+    return "s3://pixcap-in/c", expected
+
+
+def s3_job(inputs_url, out_url, models_cache):
+    return job_for(None, out_url, models_cache, inputs=[f"{inputs_url}/tars/sa_*.tar", f"{inputs_url}/photos"])
+
+
+@pytest.fixture(scope="module")
+def s3_run(s3_collection, models_cache):
+    inputs_url, expected = s3_collection
+    s3().mkdir("pixcap-out")
+    out = "s3://pixcap-out/whole"
+    manifest = run_job(s3_job(inputs_url, out, models_cache), stream=io.StringIO())
+    return out, manifest, expected
+
+
+def test_a_run_from_s3_to_s3_accounts_for_every_input_once(s3_run):
+    out, manifest, expected = s3_run
+    totals = manifest["totals"]
+    assert totals["inputs"] == expected["inputs"] and totals["rejected"] == expected["broken"]
+    found, rejects = rows(out)
+    assert len(found) + len(rejects) == expected["inputs"]
+    assert all(source.startswith("s3://pixcap-in/c/") for source, _ in found.values())
+    assert not s3().exists(f"{out}/{LOCK_NAME}")
+    assert not s3().glob(f"{out}/_work/fragments/*")
+
+
+def test_stats_and_verify_read_the_output_on_s3(s3_run, capsys):
+    out, manifest, _ = s3_run
+    assert main(["stats", out, "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["images"] == manifest["totals"]["written"]
+    assert main(["verify", out]) == 0
+    fs = s3()
+    [tar] = sorted(fs.glob(f"{out}/shards/*.tar"))[:1]
+    fs.pipe_file(tar, fs.cat_file(tar)[:-1] + b"x")
+    assert main(["verify", out]) == 1
+    assert "sha256 differs" in capsys.readouterr().out
+
+
+def test_a_sigkilled_driver_on_s3_resumes_to_the_same_output(s3_collection, s3_run, tmp_path, models_cache, ray_session):
+    inputs_url, _ = s3_collection
+    reference, _, _ = s3_run
+    out = "s3://pixcap-out/killed"
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump(s3_job(inputs_url, out, models_cache).to_dict()))
+    env = {**os.environ, failpoints.ENV: "fragment:2"}
+    driver = subprocess.run(
+        [sys.executable, "-m", "pixcap.cli.main", "run", str(job_file), "--address", ray_session.get_runtime_context().gcs_address],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert driver.returncode == -signal.SIGKILL, driver.stderr[-2000:]
+    assert s3().glob(f"{out}/_work/fragments/*.parquet")  # it died with finished rows not committed
+    run_job(s3_job(inputs_url, out, models_cache), stream=io.StringIO())
+    assert rows(out) == rows(reference)
+
+
+def test_hostile_tars_on_s3_end_once_each(tmp_path, s3_server, ray_session, models_cache):
+    expected = build_corpus(tmp_path)
+    local_in = tmp_path / "in"
+    fs = s3()
+    fs.mkdir("pixcap-hostile")
+    for tar in ("hostile.tar", "cut.tar"):
+        fs.put_file(str(local_in / tar), f"s3://pixcap-hostile/in/{tar}")
+    fs.invalidate_cache()
+    out = "s3://pixcap-hostile/out"
+    run_job(job_for(None, out, models_cache, inputs=["s3://pixcap-hostile/in/*.tar"], shard_size=8), stream=io.StringIO())
+    found, rejects = rows(out)
+    outcomes = sorted([(source, "") for source, _ in found.values()] + rejects)
+    want = sorted((source.replace(str(local_in), "s3://pixcap-hostile/in"), reason)
+                  for source, reasons in expected.items() for reason in reasons
+                  if source.startswith(str(local_in / "hostile.tar")) or source.startswith(str(local_in / "cut.tar")))
+    assert outcomes == want

@@ -1,0 +1,87 @@
+"""Precomputed features: what `pixcap encode` writes beside each sample, and how the trainer reads it back.
+
+Per sample (member names in schemas/records.py):
+- KEY.latent.npy: float32 [8, h, w], the VAE posterior at the sample's fitted size: its mean, then its
+  log-variance, unscaled (PixArt's extract_features stores mean and std). The trainer draws a fresh
+  latent from it at every read with its own seeded generator (latents.sample_posterior).
+- KEY.t5.npy: float16 [n, D], T5's output for the n unmasked tokens only (padding is masked out of
+  attention anyway); KEY.t5mask.npy: uint8 [120].
+Per folder: null_caption.npz, the empty caption's T5 features for caption dropout, and the settings the
+folder was encoded with. A train job must agree with them: captions cleaned or not, square or aspect
+buckets, and the resolution, since each changes what the features are.
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import torch
+
+from pixcap.schemas import JobError
+
+NULL_CAPTION = "null_caption.npz"
+SETTINGS = ("clean_captions", "buckets", "resolution")  # kept in null_caption.npz beside the features
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def posterior_bytes(posterior: torch.Tensor) -> bytes:
+    """One sample's posterior parameters [8, h, w] -> latent.npy bytes (float32: the std is small, keep it exact)."""
+    return npy_bytes(posterior.cpu().numpy().astype(np.float32))
+
+
+def text_feature_bytes(emb: torch.Tensor, mask: torch.Tensor) -> tuple:
+    """One caption's (emb [120, D], mask [120]) -> (t5.npy, t5mask.npy) bytes, keeping the unmasked tokens."""
+    n = int(mask.sum())
+    return npy_bytes(emb[:n].cpu().numpy().astype(np.float16)), npy_bytes(mask.cpu().numpy().astype(np.uint8))
+
+
+def pad_text_features(emb: np.ndarray, mask: np.ndarray):
+    """emb [n, D] of the unmasked tokens, mask [120] -> float32 [120, D] (zeros after n), long [120]."""
+    padded = np.zeros((len(mask), emb.shape[1]), dtype=np.float32)
+    padded[: len(emb)] = emb  # padding tokens are masked out of cross-attention, so zeros stand in for them
+    return torch.from_numpy(padded), torch.from_numpy(mask.astype(np.int64))
+
+
+def load_text_features(emb_bytes: bytes, mask_bytes: bytes):
+    """Stored t5.npy and t5mask.npy bytes -> float32 [120, D], long [120]."""
+    return pad_text_features(npy(emb_bytes), npy(mask_bytes))
+
+
+def write_null_caption(out_dir, emb: torch.Tensor, mask: torch.Tensor, settings: dict) -> None:
+    """null_caption.npz: the empty caption's features (emb [1, 120, D], mask [1, 120]) and the settings."""
+    n = int(mask[0].sum())
+    tmp = os.path.join(out_dir, f".{NULL_CAPTION}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, emb=emb[0, :n].cpu().numpy().astype(np.float16), mask=mask[0].cpu().numpy().astype(np.uint8),
+                 **{key: np.array(settings[key]) for key in SETTINGS})
+    os.replace(tmp, os.path.join(out_dir, NULL_CAPTION))
+
+
+def read_null_caption(file) -> tuple:
+    """(emb [120, D], mask [120], settings) from an open null_caption.npz; settings are {} if it has none."""
+    with np.load(file, allow_pickle=False) as stored:
+        emb, mask = pad_text_features(stored["emb"], stored["mask"])
+        settings = {key: stored[key].item() for key in SETTINGS if key in stored}
+    return emb, mask, settings
+
+
+def check_settings(settings: dict, clean_captions: bool, buckets: str, resolutions, where: str) -> None:
+    """Refuse features encoded otherwise than a job (or a rerun of encode) would use them."""
+    wanted = {"clean_captions": clean_captions, "buckets": buckets}
+    for key, value in wanted.items():
+        if settings.get(key) != value:
+            raise JobError(f"{key}: {where} was encoded with {key}={settings.get(key)!r}, this job has {value!r};"
+                           f" encode again with the job's settings")
+    if settings.get("resolution") not in resolutions:
+        raise JobError(f"resolution: {where} was encoded at {settings.get('resolution')!r}, this job fits images to"
+                       f" {', '.join(map(str, resolutions))}; encode again with the job's resolution")
