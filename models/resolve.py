@@ -10,9 +10,10 @@ import os
 
 from pixcap.schemas import JobError
 from pixcap.schemas.job import local_model_path
-from pixcap.schemas.models import TINY_CLIP, TINY_DIT, TINY_LLAVA, TINY_PREFIX, TINY_T5, TINY_VAE
+from pixcap.schemas.models import TINY_AESTHETIC, TINY_CLIP, TINY_DIT, TINY_LLAVA, TINY_PREFIX, TINY_T5, TINY_VAE
 
 from .tiny import build_tiny_model
+from .tiny_aesthetic import AESTHETIC_FILE
 from .tiny_captioning import CLIP_NAME
 
 # tiny name -> (folder in the cache, file in it or "" for the folder itself)
@@ -22,6 +23,7 @@ TINY_FOLDERS = {
     TINY_T5: ("tiny-t5", ""),
     TINY_VAE: ("tiny-vae", ""),
     TINY_DIT: ("tiny-dit", ""),
+    TINY_AESTHETIC: ("tiny-aesthetic", AESTHETIC_FILE),
 }
 # open_clip takes a config and a checkpoint: `clip.pretrained: tiny:clip` names the checkpoint.
 TINY_CHECKPOINTS = {TINY_CLIP: ("tiny-clip", f"{CLIP_NAME}.pt")}

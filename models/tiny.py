@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+from .tiny_aesthetic import AESTHETIC_FILE, build_tiny_aesthetic
 from .tiny_captioning import CLIP_NAME, build_tiny_clip, build_tiny_llava
 from .tiny_diffusion import build_tiny_dit, build_tiny_t5, build_tiny_vae
 
@@ -22,6 +23,7 @@ BUILDERS = {
     "tiny-t5": build_tiny_t5,
     "tiny-vae": build_tiny_vae,
     "tiny-dit": build_tiny_dit,
+    "tiny-aesthetic": build_tiny_aesthetic,
 }
 
 
@@ -38,7 +40,7 @@ def build_tiny_model(root, folder_name: str, seed: int = 0) -> Path:
 
 
 def build_tiny_models(root, seed: int = 0) -> dict:
-    """All tiny models under root: {"llava", "clip_config", "clip_checkpoint", "t5", "vae", "dit"} -> path."""
+    """All tiny models under root: {"llava", "clip_config", "clip_checkpoint", "t5", "vae", "dit", "aesthetic"} -> path."""
     folders = {name: build_tiny_model(root, name, seed) for name in BUILDERS}
     clip = folders["tiny-clip"]
     return {
@@ -48,4 +50,5 @@ def build_tiny_models(root, seed: int = 0) -> dict:
         "t5": folders["tiny-t5"],
         "vae": folders["tiny-vae"],
         "dit": folders["tiny-dit"],
+        "aesthetic": folders["tiny-aesthetic"] / AESTHETIC_FILE,
     }

@@ -90,6 +90,8 @@ def _init(address, quiet: bool) -> None:
     """ray.init; a Ray pixcap starts itself listens on loopback only."""
     options = {"include_dashboard": False, "ignore_reinit_error": True, "log_to_driver": not quiet}
     if address in LOCAL_ADDRESSES:
+        # "local", never None: ray.init(None) joins a cluster `ray start` left on this machine.
+        address = "local"
         options.update(loopback_options())
     if quiet:
         # Before ray.init, which logs through the `ray` logger's handlers; it keeps them (it

@@ -116,7 +116,12 @@ def select_subset(parent_url: str, subset_url: str, selection: Selection, comman
     parent_manifest = _parent(parent)
     parent_record = {"url": parent.url(), "fingerprint": parent_manifest["fingerprint"],
                      "digest": parent_digest(parent_manifest)}
-    check_subset(existing_manifest(subset), parent_record, selection, subset.url())
+    existing = existing_manifest(subset)
+    check_subset(existing, parent_record, selection, subset.url())
+    # Planned before the subset is touched: a predicate DuckDB refuses, or a dedup the parent
+    # cannot give (no embeddings), stops here with nothing written.
+    planned = None if existing is not None and read_plan(subset) is not None else \
+        plan_selection(parent, parent_manifest["shards"], selection)
     subset.makedirs()
     lock = OutputLock(subset)
     try:
@@ -129,7 +134,8 @@ def select_subset(parent_url: str, subset_url: str, selection: Selection, comman
         manifest = existing_manifest(subset)  # again, under the lock
         check_subset(manifest, parent_record, selection, subset.url())
         manifest = manifest or new_subset_manifest(parent_manifest, parent_record, selection)
-        return _select_locked(parent, parent_manifest, subset, selection, manifest, lock, stream, command or sys.argv)
+        return _select_locked(parent, parent_manifest, subset, selection, manifest, planned, lock, stream,
+                              command or sys.argv)
     finally:
         lock.release()
 
@@ -139,16 +145,16 @@ def _describe_counts(counts: dict) -> str:
 
 
 def _select_locked(parent: Storage, parent_manifest: dict, subset: Storage, selection: Selection, manifest: dict,
-                   lock: OutputLock, stream, command: list) -> dict:
+                   planned, lock: OutputLock, stream, command: list) -> dict:
     run = run_entry(list(command))
     manifest["runs"].append(run)
     write_manifest(subset, manifest)  # the folder is a subset, and says of what, before any shard
     removed = Ledger(subset, {entry["prefix"] for entry in manifest["inputs"]}).clean_uncommitted()
     if removed:
         print(f"pixcap: removed {len(removed)} half-written files of an earlier run", file=stream)
-    stored = read_plan(subset)
+    stored = read_plan(subset)  # a stored plan wins: it is what the shards already written hold
     if stored is None:
-        plan, counts = plan_selection(parent, parent_manifest["shards"], selection)
+        plan, counts = planned or plan_selection(parent, parent_manifest["shards"], selection)
         lock.check()
         write_plan(subset, plan, counts)
     else:

@@ -12,7 +12,8 @@ TINY_CLIP = "tiny:clip"
 TINY_T5 = "tiny:t5"
 TINY_VAE = "tiny:vae"
 TINY_DIT = "tiny:dit"
-TINY_MODELS = (TINY_LLAVA, TINY_CLIP, TINY_T5, TINY_VAE, TINY_DIT)
+TINY_AESTHETIC = "tiny:aesthetic"  # LAION's aesthetic predictor's MLP on tiny:clip's 32-dim embedding
+TINY_MODELS = (TINY_LLAVA, TINY_CLIP, TINY_T5, TINY_VAE, TINY_DIT, TINY_AESTHETIC)
 
 # Sizes of the PixArt/DiT trunk, in one place; everything else (patch 2, adaLN-single,
 # cross-attention, 8 out channels) is shared. The tiny one has 24 channels so the 1024 size

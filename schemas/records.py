@@ -23,6 +23,7 @@ CLIP_SCORE = "clip_score"
 GROUNDED_NOUNS = "grounded_nouns"
 N_GROUNDED = "n_grounded"
 CLIP_MODEL = "clip_model"
+AESTHETIC_SCORE = "aesthetic_score"  # LAION's improved aesthetic predictor on the CLIP image embedding; null when not run
 
 # Columns every written sample carries, in the order they are stored.
 SAMPLE_SCHEMA = pa.schema(
@@ -45,6 +46,7 @@ SAMPLE_SCHEMA = pa.schema(
         pa.field(GROUNDED_NOUNS, pa.list_(pa.string())),
         pa.field(N_GROUNDED, pa.int32()),
         pa.field(CLIP_MODEL, pa.string()),
+        pa.field(AESTHETIC_SCORE, pa.float32()),
     ]
 )
 SAMPLE_COLUMNS = SAMPLE_SCHEMA.names

@@ -15,7 +15,8 @@ def ray_session():
 
     from pixcap.pipeline.engine import loopback_options
 
-    ray.init(num_cpus=2, log_to_driver=False, configure_logging=False, **loopback_options())
+    # "local": a Ray of the session's own, even where `ray start` left one running on this machine.
+    ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False, **loopback_options())
     yield ray
     ray.shutdown()
 

@@ -37,6 +37,9 @@ from .features import load_text_features, npy
 from .latents import POSTERIOR_CHANNELS
 
 
+SKIPS_BEFORE_WARNING = 10_000
+
+
 def expand_shards(uris) -> list:
     """Shard URLs from paths, globs, braces ({000..009}), file:// and other fsspec URLs; pipe: kept as is."""
     urls = []
@@ -161,10 +164,17 @@ class PrepareSamples:
         print(f"pixcap: skipped the rest of {url}: {one_line(error)}", file=sys.stderr)
 
     def __call__(self, src):
+        in_a_row = 0
         for sample in src:
             prepared = self.prepare_or_skip(sample)
             if prepared is not None:
+                in_a_row = 0
                 yield prepared
+                continue
+            in_a_row += 1
+            if in_a_row % SKIPS_BEFORE_WARNING == 0:  # the resampled stream never ends: say why nothing comes
+                print(f"pixcap: {in_a_row} samples in a row skipped ({dict(self.skipped)}); do the filters and "
+                      f"the bucket settings fit these shards?", file=sys.stderr, flush=True)
 
     def prepare_or_skip(self, sample: dict):
         """The prepared sample, or None after counting why it is skipped."""

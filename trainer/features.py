@@ -75,6 +75,22 @@ def read_null_caption(file) -> tuple:
     return emb, mask, settings
 
 
+def null_caption_path(null_caption, urls) -> str:
+    """The job's null_caption, or null_caption.npz beside the first shard."""
+    return null_caption or os.path.join(os.path.dirname(urls[0]), NULL_CAPTION)
+
+
+def stored_null_caption(path):
+    """read_null_caption of the file at `path` (any fsspec URL), or None where there is none."""
+    import fsspec
+
+    try:
+        with fsspec.open(path, "rb") as f:
+            return read_null_caption(f)
+    except FileNotFoundError:
+        return None
+
+
 def check_settings(settings: dict, clean_captions: bool, buckets: str, resolutions, where: str) -> None:
     """Refuse features encoded otherwise than a job (or a rerun of encode) would use them."""
     wanted = {"clean_captions": clean_captions, "buckets": buckets}

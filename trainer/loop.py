@@ -31,7 +31,7 @@ from .checkpoint import barrier, latest_checkpoint, load_checkpoint, save_checkp
 from .data import expand_shards, step_batches
 from .diffusion import GaussianDiffusion
 from .export import assemble_pipeline, export_pipeline
-from .features import NULL_CAPTION, check_settings, read_null_caption
+from .features import check_settings, null_caption_path, stored_null_caption
 from .latents import sample_posterior
 from .model import build_transformer, load_component, model_forward
 from .resolve import resolve_models
@@ -82,18 +82,22 @@ class Conditioning:
     def precomputed_null(self):
         """The null caption `pixcap encode` stored: job.null_caption, or null_caption.npz beside the first shard."""
         if self.stored_null is None:
-            import fsspec
-
-            path = self.job.null_caption or os.path.join(os.path.dirname(self.urls[0]), NULL_CAPTION)
-            try:
-                with fsspec.open(path, "rb") as f:
-                    emb, mask, settings = read_null_caption(f)
-            except FileNotFoundError:
+            path = null_caption_path(self.job.null_caption, self.urls)
+            stored = stored_null_caption(path)
+            if stored is None:
                 raise JobError(f"null_caption: {path} not found; the shards hold T5 features, so give the "
-                               f"null_caption.npz that pixcap encode wrote") from None
-            check_settings(settings, self.job.clean_captions, self.job.buckets, self.job.resolutions, path)
+                               f"null_caption.npz that pixcap encode wrote")
+            emb, mask, _ = stored
             self.stored_null = (emb[None].to(self.device), mask[None].to(self.device))
         return self.stored_null
+
+
+def check_features(job: TrainJob, urls) -> None:
+    """Refuse, before any step, shards whose features were encoded with settings other than the job's."""
+    path = null_caption_path(job.null_caption, urls)
+    stored = stored_null_caption(path)
+    if stored is not None:
+        check_settings(stored[2], job.clean_captions, job.buckets, job.resolutions, path)
 
 
 def caption_channels(job: TrainJob) -> int:
@@ -139,6 +143,7 @@ def train(job: TrainJob) -> dict:
     if rank != 0:
         job = resolve_models(job)
     urls = expand_shards(job.shards)
+    check_features(job, urls)
 
     # The model, its EMA, the optimiser and the schedule
     model = build_transformer(job.model, job.resolution, caption_channels(job), job.load_from, job.load_ema,

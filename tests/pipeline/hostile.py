@@ -5,6 +5,7 @@
 folder file's path, or `TAR::MEMBER` for a tar member, or the tar itself for a broken archive.
 """
 import io
+import os
 import struct
 import tarfile
 
@@ -184,4 +185,35 @@ def build_corpus(root) -> dict:
     expected[str(folder / "escape.jpg")] = ["unsafe_member"]
     (folder / "lonely.json").write_text("{}")
     expected[str(folder / "lonely.json")] = ["no_image"]
+
+    # Tars found in the input folder get an image's checks: a pipe would hang the read forever,
+    # a link out of the folder would read what is not an input. One row each, never opened.
+    os.mkfifo(inputs / "pipe.tar")
+    expected[str(inputs / "pipe.tar")] = ["unsafe_member"]
+    elsewhere = root / "elsewhere.tar"
+    with tarfile.open(elsewhere, "w") as tar:
+        add_bytes(tar, "secret.jpg", jpeg_bytes(40))
+    (inputs / "outside.tar").symlink_to(elsewhere)
+    expected[str(inputs / "outside.tar")] = ["unsafe_member"]
+
+    # Crafted names: the first takes the key that x.png's collision with x.jpg renames to.
+    crafted = inputs / "crafted.tar"
+    with tarfile.open(crafted, "w") as tar:
+        for k, name in enumerate(crafted_names()):
+            add_bytes(tar, name, jpeg_bytes(50 + k))
+            expected[f"{crafted}::{name}"] = [""]
+
+    # Compressed members far bigger than any image of their header could be: rejected unread.
+    bomb = inputs / "bomb.tar.gz"
+    write_padded_tar(bomb, [("zeros.jpg", 8 << 20, b""), ("padded.jpg", 24 << 20, jpeg_bytes(60)),
+                            ("fine.jpg", len(jpeg_bytes(61)), jpeg_bytes(61))])
+    expected.update({f"{bomb}::zeros.jpg": ["not_an_image"], f"{bomb}::padded.jpg": ["too_large"],
+                     f"{bomb}::fine.jpg": [""]})
     return expected
+
+
+def crafted_names() -> list:
+    """`x-<8 hex of sha1("x.png")>.jpg`, `x.jpg`, `x.png`: three inputs, three keys."""
+    import hashlib
+
+    return [f"x-{hashlib.sha1(b'x.png').hexdigest()[:8]}.jpg", "x.jpg", "x.png"]

@@ -104,6 +104,7 @@ def stats_table(rng: np.random.Generator, words: pa.Array, p: np.ndarray, file_n
         "grounded_nouns": grounded,
         "n_grounded": pa.array(n_grounded),
         "clip_model": pa.array(np.full(rows, "ViT-L-14/openai")),
+        "aesthetic_score": pa.nulls(rows, pa.float32()),  # the optional stage did not run
     }
     table = pa.Table.from_arrays([columns[f.name].cast(f.type) for f in SAMPLE_SCHEMA], schema=SAMPLE_SCHEMA)
     figures = {

@@ -58,6 +58,8 @@ def test_awkward_images_are_stored_upright_srgb_and_within_max_side(hostile_run)
     for sample in wds.WebDataset(sorted(str(p) for p in (out / "shards").glob("*.tar")), shardshuffle=False):
         records[sample["__key__"]] = Image.open(io.BytesIO(sample["jpg"]))
     assert all("." not in key and ".." not in key.split("/") and not key.startswith("/") for key in records)
+    keys = [key for (key,) in duckdb.sql(f"select key from '{out}/stats/*.parquet'").fetchall()]
+    assert len(keys) == len(set(keys)) == len(records)  # unique keys, crafted names included
     rows = dict(duckdb.sql(f"select source, key from '{out}/stats/*.parquet'").fetchall())
     image = lambda name: records[rows[f"{root / 'in' / 'hostile.tar'}::{name}"]]  # noqa: E731
     assert image("rotated.jpg").size == (150, 200)

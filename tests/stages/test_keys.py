@@ -1,19 +1,12 @@
 """Sample keys are unique by construction: a renamed key is checked again, so crafted names
 cannot make two samples share a key in a tar, a folder, or a shard."""
-import hashlib
-
 import webdataset as wds
 
 from pixcap.schemas import batch as B
 from pixcap.stages.keys import KeyMaker, UniqueNames, short_hash
+from tests.pipeline.hostile import crafted_names
 from tests.pipeline.tarfiles import jpeg_bytes, write_tar
 from tests.pipeline.test_read import list_parts, read_all
-
-
-def crafted_names() -> list:
-    """`x-<8 hex of sha1("x.png")>.jpg` first: the name the collision of x.jpg and x.png renames to."""
-    taken = f"x-{hashlib.sha1(b'x.png').hexdigest()[:8]}.jpg"
-    return [taken, "x.jpg", "x.png"]
 
 
 def test_a_renamed_key_is_checked_again():

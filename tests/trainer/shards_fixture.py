@@ -9,6 +9,7 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
+from pixcap.schemas import records as r
 from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_COLUMNS
 
 # (width, height): square, wide, tall, 5:4. Each covers its 256 bucket and the 256 square, so nothing is
@@ -18,17 +19,18 @@ WORDS = "a photo of the cat dog red blue green tree sky house".split()
 
 
 def sample_record(key: str, shard: str, width: int, height: int, caption: str, i: int) -> dict:
-    """A KEY.json body with every SAMPLE_SCHEMA column; clip_score and n_nouns vary with i."""
+    """A KEY.json body with every SAMPLE_SCHEMA column (None where the fixture has no value);
+    clip_score and n_nouns vary with i."""
     nouns = WORDS[4 : 4 + i % 4]
-    record = {
-        "key": key, "shard": shard, "source": f"fixture::{key}.jpg", "sha256": f"{i:064x}", "format": "jpeg",
-        "width": width, "height": height, "orig_width": width * 4, "orig_height": height * 4,
-        "passthrough": False, "caption": caption, "caption_model": "fixture", "nouns": nouns,
-        "n_nouns": len(nouns), "clip_score": round(0.1 + 0.05 * (i % 5), 3), "grounded_nouns": nouns[:1],
-        "n_grounded": min(1, len(nouns)), "clip_model": "fixture",
+    values = {
+        r.KEY: key, r.SHARD: shard, r.SOURCE: f"fixture::{key}.jpg", r.SHA256: f"{i:064x}", r.FORMAT: "jpeg",
+        r.WIDTH: width, r.HEIGHT: height, r.ORIG_WIDTH: width * 4, r.ORIG_HEIGHT: height * 4,
+        r.PASSTHROUGH: False, r.CAPTION: caption, r.CAPTION_MODEL: "fixture", r.NOUNS: nouns,
+        r.N_NOUNS: len(nouns), r.CLIP_SCORE: round(0.1 + 0.05 * (i % 5), 3), r.GROUNDED_NOUNS: nouns[:1],
+        r.N_GROUNDED: min(1, len(nouns)), r.CLIP_MODEL: "fixture",
     }
-    assert list(record) == SAMPLE_COLUMNS
-    return record
+    assert set(values) <= set(SAMPLE_COLUMNS)
+    return {name: values.get(name) for name in SAMPLE_COLUMNS}
 
 
 def write_shards(directory, n_shards: int = 4, per_shard: int = 8, seed: int = 0, sizes=SIZES) -> list:

@@ -1,12 +1,16 @@
-"""The train job: named keys, defaults, and one-line errors naming the dotted key."""
+"""The train job: named keys, defaults (the official recipe's), one-line errors naming the dotted key,
+and the shipped jobs, which follow PixArt-alpha's schedule."""
+import argparse
+import math
 from pathlib import Path
 
 import pytest
 
-from pixcap.cli.main import main
 from pixcap.schemas import JobError, load_train_job, read_job_yaml
+from pixcap.trainer.cli import register
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
+STAGES = ["stage1_dit_init", "stage2_alignment", "stage3_aesthetic_512", "stage3_aesthetic_1024"]
 
 
 def test_defaults_and_named_keys():
@@ -16,26 +20,74 @@ def test_defaults_and_named_keys():
     assert job.filters.max_aspect_ratio == 3.0 and job.resolutions == [512]
     default = load_train_job({})
     assert (default.lr, default.weight_decay, default.eps, default.caption_dropout) == (2e-5, 3e-2, 1e-10, 0.1)
+    # PixArt's own choices: auto_lr sqrt, multi_scale=False, load_ema=False, captions cleaned before T5.
+    assert (default.lr_scaling, default.buckets, default.load_ema, default.clean_captions) == ("sqrt", "square", False, True)
+
+
+def official_auto_scale_lr(effective_bs, lr, rule="linear", base_batch_size=256):
+    """PixArt-alpha diffusion/utils/optimizer.py auto_scale_lr, on a plain lr instead of its config dict."""
+    if rule == "sqrt":
+        scale_ratio = math.sqrt(effective_bs / base_batch_size)
+    elif rule == "linear":
+        scale_ratio = effective_bs / base_batch_size
+    return lr * scale_ratio
+
+
+@pytest.mark.parametrize("rule", ["sqrt", "linear"])
+@pytest.mark.parametrize("batch_size, world", [(176, 8), (176, 64), (2, 1), (256, 1)])
+def test_lr_scaling_is_pixarts_auto_lr(rule, batch_size, world):
+    job = load_train_job({"batch_size": batch_size, "lr_scaling": rule})
+    # train.py: effective_bs = train_batch_size * world_size * gradient_accumulation_steps (1 here)
+    assert math.isclose(job.lr * job.lr_scale(world), official_auto_scale_lr(batch_size * world, 2e-5, rule))
+    assert load_train_job({"batch_size": batch_size, "lr_scaling": "none"}).lr_scale(world) == 1.0
+
+
+def test_issue_figures():
+    assert math.isclose(load_train_job({"batch_size": 176}).lr_scale(8), 2.345, rel_tol=1e-3)  # 8 GPUs
+    assert math.isclose(load_train_job({"batch_size": 176}).lr_scale(64), 6.633, rel_tol=1e-3)  # 64 GPUs
 
 
 @pytest.mark.parametrize("data, message", [
     ({"filters": {"min_clip": 0.2}}, "unknown key filters.min_clip"),
     ({"resolution": 300}, "resolution: must be one of 256, 512, 1024"),
-    ({"multiscale": [512, 2048]}, r"multiscale\[1\]"),
+    ({"buckets": "aspect", "bucket_tables": [512, 2048]}, r"bucket_tables\[1\]"),
+    ({"bucket_tables": [512, 1024]}, "bucket_tables: square mode"),
+    ({"buckets": "round"}, "buckets: must be one of square, aspect"),
+    ({"lr_scaling": "cubic"}, "lr_scaling: must be one of sqrt, linear, none"),
     ({"batch_size": "8"}, "batch_size: expected int"),
     ({"model": "XXL"}, "model: must be one of"),
     ({"filters": {"max_aspect_ratio": 0.5}}, "filters.max_aspect_ratio"),
+    ({"sample_prompts": ["a cat"]}, "unknown key sample_prompts"),  # image generation is "sampling"
 ])
 def test_bad_values_name_their_key(data, message):
     with pytest.raises(JobError, match=message):
         load_train_job(data)
 
 
-@pytest.mark.parametrize("name", ["tiny", "stage1_dit_init", "stage2_alignment", "stage3_aesthetic"])
+@pytest.mark.parametrize("name", ["tiny", *STAGES])
 def test_shipped_jobs_are_valid(name):
     load_train_job(read_job_yaml(str(JOBS / f"train_{name}.yaml")))
 
 
-def test_cli_refuses_a_bad_override_in_one_line(capsys):
-    assert main(["train", str(JOBS / "train_tiny.yaml"), "--set", "filters.min_side=big"]) == 2
-    assert capsys.readouterr().err.strip() == "pixcap: error: filters.min_side: expected int, got str 'big'"
+def test_stage_jobs_follow_the_official_schedule():
+    """256 square (PixArt_xl2_img256_*: multi_scale=False), then 512 and 1024 multi-scale, each on its
+    own table (img512_internalms, img1024_internalms), each from the previous stage, lr scaled by sqrt."""
+    jobs = {name: load_train_job(read_job_yaml(str(JOBS / f"train_{name}.yaml"))) for name in STAGES}
+    assert [(j.resolution, j.buckets, j.resolutions) for j in jobs.values()] == [
+        (256, "square", [256]), (256, "square", [256]), (512, "aspect", [512]), (1024, "aspect", [1024])]
+    assert [j.batch_size for j in jobs.values()] == [176, 176, 40, 12]  # the official per-GPU batches
+    assert all(j.lr_scaling == "sqrt" and j.lr == 2e-5 and j.grad_clip == 0.01 and not j.load_ema
+               and j.clean_captions for j in jobs.values())
+    names = list(jobs)
+    for previous, current in zip(names, names[1:]):
+        assert jobs[current].load_from == str(Path(jobs[previous].output) / "pipeline")
+    assert sorted(p.stem for p in JOBS.glob("train_*.yaml")) == sorted(f"train_{n}" for n in ["tiny", *STAGES])
+
+
+def test_train_command_refuses_a_bad_override_with_a_job_error():
+    """pixcap.cli turns the JobError into one line and exit code 2."""
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", str(JOBS / "train_tiny.yaml"), "--set", "filters.min_side=big"])
+    with pytest.raises(JobError, match=r"^filters.min_side: expected int, got str 'big'$"):
+        args.func(args)

@@ -1,0 +1,46 @@
+"""Aesthetic score: LAION's improved aesthetic predictor (models/aesthetic_mlp.py) on the CLIP
+image embedding the clip stage stored, as PixArt-alpha's stage 3 filters for high-aesthetic data.
+
+Optional: runs after clip when the job names weights. It reads the embedding and does not
+consume it (the commit stores it). A row without an embedding (rejected earlier, or not scored
+by CLIP) passes through with no score.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pixcap.models.aesthetic_mlp import load_aesthetic_mlp
+from pixcap.schemas import batch as B
+from pixcap.schemas.records import AESTHETIC_SCORE
+
+STAGE = "aesthetic"
+
+
+class AestheticStage:
+    """Adds AESTHETIC_SCORE (float32, NaN where there is no embedding), batch_size rows per forward pass."""
+
+    def __init__(self, model: str, batch_size: int = 256):
+        self.model = load_aesthetic_mlp(model)  # once per actor
+        self.batch_size = batch_size
+
+    @torch.inference_mode()
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        """Scores of (n, d) embeddings, L2-normalised in float32 first, as LAION's predictor was trained."""
+        if vectors.shape[1] != self.model.input_size:
+            # Every row would be wrong, not one: a job pairing weights with another CLIP stops here.
+            raise ValueError(f"the aesthetic predictor takes {self.model.input_size}-dim CLIP embeddings; the clip "
+                             f"stage gives {vectors.shape[1]}: use the CLIP it was trained on (ViT-L-14, openai)")
+        x = torch.from_numpy(vectors.astype(np.float32))
+        x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return np.concatenate([self.model(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)])
+
+    def __call__(self, batch: dict) -> dict:
+        embeddings = batch[B.CLIP_EMBEDDING]
+        reasons = batch[B.REJECT_REASON]
+        rows = [i for i, (e, r) in enumerate(zip(embeddings, reasons)) if not r and e is not None and len(e)]
+        scores = np.full(len(embeddings), np.nan, dtype=np.float32)
+        if rows:
+            vectors = np.stack([np.frombuffer(bytes(embeddings[i]), dtype=np.float16) for i in rows])
+            scores[rows] = self.score(vectors)
+        return {**batch, AESTHETIC_SCORE: scores}
