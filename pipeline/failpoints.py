@@ -5,6 +5,8 @@ Actions: `self` (the default) SIGKILLs the process that reached the point (the d
 Ray worker running a read/decode task or a model actor); `driver` SIGKILLs the driver from
 wherever the point is reached (the driver hands its pid to its Ray workers, see `worker_env`);
 `both` SIGKILLs the driver and then the process itself, as when the whole machine is lost;
+`hold` writes the Ray node id of the process into the PIXCAP_KILL_ONCE file and sleeps, so a
+test can remove that node while the point's work is under way;
 `enospc` raises OSError(ENOSPC), a full disk. With `PIXCAP_KILL_ONCE=path` a point fires only
 if it can create that file, so once across processes and restarts (else a restarted actor would
 be killed again forever). Unset in normal runs, where a check is one dict lookup.
@@ -19,10 +21,12 @@ import errno
 import os
 import signal
 import threading
+import time
 
 ENV = "PIXCAP_KILL_AT"
 ONCE_ENV = "PIXCAP_KILL_ONCE"
 DRIVER_ENV = "PIXCAP_DRIVER_PID"
+HOLD_SECONDS = 120.0  # long enough for a test to remove the node; the removal ends the sleep
 _counts = {}
 _lock = threading.Lock()  # a driver without Ray commits shards on two threads
 
@@ -54,8 +58,15 @@ def reached(point: str) -> None:
                 os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 return
-    if action not in ("", "self", "driver", "both", "enospc"):
+    if action not in ("", "self", "driver", "both", "hold", "enospc"):
         raise ValueError(f"{ENV}={spec}: unknown action {action!r}")
+    if action == "hold":
+        import ray
+
+        with open(once, "w") as f:
+            f.write(ray.get_runtime_context().get_node_id())
+        time.sleep(HOLD_SECONDS)
+        return
     if action == "enospc":
         raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected at {point})")
     if action in ("driver", "both"):  # "both": the whole machine is lost, driver and worker

@@ -11,7 +11,8 @@ from pixcap.schemas.job import flatten
 
 # Job keys (or dotted prefixes, ending in ".") that change speed or place, never content.
 NOT_CONTENT = (
-    "inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "storage_options",
+    "inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "storage_options", "storage_options.",
+    "caption.kv_cache",
     "caption.batch_size", "caption.actors", "caption.gpus_per_actor",
     "nouns.batch_size", "nouns.actors", "clip.batch_size", "clip.actors", "clip.gpus_per_actor", "ray.",
 )

@@ -12,6 +12,7 @@ import ray
 from pixcap.schemas import Job
 from pixcap.schemas import batch as B
 from pixcap.stages.caption import CaptionStage, SidecarCaptionStage
+from pixcap.stages.caption_vllm import VllmCaptionStage
 from pixcap.stages.clip import ClipStage
 from pixcap.stages.decode import DecodeStage
 from pixcap.stages.nouns import NounsStage
@@ -19,6 +20,7 @@ from pixcap.stages.read import ReadStage
 
 from . import failpoints
 from .fragments import FragmentWriter
+from .resources import actor_pools
 from .storage import Storage
 
 DECODE_BATCH = 16
@@ -82,6 +84,9 @@ def _write(batch, storage):
     return FragmentWriter(storage)(batch)
 
 
+CAPTION_STAGES = {"hf": CaptionStage, "vllm": VllmCaptionStage, "sidecar": SidecarCaptionStage}
+
+
 def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data.Dataset":
     """The dataset of fragment-ledger rows for the given parts (models already resolved)."""
     cpus = job.ray.cpus_per_task
@@ -95,18 +100,15 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
         num_cpus=cpus, **faults,
     )
     ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "counter": counter}, num_cpus=cpus, **faults)
-    caption_stage = CaptionStage if job.caption.backend == "hf" else SidecarCaptionStage
-    caption_gpus = job.caption.gpus_per_actor if job.caption.backend == "hf" else 0
-    for stage, name, config, gpus in (
-        (caption_stage, "caption", job.caption, caption_gpus),
-        (NounsStage, "nouns", job.nouns, 0),
-        (ClipStage, "clip", job.clip, job.clip.gpus_per_actor),
-    ):
+    stages = {"caption": (CAPTION_STAGES[job.caption.backend], job.caption), "nouns": (NounsStage, job.nouns),
+              "clip": (ClipStage, job.clip)}
+    for name, actors, gpus in actor_pools(job):  # the pools engine.start_ray checked and fitted
+        stage, config = stages[name]
         ds = ds.map_batches(
             _counted(stage, name, counter),
             fn_constructor_kwargs={"config": config},
             batch_size=config.batch_size,
-            compute=ray.data.ActorPoolStrategy(size=config.actors),
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=gpus,
             num_cpus=actor_cpus,
             runtime_env=_actor_env(name, faults),

@@ -134,6 +134,7 @@ class OutputLock:
                     stale = owner
                 if self._create():
                     self._start_renewing()
+                    self._remove_dead_claims()
                     return stale
         raise OutputInUse(f"output {self.storage.url()}: its lock kept changing while this run tried to take it; "
                           "another run is starting there")
@@ -165,11 +166,11 @@ class OutputLock:
         changed meanwhile; OutputInUse when another run is taking it over."""
         claim = _claim_name(raw)
         if not self.storage.create_exclusive(claim, json.dumps(self._content()).encode()):
-            raw_claim = self._read_claim(claim)
-            if raw_claim and holds(raw_claim, time.time()):
+            claimant = self._read_claim(claim)
+            if claimant and holds(claimant, time.time()):
                 raise OutputInUse(f"output {self.storage.url()} is being taken over by another pixcap run: "
-                                  f"{describe(raw_claim)}")
-            self.storage.remove(claim)  # a claim left by a taker that died: try again
+                                  f"{describe(claimant)}")
+            self._remove_claim_of(claim, claimant)  # a taker that died: try again
             return False
         if self._read()[0] != raw:  # taken over (or renewed) between our read and our claim
             self.storage.remove(claim)
@@ -177,6 +178,20 @@ class OutputLock:
         self.storage.remove(LOCK_NAME)
         self.claim = claim
         return True
+
+    def _remove_claim_of(self, claim: str, claimant: dict) -> None:
+        """Remove a claim if it still holds what was judged dead (not a claim made since)."""
+        if self._read_claim(claim) == claimant:
+            self.storage.remove(claim)
+
+    def _remove_dead_claims(self) -> None:
+        """Claims left by takers that died part-way, once this run holds the lock."""
+        prefix = f"{LOCK_NAME}.takeover-"
+        for name in self.storage.listdir(""):
+            if name.startswith(prefix) and name != self.claim:
+                claimant = self._read_claim(name)
+                if not holds(claimant, time.time()):
+                    self._remove_claim_of(name, claimant)
 
     def _read_claim(self, claim: str) -> dict:
         try:

@@ -24,16 +24,19 @@ SHRINK = 0.9  # each try at fitting CPUs scales them by this
 PENDING_STATES = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "RESTARTING")
 
 
-def _pools(job: Job) -> list:
-    """(name, actors, gpus per actor) of the model stages, as pipeline/graph.py builds them."""
-    caption_gpus = job.caption.gpus_per_actor if job.caption.backend == "hf" else 0.0
+MODEL_CAPTION_BACKENDS = ("hf", "vllm")  # the caption backends that run a model (sidecar does not)
+
+
+def actor_pools(job: Job) -> list:
+    """(name, actors, gpus per actor) of the model stages: what pipeline/graph.py asks Ray for."""
+    caption_gpus = job.caption.gpus_per_actor if job.caption.backend in MODEL_CAPTION_BACKENDS else 0.0
     return [("caption", job.caption.actors, caption_gpus), ("nouns", job.nouns.actors, 0.0),
             ("clip", job.clip.actors, job.clip.gpus_per_actor)]
 
 
 def wanted_gpus(job: Job) -> dict:
     """{"caption.gpus_per_actor": n, ...} of the stages that ask for GPUs."""
-    return {f"{name}.gpus_per_actor": gpus for name, _, gpus in _pools(job) if gpus > 0}
+    return {f"{name}.gpus_per_actor": gpus for name, _, gpus in actor_pools(job) if gpus > 0}
 
 
 def _nodes() -> list:
@@ -58,7 +61,7 @@ def _fits(nodes: list, actors: list, task_cpus: float) -> bool:
 
 def _actors(job: Job, cpus_per_actor: float, with_gpus: bool = True) -> list:
     return [{"CPU": cpus_per_actor, "GPU": gpus if with_gpus else 0.0}
-            for _, count, gpus in _pools(job) for _ in range(count)]
+            for _, count, gpus in actor_pools(job) for _ in range(count)]
 
 
 def check_gpus(job: Job) -> None:
@@ -71,10 +74,10 @@ def check_gpus(job: Job) -> None:
     for key, gpus in wanted.items():
         if total == 0:
             raise JobError(f"{key}={gpus} but the Ray cluster has no GPU")
-    gpu_actors = [{"CPU": 0.0, "GPU": gpus} for _, count, gpus in _pools(job) for _ in range(count) if gpus > 0]
+    gpu_actors = [{"CPU": 0.0, "GPU": gpus} for _, count, gpus in actor_pools(job) for _ in range(count) if gpus > 0]
     if not _fits(nodes, gpu_actors, 0.0):
         asked = " + ".join(f"{name}.actors={count} x {name}.gpus_per_actor={gpus:g}"
-                           for name, count, gpus in _pools(job) if gpus > 0)
+                           for name, count, gpus in actor_pools(job) if gpus > 0)
         largest = max(node["GPU"] for node in nodes)
         raise JobError(f"{asked} need {sum(a['GPU'] for a in gpu_actors):g} GPUs, each actor's on one node, but the "
                        f"Ray cluster has {total:g} ({largest:g} on its largest node)")

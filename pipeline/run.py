@@ -91,11 +91,11 @@ def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = F
     resolved = resolve_models(job)
     revisions = model_revisions(resolved)
     current = fingerprint(job, revisions)
-    storage = Storage(job.output)
+    storage = Storage(job.output, job.storage_options)
     manifest = existing_manifest(storage)
     check_fingerprint(manifest, current, storage.url())
     record_sources(sources, manifest["inputs"] if manifest else [], storage.url())
-    check_cluster(address, resolved)
+    check_cluster(address, resolved, quiet=not verbose)
     storage.makedirs()
     lock = OutputLock(storage)
     try:
@@ -110,7 +110,7 @@ def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = F
         check_fingerprint(manifest, current, storage.url())
         records = record_sources(sources, manifest["inputs"] if manifest else [], storage.url())
         manifest = manifest or new_manifest(current)
-        return _run_locked(job, resolved, revisions, sources, records, manifest, storage, address, stream,
+        return _run_locked(job, resolved, revisions, sources, records, manifest, storage, lock, address, stream,
                            command or sys.argv, verbose)
     finally:
         lock.release()
@@ -139,7 +139,7 @@ def _log_dir(storage: Storage) -> str:
 
 
 def _stream(todo: list, resolved: Job, storage: Storage, address, stream, ledger: Ledger, committer: Committer,
-            verbose: bool) -> None:
+            lock: OutputLock, verbose: bool) -> None:
     """Run the Ray graph over the parts to do, recording fragments and committing shards as they fill."""
     import ray
 
@@ -148,7 +148,8 @@ def _stream(todo: list, resolved: Job, storage: Storage, address, stream, ledger
     from .progress import Progress, ProgressCounter
 
     log_dir = _log_dir(storage)
-    start_ray(address, resolved, log_dir=None if verbose else log_dir, verbose=verbose)
+    resolved = start_ray(address, resolved, log_dir=None if verbose else log_dir, verbose=verbose, stream=stream)
+    committer.cpus = resolved.ray.cpus_per_task  # as fitted to the cluster, or commits wait for the actors
     if not verbose:
         print(f"pixcap: Ray's own messages go to {log_dir} (--verbose shows them here)", file=stream)
     counter = ProgressCounter.remote()
@@ -172,6 +173,7 @@ def _stream(todo: list, resolved: Job, storage: Storage, address, stream, ledger
                 ledger.add(fragment, columns)
                 failpoints.reached("fragment")
             committer.collect()  # a failed commit stops the run here
+            lock.check()  # another run took the output over (an expired lease): stop, write nothing more
             committer.submit_complete()
             progress.committed.written, progress.committed.rejected = committer.written, committer.rejected
             progress.committed.parts = ledger.parts_finished
@@ -181,7 +183,7 @@ def _stream(todo: list, resolved: Job, storage: Storage, address, stream, ledger
 
 
 def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records: list, manifest: dict,
-                storage: Storage, address, stream, command: list, verbose: bool) -> dict:
+                storage: Storage, lock: OutputLock, address, stream, command: list, verbose: bool) -> dict:
     known = {entry["uri"] for entry in manifest["inputs"]}
     added = [record for record in records if record["uri"] not in known]
     manifest["inputs"] += added
@@ -206,9 +208,10 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
             print(f"pixcap: {len(parts)} input parts, {len(parts) - len(todo)} already done; output {storage.url()}",
                   file=stream)
             if todo:
-                _stream(todo, resolved, storage, address, stream, ledger, committer, verbose)
+                _stream(todo, resolved, storage, address, stream, ledger, committer, lock, verbose)
         except BaseException as e:
-            _record_end(storage, manifest, run, committer, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
+            stopped = isinstance(e, KeyboardInterrupt) or type(e).__name__ == "Terminated"  # SIGINT, SIGTERM
+            _record_end(storage, manifest, run, committer, "stopped" if stopped else "failed")
             raise
     ledger.mark_finished_parts()
     if ledger.shards:

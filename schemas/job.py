@@ -56,7 +56,7 @@ class DecodeConfig:
 
 @dataclass
 class CaptionConfig:
-    backend: str = "hf"  # hf: LLaVA through transformers; sidecar: existing KEY.txt captions
+    backend: str = "hf"  # hf: LLaVA through transformers; vllm: through vLLM's engine; sidecar: existing KEY.txt captions
     model: str = TINY_LLAVA  # a path, a hub name, or tiny:llava (built offline on first use)
     prompt: str = DEFAULT_PROMPT
     max_new_tokens: int = 120
@@ -64,6 +64,9 @@ class CaptionConfig:
     actors: int = 1  # captioning actors; each loads the model once
     gpus_per_actor: float = 0.0  # > 0 asks Ray for GPUs and runs bf16 + SDPA on CUDA
     trust_remote_code: bool = False
+    # hf: a static KV cache lets transformers compile the decoding step; auto takes it on CUDA,
+    # where it is faster, and the dynamic cache on the CPU. Both give the same greedy captions.
+    kv_cache: str = "auto"
 
 
 @dataclass
@@ -97,6 +100,7 @@ class Job:
     shard_size: int = 1000  # inputs per shard; a shard holds fewer samples where some are rejected
     models_cache: str = DEFAULT_MODELS_CACHE  # where tiny:* models are built
     progress_seconds: float = 10.0
+    storage_options: dict = field(default_factory=dict)  # passed to fsspec for the output (e.g. S3 client_kwargs)
     stall_seconds: float = 600.0  # no stage moving for this long: say which waits, and on what
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
@@ -108,7 +112,7 @@ class Job:
         return dataclasses.asdict(self)
 
 
-CHOICES = {"caption.backend": ("hf", "sidecar")}
+CHOICES = {"caption.backend": ("hf", "vllm", "sidecar"), "caption.kv_cache": ("auto", "static", "dynamic")}
 POSITIVE = {
     "shard_size", "decode.max_side", "decode.max_pixels", "decode.max_file_bytes", "decode.model_side",
     "caption.max_new_tokens", "caption.batch_size", "caption.actors", "nouns.batch_size", "nouns.actors",

@@ -59,6 +59,9 @@ class CaptionStage:
         self.model = LlavaForConditionalGeneration.from_pretrained(
             config.model, trust_remote_code=config.trust_remote_code, weights_only=True, **extra
         ).to("cuda" if cuda else "cpu").eval()
+        if config.kv_cache == "static" or (config.kv_cache == "auto" and cuda):
+            # A fixed-shape cache: generate() then compiles the decoding step on a GPU.
+            self.model.generation_config.cache_implementation = "static"
         self.prompt = chat_prompt(self.processor, config.prompt)
 
     def caption(self, images: list) -> list:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import os
 import stat
@@ -291,10 +292,32 @@ COMPRESSED_TARS = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
 TAR_ERRORS = (tarfile.TarError, EOFError, OSError, lzma.LZMAError)
 
 
+class _Prefixed(io.RawIOBase):
+    """A stream that cannot seek back, with the bytes already read from it put in front again."""
+
+    def __init__(self, prefix: bytes, f):
+        self.prefix, self.f = prefix, f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.prefix:
+            n = min(len(buffer), len(self.prefix))
+            buffer[:n], self.prefix = self.prefix[:n], self.prefix[n:]
+            return n
+        data = self.f.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
 def decompressed(f):
     """The tar stream of an open file: f itself, or a decompressing reader over it."""
     magic = f.read(6)
-    f.seek(0)
+    try:
+        f.seek(0)
+    except (OSError, ValueError):  # a stream (HTTP without ranges, say)
+        f = io.BufferedReader(_Prefixed(magic, f))
     for signature, reader in COMPRESSED_TARS:
         if magic.startswith(signature):
             return reader(f)

@@ -284,7 +284,7 @@ def test_a_python_tag_runs_code_when_loaded_unsafely(tmp_path):
 
 @pytest.mark.parametrize("command, job_text", [
     ("run", "inputs: [{tmp}/images]\noutput: {tmp}/out\ncaption:\n  prompt: {tag}\n"),
-    ("train", "shards: [{tmp}/shards/a.tar]\noutput: {tmp}/out\nsample_prompts: [{tag}]\n"),
+    ("train", "shards: [{tmp}/shards/a.tar]\noutput: {tmp}/out\nsampling_prompts: [{tag}]\n"),
 ], ids=["run", "train"])
 def test_python_tag_in_a_job_file_is_one_line_exit_2(tmp_path, capsys, command, job_text):
     marker = tmp_path / "marker"
@@ -316,7 +316,7 @@ def test_python_tag_in_a_set_value_is_one_line_exit_2(tmp_path, capsys, command,
     ("max_step: 5\n", "unknown key max_step"),
     ("filters:\n  min_clip: 0.2\n", "unknown key filters.min_clip"),
     ("batch_size: eight\n", "batch_size: expected int, got str 'eight'"),
-    ("sample_prompts: 3\n", "sample_prompts: expected a list, got int"),
+    ("sampling_prompts: 3\n", "sampling_prompts: expected a list, got int"),
     ("filters: strict\n", "filters: expected a mapping, got str"),
 ])
 def test_bad_train_job_files_exit_2_with_one_line_naming_the_key(tmp_path, capsys, job_text, message):

@@ -4,7 +4,7 @@ own raylet and object store, and optionally remove a worker node in the middle o
 Run as a script (a separate process, so it never meets the test session's own Ray):
     python -m tests.pipeline.cluster_run JOB.yaml RESULT.json [--remove actor|commit]
 `actor` removes the node that holds the caption actor once captioning has started; `commit`
-removes the node running a commit task. RESULT.json gets the exit code, stderr's tail, and what
+removes the node running a commit task, held there by the `hold` failpoint. RESULT.json gets the exit code, stderr's tail, and what
 was removed.
 """
 from __future__ import annotations
@@ -19,11 +19,13 @@ import time
 import ray
 from ray.cluster_utils import Cluster
 
+from pixcap.pipeline import failpoints
+
 LOOPBACK = {"node_ip_address": "127.0.0.1"}
 
 
-def _node_of(kind: str):
-    """The node id (hex) holding a live caption actor, or running a commit task; None if none."""
+def _node_of(kind: str, held: str):
+    """The node id (hex) holding a live caption actor, or running the held commit; None if none."""
     from ray._private import state
 
     if kind == "actor":
@@ -31,11 +33,11 @@ def _node_of(kind: str):
             if actor.get("State") == "ALIVE" and "CaptionStage" in str(actor.get("ActorClassName", "")) + str(actor.get("Name", "")):
                 return actor["Address"]["NodeID"]
         return None
-    from ray.util.state import list_tasks
-
-    for task in list_tasks(filters=[("name", "=", "_commit_in_worker"), ("state", "=", "RUNNING")], raise_on_missing_output=False):
-        return task.node_id
-    return None
+    try:
+        with open(held) as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def main() -> int:
@@ -50,12 +52,16 @@ def main() -> int:
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     removed = None
+    held = args.result + ".held"
+    env = dict(os.environ)
+    if args.remove == "commit":  # the first commit task waits, its node id written, to be removed
+        env.update({failpoints.ENV: "shard_commit:1:hold", failpoints.ONCE_ENV: held})
     driver = subprocess.Popen([sys.executable, "-m", "pixcap.cli.main", "run", args.job, "--address", cluster.address],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 600
         while args.remove and removed is None and driver.poll() is None and time.monotonic() < deadline:
-            node_id = _node_of(args.remove)
+            node_id = _node_of(args.remove, held)
             victim = next((w for w in workers if node_id and w.node_id == node_id), None)
             if victim is not None:
                 cluster.remove_node(victim, allow_graceful=False)

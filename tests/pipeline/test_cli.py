@@ -23,7 +23,7 @@ def run_cli(capsys, *argv):
     [
         ("inputs: [x]\noutput: o\ncapton:\n  model: a\n", "unknown key capton"),
         ("inputs: [x]\noutput: o\ncaption:\n  batch_size: many\n", "caption.batch_size: expected int"),
-        ("inputs: [x]\noutput: o\ncaption:\n  backend: gpt\n", "caption.backend: must be one of hf, sidecar"),
+        ("inputs: [x]\noutput: o\ncaption:\n  backend: gpt\n", "caption.backend: must be one of hf, vllm, sidecar"),
         ("inputs: [x]\noutput: o\nshard_size: 0\n", "shard_size: must be positive"),
         ("- not\n- a mapping\n", "a job file is a mapping"),
     ],

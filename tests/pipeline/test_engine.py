@@ -195,32 +195,55 @@ def test_the_test_sessions_ray_listens_on_loopback_only(ray_session):
     assert outside == {}
 
 
-@pytest.mark.slow
-def test_a_run_with_a_ray_of_its_own_listens_on_loopback_and_logs_ray_to_a_file(tmp_path, models_cache):
-    """A small job at the default 1 CPU per actor on a Ray of its own (2 CPUs here): it finishes
-    (the requests are fitted), every Ray listener is on loopback, and Ray's output is in
-    OUT/_logs/ray.log, not on the console."""
-    data = collection_job(tmp_path, models_cache, ray={"cpus_per_actor": 1, "cpus_per_task": 1})
+def run_cli_subprocess(tmp_path, data: dict, seconds: float = 400, watch=None) -> tuple:
+    """`pixcap run` on a Ray of its own; watch(process) is called every half second while it runs."""
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(data))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
-    env["TOKENIZERS_PARALLELISM"] = "false"
     driver = psutil.Popen([sys.executable, "-m", "pixcap.cli.main", "run", str(tmp_path / "job.yaml")],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    seen = {}
-    deadline = time.monotonic() + 400
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**env, "TOKENIZERS_PARALLELISM": "false"})
+    deadline = time.monotonic() + seconds
     while driver.poll() is None and time.monotonic() < deadline:
-        for key, hosts in listeners(driver).items():
-            seen.setdefault(key, set()).update(hosts)
+        if watch is not None:
+            watch(driver)
         time.sleep(0.5)
     if driver.poll() is None:
         driver.kill()
     out, err = driver.communicate()
-    assert driver.returncode == 0, err[-3000:]
+    return driver.returncode, out, err
+
+
+@pytest.mark.slow
+def test_a_run_with_a_ray_of_its_own_listens_on_loopback_and_logs_ray_to_a_file(tmp_path, models_cache):
+    """Every listener of the Ray a run starts is on loopback, and Ray's output is in
+    OUT/_logs/ray.log, not on the console."""
+    seen = {}
+
+    def watch(driver):
+        for key, hosts in listeners(driver).items():
+            seen.setdefault(key, set()).update(hosts)
+
+    data = collection_job(tmp_path, models_cache, ray={"cpus_per_actor": 0.25, "cpus_per_task": 0.5})
+    code, out, err = run_cli_subprocess(tmp_path, data, watch=watch)
+    assert code == 0, err[-3000:]
     assert "inputs 4 = written 4 + rejected 0" in out
     assert any("gcs_server" in name for _, name in seen) and any("raylet" in name for _, name in seen), seen
     outside = {key: hosts for key, hosts in seen.items() if not all(map(is_loopback, hosts))}
     assert outside == {}, outside
     log = (tmp_path / "out" / "_logs" / "ray.log").read_text()
     assert "Started a local Ray instance" in log
-    for noise in ("Started a local Ray instance", "(raylet)", "Running Dataset", "worker.py:"):
+    for noise in ("Started a local Ray instance", "Token authentication", "(raylet)", "Running Dataset", "worker.py:"):
         assert noise not in err, err
+
+
+@pytest.mark.slow
+def test_a_job_asking_more_cpus_than_the_cluster_has_runs_with_one_line_of_warning(tmp_path, models_cache):
+    """Each actor asks for every CPU of the machine: Ray would wait forever; pixcap scales the
+    requests down, says so, and finishes."""
+    cpus = os.cpu_count()
+    data = collection_job(tmp_path, models_cache, ray={"cpus_per_actor": cpus, "cpus_per_task": 1})
+    code, out, err = run_cli_subprocess(tmp_path, data, seconds=300)
+    assert code == 0, err[-3000:]
+    assert "inputs 4 = written 4 + rejected 0" in out
+    warnings = [line for line in err.splitlines() if line.startswith("pixcap: warning: ")]
+    assert len(warnings) == 1 and f"3 actors x ray.cpus_per_actor={cpus} + ray.cpus_per_task=1" in warnings[0], err

@@ -133,7 +133,7 @@ def fake_graph(monkeypatch, tmp_path):
 
     fake = Graph()
     monkeypatch.setattr(graph, "build_dataset", fake)
-    monkeypatch.setattr(run_module, "start_ray", lambda address, job, **kwargs: None)
+    monkeypatch.setattr(run_module, "start_ray", lambda address, job, **kwargs: job)
     monkeypatch.setattr(run_module, "resolve_models", lambda job: job)
     monkeypatch.setattr(progress, "ProgressCounter", SimpleNamespace(remote=lambda: None))
     monkeypatch.setattr(progress, "Progress", QuietProgress)

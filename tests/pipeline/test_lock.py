@@ -291,3 +291,56 @@ def test_a_full_disk_leaves_no_temp_file_behind(tmp_path):
     result = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "EFBIG", result.stderr
     assert os.listdir(tmp_path) == []
+
+
+# -- the same lock on an object store (moto's S3 server on 127.0.0.1) ---------------------------
+@pytest.fixture
+def s3_out(bucket):
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    return fs, f"{bucket}/out"
+
+
+@pytest.mark.slow
+def test_on_s3_a_lock_is_taken_renewed_refused_and_released(s3_out):
+    fs, out = s3_out
+    lock = OutputLock(out, lease_seconds=0.9)
+    assert lock.acquire() is None
+    with pytest.raises(OutputInUse, match=f"output {out} is in use by another pixcap run: pid {os.getpid()} on "):
+        OutputLock(out).acquire()
+    first = json.loads(fs.cat_file(f"{out}/{LOCK_NAME}"))
+    time.sleep(1.0)
+    assert json.loads(fs.cat_file(f"{out}/{LOCK_NAME}"))["expires"] > first["expires"]
+    lock.release()
+    fs.invalidate_cache()
+    assert not fs.exists(f"{out}/{LOCK_NAME}") and fs.glob(f"{out}/*") == []
+
+
+@pytest.mark.slow
+def test_on_s3_hosts_racing_for_an_expired_lease_take_it_over_once(tmp_path, s3_out):
+    fs, out = s3_out
+    fs.pipe_file(f"{out}/{LOCK_NAME}", json.dumps({"host": "gone-host", "pid": 1, "started": 0, "token": "t",
+                                                    "expires": time.time() - 1}).encode())
+    go, done = tmp_path / "go", tmp_path / "done"
+    racers = [subprocess.Popen([sys.executable, "-c", HOST_RACE, out, str(go), str(done), f"host-{i}"],
+                               stdout=subprocess.PIPE, text=True) for i in range(4)]
+    go.touch()
+    results = [racer.stdout.readline().strip() for racer in racers]
+    winner = json.loads(fs.cat_file(f"{out}/{LOCK_NAME}"))["host"]
+    done.touch()
+    for racer in racers:
+        racer.communicate(timeout=60)
+    assert sorted(results) == ["refused", "refused", "refused", "won"]
+    assert winner == f"host-{results.index('won')}"
+
+
+def test_a_claim_left_by_a_taker_that_died_is_cleared(tmp_path):
+    """A taker killed between its claim and its new lock leaves the claim; the next run clears it."""
+    pid, started = dead_pid()
+    (tmp_path / f"{LOCK_NAME}.takeover-0123456789abcdef").write_text(
+        json.dumps({"host": socket.gethostname(), "pid": pid, "started": started, "token": "t", "expires": time.time() + 60}))
+    lock = OutputLock(str(tmp_path))
+    assert lock.acquire() is None
+    assert os.listdir(tmp_path) == [LOCK_NAME]
+    lock.release()

@@ -375,3 +375,37 @@ def test_stats_memory_does_not_grow_with_rows_or_files(tmp_path):
     print("pixcap stats peak RSS by rows:", {rows: f"{peak / MIB:.0f} MiB" for rows, peak in peaks.items()})
     assert peaks[1_000_000] < peaks[250_000] + STATS_GROWTH_BOUND, peaks
     assert peaks[1_000_000] < STATS_PEAK_BOUND
+
+
+# -- a compressed-member bomb ------------------------------------------------------------------
+# The trial's bomb: a 1 MB .tar.gz of 16 members of 64 MiB of zeros named .jpg drove one
+# read/decode worker to 5 GiB (all processes: 10.7 GB). Each member is now peeked (its first MiB
+# is no image) and rejected unread, and a read task's batch is bounded by bytes: measured
+# WORKER_PEAK_WITH_BOMB below.
+BOMB_MEMBERS, BOMB_MEMBER_BYTES = 16, 64 * MIB
+READ_WORKER_PEAK_BOUND = 1024 * MIB  # a read/decode worker: its imports (~600 MiB) and a batch
+
+
+def test_a_gzip_bomb_is_rejected_unread_within_the_worker_bound(tmp_path, models_cache):
+    from .hostile import write_gzip_bomb
+
+    (tmp_path / "in").mkdir()
+    bomb = write_gzip_bomb(tmp_path / "in" / "bomb.tar.gz", BOMB_MEMBERS, BOMB_MEMBER_BYTES)
+    write_sa1b_tars(tmp_path / "in", tars=1, per_tar=20)
+    job = pipeline_job(str(tmp_path / "in"), tmp_path / "out", models_cache, "hf")
+    rc, stdout, stderr, sampler, seconds = run_measured(job, tmp_path / "job.yaml")
+    assert rc == 0, stderr[-3000:]
+    summary = sampler.summary()
+    print(f"\npixcap run, a {bomb.stat().st_size} byte tar.gz of {BOMB_MEMBERS} x {BOMB_MEMBER_BYTES // MIB} MiB "
+          f"of zeros + 20 images: {seconds:.0f} s;", json.dumps({k: round(v) if isinstance(v, float) else v
+                                                                 for k, v in summary.items()}))
+    inputs, written, rejected = map(int, SUMMARY.search(stdout).groups())
+    assert (inputs, written, rejected) == (BOMB_MEMBERS + 20, 20, BOMB_MEMBERS)
+    rejects = json.loads((tmp_path / "out" / "manifest.json").read_text())["totals"]["rejected_by_reason"]
+    assert rejects == {"not_an_image": BOMB_MEMBERS}
+    worker = sampler.peak("worker")
+    assert worker < WORKER_PEAK_BOUND, f"a Ray worker peaked at {worker / MIB:.0f} MiB: {summary}"
+    # The worker that read the bomb (its title names the read task while it runs it).
+    readers = [p["hwm"] for p in sampler.procs.values() if p["kind"] == "worker" and "_read" in p["title"]]
+    print(f"read/decode workers' peaks: {sorted(round(r / MIB) for r in readers)} MiB")
+    assert readers and max(readers) < READ_WORKER_PEAK_BOUND, f"{max(readers or [0]) / MIB:.0f} MiB"

@@ -83,3 +83,16 @@ def test_sidecar_captions_and_missing_ones(stage_batch):
     assert out[CAPTION_MODEL] == ["sidecar", "", ""]
     assert out[cols.REJECT_REASON] == ["", "no_caption", "decode_error"]
     assert out[cols.REJECT_STAGE] == ["", "caption", "decode"]
+
+
+def test_the_static_kv_cache_gives_exactly_the_eager_captions(config, model_images, stage_batch):
+    """caption.kv_cache=static (what `auto` takes on a GPU, where generate() compiles the decoding
+    step over it) changes speed, never words: the same greedy captions as the dynamic cache."""
+    import dataclasses
+
+    images = model_images(4)
+    static = CaptionStage(dataclasses.replace(config, kv_cache="static"))
+    dynamic = CaptionStage(dataclasses.replace(config, kv_cache="dynamic"))
+    assert static.model.generation_config.cache_implementation == "static"
+    assert dynamic.model.generation_config.cache_implementation != "static"
+    assert static(stage_batch(images))[CAPTION] == dynamic(stage_batch(images))[CAPTION]

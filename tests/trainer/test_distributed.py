@@ -1,4 +1,7 @@
-"""DDP on CPU: two gloo processes read disjoint samples and end with identical weights."""
+"""DDP on CPU: two gloo processes read disjoint samples and end with identical weights, at the
+learning rate PixArt's auto_lr gives their global batch."""
+import json
+import math
 import os
 import socket
 
@@ -33,7 +36,9 @@ def run_rank(rank: int, world: int, port: int, shards, out_dir: str, models: dic
             yield step, batch
 
     loop.step_batches = recording
-    result = loop.train(tiny_train_job(shards, f"{out_dir}/run", models, max_steps=4, checkpoint_every=2))
+    job = tiny_train_job(shards, f"{out_dir}/run", models, max_steps=4, checkpoint_every=2, lr_scaling="sqrt",
+                         warmup_steps=3)
+    result = loop.train(job)
     torch.save({"keys": keys, "model": result["model"].state_dict(), "ema": result["ema"].state_dict()},
                f"{out_dir}/rank{rank}.pt")
     dist.destroy_process_group()
@@ -54,4 +59,9 @@ def test_two_ranks_disjoint_samples_identical_weights(tmp_path, tiny_trainer_mod
     state = torch.load(tmp_path / "run" / "checkpoints" / "step-0000004" / "state.pt", weights_only=True)
     assert all(torch.equal(v, ranks[0]["model"][k]) for k, v in state["model"].items())
     assert (tmp_path / "run" / "checkpoints" / "step-0000004" / "rng-rank1.pt").exists()
-    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 4  # rank 0 logs alone
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 4  # rank 0 logs alone
+    # The effective lr: 1e-4 x sqrt(global batch 2 x 2 / 256), PixArt's auto_lr, under the warm-up.
+    scaled = 1e-4 * math.sqrt(2 * 2 / 256)
+    for entry in log:
+        assert math.isclose(entry["lr"], scaled * min(1.0, (entry["step"] + 1) / 3), rel_tol=1e-9)

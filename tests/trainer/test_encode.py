@@ -12,9 +12,11 @@ import torch
 
 from pixcap.schemas import JobError
 from pixcap.schemas.records import LATENT_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT
+from pixcap.schemas.train_job import FilterConfig
 from pixcap.trainer import latents, text
 from pixcap.trainer.buckets import nearest_bucket
 from pixcap.trainer.cli import add_encode_args, encode_command
+from pixcap.trainer.data import PrepareSamples
 from pixcap.trainer.encode import encode_shards
 from pixcap.trainer.loop import train
 
@@ -66,10 +68,7 @@ def test_posteriors_and_captions_are_written_beside_every_sample(encoded, tiny_t
             assert mask.shape == (120,) and emb.shape == (mask.sum(), 32) and emb.dtype == np.float16
             np.testing.assert_array_equal(mask, want_mask[0].numpy())
             np.testing.assert_allclose(emb, want[0, : mask.sum()].numpy(), rtol=1e-2, atol=1e-3)
-        # The stored mean is the VAE's: the first sample re-encoded from its image.
-        from pixcap.trainer.data import PrepareSamples
-        from pixcap.schemas.train_job import FilterConfig
-
+        # The stored posterior is the VAE's: the first sample re-encoded from its image.
         first = sorted(keys)[0]
         sample = {"__key__": first, **{name.split(".", 1)[1]: data for name, data in raw.items() if name.startswith(first + ".")}}
         pixels = PrepareSamples("aspect", [256], FilterConfig()).prepare(sample)["pixels"]

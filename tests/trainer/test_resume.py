@@ -1,10 +1,12 @@
-"""Resuming is exact: N steps, a restart, then M more equal N + M steps in one go, bit for bit on CPU."""
+"""Resuming is exact: N steps, a restart, then M more equal N + M steps in one go, bit for bit on CPU,
+on raw shards and on precomputed features, whose latents are drawn anew at every read."""
 import json
 
 import pytest
 import torch
 
 from pixcap.trainer.checkpoint import latest_checkpoint
+from pixcap.trainer.encode import encode_shards
 from pixcap.trainer.loop import train
 
 from .shards_fixture import tiny_train_job, write_shards
@@ -28,20 +30,34 @@ def assert_same(a, b, where=""):
         assert a == b, where
 
 
+def losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def assert_resume_is_exact(tmp_path, shards, models, max_steps, stop_at, **settings):
+    train(tiny_train_job(shards, tmp_path / "once", models, max_steps=max_steps, **settings))
+    train(tiny_train_job(shards, tmp_path / "twice", models, max_steps=stop_at, **settings))
+    train(tiny_train_job(shards, tmp_path / "twice", models, max_steps=max_steps, **settings))
+    once, twice = final_state(tmp_path / "once"), final_state(tmp_path / "twice")
+    assert once["step"] == twice["step"] == max_steps
+    for part in ("model", "ema", "optimizer", "scheduler"):
+        assert_same(once[part], twice[part], part)
+    assert losses(tmp_path / "once") == losses(tmp_path / "twice")
+
+
 @pytest.mark.slow
 def test_resume_equals_one_run(tmp_path, tiny_trainer_models):
     shards = write_shards(tmp_path / "shards", n_shards=3, per_shard=6)
     # Workers and dropout on: the data order and every random draw must survive the restart.
-    settings = dict(checkpoint_every=3, num_workers=2, caption_dropout=0.5)
-    train(tiny_train_job(shards, tmp_path / "once", tiny_trainer_models, max_steps=7, **settings))
     # Stop at 4, inside the second data segment, then go on to 7.
-    train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=4, **settings))
-    train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=7, **settings))
+    assert_resume_is_exact(tmp_path, shards, tiny_trainer_models, max_steps=7, stop_at=4,
+                           checkpoint_every=3, num_workers=2, caption_dropout=0.5)
 
-    once, twice = final_state(tmp_path / "once"), final_state(tmp_path / "twice")
-    assert once["step"] == twice["step"] == 7
-    for part in ("model", "ema", "optimizer", "scheduler"):
-        assert_same(once[part], twice[part], part)
-    log = [json.loads(line)["loss"] for line in (tmp_path / "once" / "log.jsonl").read_text().splitlines()]
-    log2 = [json.loads(line)["loss"] for line in (tmp_path / "twice" / "log.jsonl").read_text().splitlines()]
-    assert log == log2
+
+@pytest.mark.slow
+def test_resume_on_stored_posteriors_equals_one_run(tmp_path, tiny_trainer_models):
+    raw = write_shards(tmp_path / "raw", n_shards=2, per_shard=4)
+    encode_shards(raw, str(tmp_path / "features"), text_encoder=str(tiny_trainer_models["t5"]),
+                  vae=str(tiny_trainer_models["vae"]), models_cache=str(tmp_path / "cache"), batch_size=4)
+    shards = sorted(str(p) for p in (tmp_path / "features").glob("*.tar"))
+    assert_resume_is_exact(tmp_path, shards, tiny_trainer_models, max_steps=5, stop_at=3, checkpoint_every=2)
