@@ -12,7 +12,7 @@ from typing import Callable, Dict
 import numpy as np
 import pyarrow as pa
 
-from pixcap.schemas.records import CLIP_SCORE, HEIGHT, N_GROUNDED, N_NOUNS, WIDTH
+from pixcap.schemas.records import AESTHETIC_SCORE, CLIP_SCORE, HEIGHT, N_GROUNDED, N_NOUNS, WIDTH
 
 from .histogram import Histogram
 
@@ -44,4 +44,8 @@ DISTRIBUTIONS: Dict[str, Distribution] = {
     WIDTH: Distribution("Stored width", "width (px)", lambda: Histogram.of_integers(16383), 0),
     HEIGHT: Distribution("Stored height", "height (px)", lambda: Histogram.of_integers(16383), 0),
     ASPECT_RATIO: Distribution("Aspect ratio", "width / height", lambda: Histogram(0.0, 10.0, 2000), 3),
+    # LAION's predictor scores about 1..10; the range is wide so an untrained (tiny) model's scores fit too.
+    AESTHETIC_SCORE: Distribution("Aesthetic score", "aesthetic_score (LAION's improved aesthetic predictor)",
+                                  lambda: Histogram(-10.0, 20.0, 3000), 2),
 }
+OPTIONAL = {AESTHETIC_SCORE}  # columns an output may lack (the stage did not run): shown when any output has values

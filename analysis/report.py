@@ -13,13 +13,15 @@ from typing import List, Optional, Sequence
 from .caption_length import T5TokenCounter
 from .markup import esc
 from .page import render_page
+from .sections_duplicates import duplicates_section
 from .sections_inspection import gallery_section, rejects_section, shards_section
 from .sections_statistics import distributions_section, nouns_section, table1_section, training_fit_section
 from .stats import VALID_NOUN_MIN_COUNT
 from .summary import OutputSummary, summarise_output
 
 CONTENTS = (("table1", "Table 1"), ("distributions", "Distributions"), ("training-fit", "Training fit"),
-            ("nouns", "Nouns"), ("rejects", "Rejects"), ("shard-table", "Shards"), ("gallery", "Gallery"))
+            ("nouns", "Nouns"), ("duplicates", "Duplicates"), ("rejects", "Rejects"), ("shard-table", "Shards"),
+            ("gallery", "Gallery"))
 
 
 @dataclasses.dataclass
@@ -50,6 +52,7 @@ def render_report(summaries: List[OutputSummary]) -> str:
         distributions_section(summaries),
         training_fit_section(summaries),
         nouns_section(summaries),
+        duplicates_section(summaries),
         rejects_section(summaries),
         shards_section(summaries),
         gallery_section(summaries),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import List
 
 from .caption_length import APPROXIMATION, T5_MAX_TOKENS
-from .distributions import CAPTION_T5_TOKENS, DISTRIBUTIONS
+from .distributions import CAPTION_T5_TOKENS, DISTRIBUTIONS, OPTIONAL
 from .histogram import PERCENTILES
 from .markup import Cell, esc, figure, note, number, numeric, percent, section, table
 from .page import json_script
@@ -54,6 +54,8 @@ def distributions_section(summaries: List[OutputSummary]) -> str:
     parts = [note("Percentiles from fixed-bin histograms: exact for whole-number statistics, within one bin "
                   "(0.001 for clip_score, 0.005 for aspect ratio) for the others. Images without a value are left out.")]
     for name, spec in DISTRIBUTIONS.items():
+        if name in OPTIONAL and not any(s.histograms[name].count for s in summaries):
+            continue  # an optional stage no output ran
         series = [(s.label, s.histograms[name]) for s in summaries]
         headers, rows = _percentile_rows(name, summaries)
         parts.append(f'<h3 id="dist-{esc(name)}">{esc(spec.title)}</h3>')

@@ -14,11 +14,13 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from pixcap.schemas.records import CAPTION, CLIP_SCORE, HEIGHT, KEY, N_GROUNDED, N_NOUNS, SHARD, WIDTH
+from pixcap.schemas.records import CAPTION, CLIP_SCORE, HEIGHT, KEY, N_GROUNDED, N_NOUNS, SHA256, SHARD, WIDTH
 
 from .caption_length import T5TokenCounter, caption_words, t5_tokens
-from .distributions import ASPECT_RATIO, CAPTION_T5_TOKENS, CAPTION_WORDS, DISTRIBUTIONS, column_values
+from .distributions import ASPECT_RATIO, CAPTION_T5_TOKENS, CAPTION_WORDS, DISTRIBUTIONS, OPTIONAL, column_values
+from .duplicate_counts import DuplicateCounts, ExactTally, near_duplicate_count
 from .gallery import ScoreExtremes, nearest_scores
 from .histogram import Histogram
 from .rejects import RejectTally
@@ -30,7 +32,8 @@ from .training_fit import TrainingFit
 TOP_NOUNS = 50
 VN_THRESHOLDS = range(1, 101)
 BATCH_ROWS = 16384  # captions ride along: ~8 MB a batch at LLaVA's ~500 characters
-PASS_COLUMNS = sorted(set(TABLE_COLUMNS) | {KEY, SHARD, CAPTION, WIDTH, HEIGHT})
+PASS_COLUMNS = sorted(set(TABLE_COLUMNS) | {KEY, SHARD, CAPTION, WIDTH, HEIGHT, SHA256})
+OPTIONAL_COLUMNS = sorted(OPTIONAL)  # read where a file has them
 
 
 @dataclasses.dataclass
@@ -54,6 +57,7 @@ class OutputSummary:
     rejects: RejectTally
     shards: List[ShardRow]
     gallery: Dict[str, List[Example]]  # "lowest" / "median" / "highest"
+    duplicates: DuplicateCounts
 
 
 def valid_noun_curve(counts: np.ndarray) -> List[int]:
@@ -63,8 +67,9 @@ def valid_noun_curve(counts: np.ndarray) -> List[int]:
 
 
 def _add_batch(batch, histograms: Dict[str, Histogram], fit: TrainingFit, counter: Optional[T5TokenCounter]) -> None:
-    for name in (CLIP_SCORE, N_NOUNS, N_GROUNDED, WIDTH, HEIGHT):
-        histograms[name].add(column_values(batch, name))
+    for name in (CLIP_SCORE, N_NOUNS, N_GROUNDED, WIDTH, HEIGHT, *OPTIONAL_COLUMNS):
+        if name in batch.schema.names:
+            histograms[name].add(column_values(batch, name))
     captions = batch.column(CAPTION)
     words = caption_words(captions)
     histograms[CAPTION_WORDS].add(words)
@@ -81,10 +86,15 @@ def summarise_output(path: str, label: str, counter: Optional[T5TokenCounter] = 
     tally, extremes, fit, rejects = ConceptTally(), ScoreExtremes(), TrainingFit(), RejectTally()
     histograms = {name: spec.new_histogram() for name, spec in DISTRIBUTIONS.items()}
     shards = []
+    exact = ExactTally()
     for file in files:
         samples, clip_sum, clip_n = 0, 0.0, 0
-        for batch in iter_batches(file, PASS_COLUMNS, batch_rows):
+        with pq.ParquetFile(file) as parquet:
+            present = parquet.schema_arrow.names
+        columns = PASS_COLUMNS + [name for name in OPTIONAL_COLUMNS if name in present]
+        for batch in iter_batches(file, columns, batch_rows):
             tally.add(batch)
+            exact.add(batch.column(SHA256))
             extremes.add(batch)
             _add_batch(batch, histograms, fit, counter)
             scores = batch.column(CLIP_SCORE).drop_null()
@@ -102,4 +112,6 @@ def summarise_output(path: str, label: str, counter: Optional[T5TokenCounter] = 
     picks = {"lowest": extremes.lowest, "median": nearest_scores(files, median) if histograms[CLIP_SCORE].count else [],
              "highest": extremes.highest}
     gallery = {group: read_examples(path, chosen) for group, chosen in picks.items()}
-    return OutputSummary(path, label, table, histograms, counter is not None, top, curve, fit, rejects, shards, gallery)
+    duplicates = DuplicateCounts(exact.count(), *near_duplicate_count(files))
+    return OutputSummary(path, label, table, histograms, counter is not None, top, curve, fit, rejects, shards, gallery,
+                         duplicates)

@@ -1,8 +1,9 @@
-"""The Ray Data graph: read -> decode -> caption -> nouns -> clip -> fragments.
+"""The Ray Data graph: read -> decode -> model_inputs -> caption -> nouns -> clip -> fragments.
 
-CPU stages without a model (read, decode, write) run as tasks that scale with the CPUs; stages
-with a model (caption, nouns, clip) run as actor pools that load it once. GPU stages ask Ray for
-GPUs when the job says so.
+CPU stages without a model (read, decode, model_inputs, write) run as tasks that scale with the
+CPUs; stages with a model (caption, nouns, clip) run as actor pools that load it once. GPU stages
+ask Ray for GPUs when the job says so; the images' resize and crop (model_inputs) stay in the CPU
+tasks, so the GPU actors receive model-ready crops.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pixcap.stages.caption import CaptionStage, SidecarCaptionStage
 from pixcap.stages.caption_vllm import VllmCaptionStage
 from pixcap.stages.clip import ClipStage
 from pixcap.stages.decode import DecodeStage
+from pixcap.stages.model_inputs import ModelInputsStage
 from pixcap.stages.nouns import NounsStage
 from pixcap.stages.read import ReadStage
 
@@ -79,6 +81,19 @@ def _decode(batch, config, counter):
     return out
 
 
+# One ModelInputsStage per worker process and job configuration: Ray reuses task workers, and
+# the stage reads the image processor's config from disk when it is built.
+_MODEL_INPUTS: dict = {}
+
+
+def _model_inputs(batch, caption, clip):
+    key = (repr(caption), repr(clip))
+    if key not in _MODEL_INPUTS:
+        _MODEL_INPUTS.clear()
+        _MODEL_INPUTS[key] = ModelInputsStage(caption, clip)
+    return _MODEL_INPUTS[key](batch)
+
+
 def _write(batch, storage):
     failpoints.reached("write")
     return FragmentWriter(storage)(batch)
@@ -100,6 +115,8 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
         num_cpus=cpus, **faults,
     )
     ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "counter": counter}, num_cpus=cpus, **faults)
+    ds = ds.map_batches(_model_inputs, batch_size=DECODE_BATCH, fn_kwargs={"caption": job.caption, "clip": job.clip},
+                        num_cpus=cpus, **faults)
     stages = {"caption": (CAPTION_STAGES[job.caption.backend], job.caption), "nouns": (NounsStage, job.nouns),
               "clip": (ClipStage, job.clip)}
     for name, actors, gpus in actor_pools(job):  # the pools engine.start_ray checked and fitted

@@ -10,6 +10,7 @@ so parts, shard names and keys come out the same on every run.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from dataclasses import dataclass, field
 
@@ -88,16 +89,29 @@ def _captions_dir(fs, folder: str) -> str:
 
 def _walk(fs, root: str) -> tuple:
     """({path: info} of every file under root, [(path, error)] of what could not be listed).
-    fsspec's own find drops a folder it cannot list; every entry must be accounted for."""
-    found, errors = {}, []
 
-    def failed(error: Exception) -> None:
-        path = getattr(error, "filename", None) or root
-        errors.append((str(path), f"cannot list: {error.strerror or error}" if isinstance(error, OSError) else str(error)))
-
-    for folder, _, files in fs.walk(root, detail=True, on_error=failed):
-        for name, info in files.items():
-            found[posixpath.join(folder, name)] = info
+    Written here because fsspec's own find and walk drop a folder they cannot list (walk passes
+    its on_error only to the top level): every entry of an input must be accounted for."""
+    found, errors, seen = {}, [], set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        if isinstance(fs, LocalFileSystem):  # a link back up the tree must not loop forever
+            real = os.path.realpath(folder)
+            if real in seen:
+                continue
+            seen.add(real)
+        try:
+            listing = fs.ls(folder, detail=True)
+        except OSError as e:
+            errors.append((folder, f"cannot list: {e.strerror or e}"))
+            continue
+        for info in listing:
+            path = info["name"].rstrip("/")
+            if info["type"] == "directory" and path != folder:
+                pending.append(path)
+            elif path != folder:
+                found[path] = info
     return found, sorted(errors)
 
 

@@ -23,8 +23,12 @@ PART_END = "part_end"  # True on the last row read from an input part (rows also
 
 # decode (also SHA256, FORMAT, WIDTH, HEIGHT, ORIG_WIDTH, ORIG_HEIGHT, PASSTHROUGH)
 STORED = "stored"  # bytes of the image to store in the shard (JPEG); consumed by write
-MODEL_IMAGE = "model_image"  # HxWx3 uint8, short side decode.model_side; consumed by clip
-MODEL_IMAGE_EMPTY_SHAPE = (0, 0, 3)  # what a rejected row carries instead
+MODEL_IMAGE = "model_image"  # HxWx3 uint8, short side decode.model_side; consumed by model_inputs
+MODEL_IMAGE_EMPTY_SHAPE = (0, 0, 3)  # what a rejected row carries instead (also for the pixels below)
+
+# model_inputs: each model's eval view of MODEL_IMAGE, made on the CPU (N x N x 3 uint8 crops)
+CAPTION_PIXELS = "caption_pixels"  # LLaVA's crop; consumed by caption (absent for the sidecar backend)
+CLIP_PIXELS = "clip_pixels"  # open_clip's crop; consumed by clip
 
 # clip
 CLIP_EMBEDDING = "clip_embedding"  # the unit image embedding, float16 bytes ("" when rejected)

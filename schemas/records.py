@@ -57,6 +57,6 @@ CAPTION_EXT = "txt"
 RECORD_EXT = "json"
 
 # Members `pixcap encode` adds beside a sample; declared here so both sides agree.
-LATENT_EXT = "latent.npy"
+LATENT_EXT = "latent.npy"  # the VAE posterior, float32 [8, h, w]: mean, then log-variance
 T5_EMBEDDING_EXT = "t5.npy"
 T5_MASK_EXT = "t5mask.npy"

@@ -31,6 +31,7 @@ REASONS = {
     "too_large": "more pixels than decode.max_pixels, or more bytes than decode.max_file_bytes; refused unread",
     "too_small": "a side shorter than decode.min_side",
     "bad_aspect": "an aspect ratio beyond decode.max_aspect_ratio",
+    "preprocess_error": "the image could not be cropped to the models' inputs",
     "no_caption": "the sidecar backend found no caption for the image",
     "caption_error": "the captioner failed on this image",
     "nouns_error": "noun extraction failed on this caption",

@@ -96,7 +96,9 @@ class VllmCaptionStage:
 
     def __call__(self, batch: dict) -> dict:
         rows = RowOutcomes(batch, STAGE)
-        images = batch[B.MODEL_IMAGE]
+        # The CPU's crop when model_inputs made one: vLLM's own resize and crop of it are then
+        # the identity, so the GPU process does no real image work.
+        images = batch[B.CAPTION_PIXELS] if B.CAPTION_PIXELS in batch else batch[B.MODEL_IMAGE]
         captions, models = [""] * len(rows), [""] * len(rows)
 
         def caption_chunk(chunk: list) -> None:
@@ -106,7 +108,7 @@ class VllmCaptionStage:
 
         in_chunks(rows.live_rows(), self.config.batch_size, caption_chunk,
                   lambda i, e: rows.reject(i, "caption_error", error_text(e)))
-        out = dict(batch)
+        out = {k: v for k, v in batch.items() if k != B.CAPTION_PIXELS}
         out.update(rows.columns())
         out[B.CAPTION], out[B.CAPTION_MODEL] = captions, models
         return out

@@ -1,7 +1,8 @@
 """CLIP: how well a caption fits its image (`clip_score`), and which of its nouns CLIP sees there.
 
 A noun is grounded when the cosine of the image and "a photo of a {noun}" reaches
-clip.grounding_threshold. Consumes the model image.
+clip.grounding_threshold. Takes the CPU's crops (CLIP_PIXELS) when the batch has them, and
+otherwise runs open_clip's transform on MODEL_IMAGE itself; consumes both.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pixcap.schemas import batch as B
 from pixcap.schemas.job import ClipConfig
 
 from .outcomes import RowOutcomes, error_text, in_chunks
+from .preprocess import clip_view
 
 STAGE = "clip"
 NOUN_TEMPLATE = "a photo of a {}"
@@ -71,6 +73,7 @@ class ClipStage:
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(name)  # truncates to the text context
         self.label = model_label(name, config.pretrained)
+        self.view = clip_view(self.model)
 
     def autocast(self):
         # bf16 on the GPU for speed; the CPU runs fp32 where bf16 would be slow and lossy.
@@ -90,15 +93,22 @@ class ClipStage:
         return torch.cat(parts) if parts else torch.empty(0, 0)
 
     @torch.inference_mode()
-    def encode_images(self, images: list) -> torch.Tensor:
-        """Unit image embeddings of HxWx3 uint8 arrays, through the model's eval transform."""
-        pixels = torch.stack([self.preprocess(Image.fromarray(np.asarray(im, dtype=np.uint8))) for im in images])
+    def encode_images(self, images: list, cropped: bool = False) -> torch.Tensor:
+        """Unit image embeddings of HxWx3 uint8 arrays, through the model's eval transform; with
+        `cropped`, of the model's own square crops (model_inputs'), normalised on the device."""
+        if cropped:
+            for crop in images:
+                if crop.shape != (self.view.size, self.view.size, 3):
+                    raise ValueError(f"a crop of {crop.shape}, not {self.view.size}x{self.view.size}x3")
+            pixels = self.view.pixel_values(images, self.device)
+        else:
+            pixels = torch.stack([self.preprocess(Image.fromarray(np.asarray(im, dtype=np.uint8))) for im in images])
         with self.autocast():
             return unit(self.model.encode_image(pixels.to(self.device)))
 
-    def score_rows(self, rows: list, images, captions, nouns, noun_vectors: dict) -> dict:
+    def score_rows(self, rows: list, images, captions, nouns, noun_vectors: dict, cropped: bool = False) -> dict:
         """{row: (clip_score, grounded nouns, image embedding)} for rows scored in one forward pass."""
-        image_vectors = self.encode_images([images[i] for i in rows])
+        image_vectors = self.encode_images([np.asarray(images[i], dtype=np.uint8) for i in rows], cropped)
         caption_vectors = self.encode_texts([captions[i] or "" for i in rows])
         scores = (image_vectors * caption_vectors).sum(-1).tolist()
         results = {}
@@ -111,7 +121,9 @@ class ClipStage:
         return results
 
     def __call__(self, batch: dict) -> dict:
-        images, captions, nouns = batch[B.MODEL_IMAGE], batch[B.CAPTION], batch[B.NOUNS]
+        cropped = B.CLIP_PIXELS in batch
+        images = batch[B.CLIP_PIXELS] if cropped else batch[B.MODEL_IMAGE]
+        captions, nouns = batch[B.CAPTION], batch[B.NOUNS]
         rows = RowOutcomes(batch, STAGE)
         live = rows.live_rows()
 
@@ -121,10 +133,10 @@ class ClipStage:
 
         results = {}
         in_chunks(live, self.config.batch_size,
-                  lambda chunk: results.update(self.score_rows(chunk, images, captions, nouns, noun_vectors)),
+                  lambda chunk: results.update(self.score_rows(chunk, images, captions, nouns, noun_vectors, cropped)),
                   lambda i, e: rows.reject(i, "clip_error", error_text(e)))
 
-        out = {k: v for k, v in batch.items() if k != B.MODEL_IMAGE}
+        out = {k: v for k, v in batch.items() if k not in (B.MODEL_IMAGE, B.CLIP_PIXELS)}
         out.update(rows.columns())
         scored = [results.get(i, (math.nan, [], None)) for i in range(len(rows))]
         out[B.CLIP_SCORE] = np.array([score for score, _, _ in scored], dtype=np.float32)

@@ -125,8 +125,11 @@ def encode_shards(shards: typing.Sequence[str], output: str, text_encoder: str, 
     resolution and buckets fit each image as a train job with the same keys does (square, or the nearest
     bucket of that table); clean_captions cleans captions before T5 as the job's key of that name does.
     """
+    if "://" in output and not output.startswith("file://"):
+        raise JobError(f"--output {output}: encode writes to a local or mounted folder; "
+                       "its inputs may be on object storage")
     urls = expand_shards(shards)
-    out_dir = Path(output)
+    out_dir = Path(output.removeprefix("file://"))
     names = [url.rstrip("/").rsplit("/", 1)[-1] for url in urls]
     if len(set(names)) != len(names):
         raise JobError("shards: two inputs share a file name; encode them into separate --output folders")
