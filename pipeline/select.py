@@ -105,6 +105,13 @@ def check_subset(manifest, parent_record: dict, selection: Selection, url: str) 
                        "write the subset to a new folder")
 
 
+def count_selection(parent_url: str, selection: Selection, storage_options=None) -> dict:
+    """How many samples each step of the selection leaves, writing nothing (`--dry-run`)."""
+    parent = Storage(parent_url, storage_options)
+    parent_manifest = _parent(parent)
+    return plan_selection(parent, parent_manifest["shards"], selection)[1]
+
+
 def select_subset(parent_url: str, subset_url: str, selection: Selection, command=None, stream=None,
                   storage_options=None) -> dict:
     """Write the subset of parent_url that `selection` keeps to subset_url; returns its manifest.

@@ -87,6 +87,16 @@ class ClipConfig:
 
 
 @dataclass
+class AestheticConfig:
+    # "" is off. Else LAION's improved aesthetic predictor as a state dict (a .pth loaded tensors
+    # only, or .safetensors), e.g. sac+logos+ava1-l14-linearMSE.pth with clip ViT-L-14/openai;
+    # or tiny:aesthetic (for tiny:clip). Scores the CLIP image embedding: stages/aesthetic.py.
+    model: str = ""
+    batch_size: int = 256
+    actors: int = 1
+
+
+@dataclass
 class RayConfig:
     address: typing.Optional[str] = None  # None: start Ray locally; "auto" or ray://host:port
     cpus_per_task: float = 1.0  # read, decode and write tasks

@@ -12,6 +12,7 @@ import torch
 
 from pixcap.models.aesthetic_mlp import load_aesthetic_mlp
 from pixcap.schemas import batch as B
+from pixcap.schemas.job import AestheticConfig
 from pixcap.schemas.records import AESTHETIC_SCORE
 
 STAGE = "aesthetic"
@@ -20,9 +21,9 @@ STAGE = "aesthetic"
 class AestheticStage:
     """Adds AESTHETIC_SCORE (float32, NaN where there is no embedding), batch_size rows per forward pass."""
 
-    def __init__(self, model: str, batch_size: int = 256):
-        self.model = load_aesthetic_mlp(model)  # once per actor
-        self.batch_size = batch_size
+    def __init__(self, config: AestheticConfig):
+        self.model = load_aesthetic_mlp(config.model)  # once per actor; config.model is a resolved path
+        self.batch_size = config.batch_size
 
     @torch.inference_mode()
     def score(self, vectors: np.ndarray) -> np.ndarray:

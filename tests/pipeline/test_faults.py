@@ -4,6 +4,7 @@ import errno
 import glob
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -116,7 +117,7 @@ def fake_graph(monkeypatch, tmp_path):
     from pixcap.pipeline import run as run_module
 
     class Graph:
-        batches, consumed, work = 30, 0, None
+        batches, consumed, work = 80, 0, None
 
         def __call__(self, todo, job, storage, counter):
             self.storage = storage
@@ -129,7 +130,7 @@ def fake_graph(monkeypatch, tmp_path):
                 self.consumed += 1
                 batch = finished_batch(f"p-{i:05d}", [0, 1], count=2, part_end=i == self.batches - 1)
                 yield writer({**batch, B.STORED: [image, image]})
-                time.sleep(0.05)
+                time.sleep(0.1)
 
     fake = Graph()
     monkeypatch.setattr(graph, "build_dataset", fake)
@@ -151,13 +152,15 @@ def test_a_failed_commit_stops_the_run_at_once_with_one_line(fake_graph, failpoi
     _, err = capsys.readouterr()
     assert code == 1
     failed = [line for line in err.splitlines() if line.startswith("pixcap: failed:")]
-    assert failed == [f"pixcap: failed: CommitError: could not commit shard p-00000: [Errno {errno.ENOSPC}] {NO_SPACE}"
-                      " (injected at shard_tar); fix that and run again to continue"]
+    assert len(failed) == 1, err
+    # Commits run as Ray tasks when a Ray runs: the first to reach its tar may be any early shard.
+    shard = re.match(r"pixcap: failed: CommitError: could not commit shard (p-000\d\d): ", failed[0]).group(1)
+    assert failed[0].endswith(f"[Errno {errno.ENOSPC}] {NO_SPACE} (injected at shard_tar); fix that and run again to continue")
     assert "Traceback" not in err
-    assert fake_graph.consumed <= 10  # of 30: the driver stopped at the next batch or so, not at the end
+    assert fake_graph.consumed < 60  # of 80: the driver stopped once the failed commit came back, not at the end
     out = fake_graph.out
     assert not (out / LOCK_NAME).exists()
-    assert "p-00000" not in assert_committed_output_valid(out)
+    assert shard not in assert_committed_output_valid(out)
     assert not glob.glob(str(out / "shards" / f"*{TMP_SUFFIX}"))  # the part-written tar was removed at once
 
 

@@ -203,6 +203,14 @@ def test_bad_command_lines_are_refused(parent, tmp_path):
         cli(str(tmp_path / "not-an-output"), "--top-fraction", "0.5", "--output", out)
 
 
+def test_a_dry_run_prints_each_step_s_count_and_writes_nothing(parent, tmp_path, capsys):
+    assert cli(parent, "--dedup", "exact", "--top-fraction", "0.5", "--dry-run") == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert lines == [["parent", "12"], ["dedup", "exact", "11"], ["top", "0.5", "by", "clip_score", "6"]]
+    with pytest.raises(JobError, match="--output"):
+        cli(parent, "--dedup", "exact")
+
+
 def test_a_parent_whose_files_differ_from_its_manifest_is_refused(parent, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(parent, damaged)

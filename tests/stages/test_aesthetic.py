@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pixcap.schemas import batch as cols
-from pixcap.schemas.job import ClipConfig
+from pixcap.schemas.job import AestheticConfig, ClipConfig
 from pixcap.schemas.records import AESTHETIC_SCORE
 from pixcap.stages.aesthetic import AestheticStage
 from pixcap.stages.clip import ClipStage
@@ -48,7 +48,7 @@ def test_scores_are_laion_s_mlp_on_the_normalised_embedding(tiny_models):
     state = torch.load(tiny_models["aesthetic"], weights_only=True)
     rng = np.random.default_rng(0)
     vectors = [rng.normal(size=32) * scale for scale in (1.0, 0.1, 7.0)]  # any length: it is normalised
-    out = AestheticStage(str(tiny_models["aesthetic"]), batch_size=2)(embedding_batch(vectors))
+    out = AestheticStage(AestheticConfig(str(tiny_models["aesthetic"]), batch_size=2))(embedding_batch(vectors))
     expected = [laion_score(state, v.astype(np.float16).astype(np.float32)) for v in vectors]
     np.testing.assert_allclose(out[AESTHETIC_SCORE], expected, rtol=1e-4, atol=1e-5)
     assert out[AESTHETIC_SCORE].dtype == np.float32
@@ -59,7 +59,7 @@ def test_rows_without_an_embedding_pass_through_unscored(tiny_models):
     rng = np.random.default_rng(1)
     vectors = [rng.normal(size=32), None, rng.normal(size=32)]
     batch = embedding_batch(vectors, reasons=["", "decode_error", "too_small"])
-    out = AestheticStage(str(tiny_models["aesthetic"]))(batch)
+    out = AestheticStage(AestheticConfig(str(tiny_models["aesthetic"])))(batch)
     scores = out[AESTHETIC_SCORE]
     assert math.isfinite(scores[0]) and math.isnan(scores[1]) and math.isnan(scores[2])
     assert out[cols.REJECT_REASON] == ["", "decode_error", "too_small"]
@@ -69,7 +69,7 @@ def test_scores_follow_the_clip_stage_s_embeddings(tiny_models, model_images, st
     clip = ClipStage(ClipConfig(model=str(tiny_models["clip_config"]), pretrained=str(tiny_models["clip_checkpoint"])))
     images = model_images(3)
     scored = clip(stage_batch(images, caption=["a dog", "a cat", "a tree"], nouns=[[], [], []]))
-    out = AestheticStage(str(tiny_models["aesthetic"]))(scored)
+    out = AestheticStage(AestheticConfig(str(tiny_models["aesthetic"])))(scored)
     state = torch.load(tiny_models["aesthetic"], weights_only=True)
     expected = [laion_score(state, np.frombuffer(e, dtype=np.float16)) for e in scored[cols.CLIP_EMBEDDING]]
     np.testing.assert_allclose(out[AESTHETIC_SCORE], expected, rtol=1e-4, atol=1e-5)
@@ -82,8 +82,8 @@ def test_safetensors_weights_load_the_same(tiny_models, tmp_path):
     path = tmp_path / "aesthetic.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     vectors = [np.random.default_rng(2).normal(size=32)]
-    a = AestheticStage(str(tiny_models["aesthetic"]))(embedding_batch(vectors))[AESTHETIC_SCORE]
-    b = AestheticStage(str(path))(embedding_batch(vectors))[AESTHETIC_SCORE]
+    a = AestheticStage(AestheticConfig(str(tiny_models["aesthetic"])))(embedding_batch(vectors))[AESTHETIC_SCORE]
+    b = AestheticStage(AestheticConfig(str(path)))(embedding_batch(vectors))[AESTHETIC_SCORE]
     np.testing.assert_array_equal(a, b)
 
 
@@ -98,11 +98,11 @@ def test_weights_that_would_run_code_are_refused(tmp_path, monkeypatch):
     path = tmp_path / "evil.pth"
     torch.save({"layers.0.weight": _Payload()}, path)
     with pytest.raises(Exception, match="(?i)weights.only|unpickl"):
-        AestheticStage(str(path))
+        AestheticStage(AestheticConfig(str(path)))
     assert not marker.exists()
 
 
 def test_weights_for_another_clip_stop_the_stage(tiny_models):
-    stage = AestheticStage(str(tiny_models["aesthetic"]))
+    stage = AestheticStage(AestheticConfig(str(tiny_models["aesthetic"])))
     with pytest.raises(ValueError, match="32-dim.*gives 768"):
         stage(embedding_batch([np.ones(768)]))

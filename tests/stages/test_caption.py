@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 
 from pixcap.schemas import batch as cols
-from pixcap.schemas.job import CaptionConfig
+from pixcap.schemas.job import CaptionConfig, ClipConfig
 from pixcap.schemas.records import CAPTION, CAPTION_MODEL
 from pixcap.stages.caption import CaptionStage, SidecarCaptionStage, chat_prompt, generate_captions
+from pixcap.stages.model_inputs import ModelInputsStage
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +16,10 @@ def config(tiny_models):
 @pytest.fixture(scope="module")
 def stage(config):
     return CaptionStage(config)
+
+
+def clip_config(tiny_models):
+    return ClipConfig(model=str(tiny_models["clip_config"]), pretrained=str(tiny_models["clip_checkpoint"]))
 
 
 
@@ -96,3 +101,23 @@ def test_the_static_kv_cache_gives_exactly_the_eager_captions(config, model_imag
     assert static.model.generation_config.cache_implementation == "static"
     assert dynamic.model.generation_config.cache_implementation != "static"
     assert static(stage_batch(images))[CAPTION] == dynamic(stage_batch(images))[CAPTION]
+
+
+def test_captions_from_the_cpus_crops_equal_the_processors(stage, config, tiny_models, model_images, stage_batch):
+    model_inputs = ModelInputsStage(config, clip_config(tiny_models))
+    images = model_images(6, seed=4)
+    batch = stage_batch(images)
+    batch[cols.REJECT_STAGE][5], batch[cols.REJECT_REASON][5] = "decode", "too_small"
+    old = stage(batch)
+    new = stage(model_inputs(stage_batch(images, **{k: batch[k] for k in (cols.REJECT_STAGE, cols.REJECT_REASON)})))
+    assert new[CAPTION] == old[CAPTION] and all(old[CAPTION][:5]) and old[CAPTION][5] == ""
+    assert cols.CAPTION_PIXELS not in new and cols.CLIP_PIXELS in new
+    assert new[cols.REJECT_REASON] == old[cols.REJECT_REASON]
+
+
+def test_a_crop_of_the_wrong_size_becomes_a_caption_reject(stage, config, tiny_models, model_images, stage_batch):
+    out = ModelInputsStage(config, clip_config(tiny_models))(stage_batch(model_images(3, seed=5)))
+    out[cols.CAPTION_PIXELS][1] = np.zeros((7, 7, 3), np.uint8)
+    captioned = stage(out)
+    assert captioned[cols.REJECT_REASON] == ["", "caption_error", ""]
+    assert captioned[CAPTION][0] and captioned[CAPTION][2] and captioned[CAPTION][1] == ""

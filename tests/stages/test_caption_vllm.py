@@ -139,3 +139,25 @@ def test_vllm_takes_the_engine_arguments_and_knows_the_model(config):
 
     model_config = EngineArgs(**engine_arguments(config)).create_model_config()  # reads the folder; no GPU
     assert model_config.architectures == ["LlavaForConditionalGeneration"] and model_config.is_multimodal_model
+
+
+def test_the_cpus_crop_is_the_image_sent_and_gives_the_same_captions(config, hf_stage, tiny_models, model_images,
+                                                                    stage_batch):
+    from pixcap.schemas.job import ClipConfig
+    from pixcap.stages.model_inputs import ModelInputsStage
+
+    images = model_images(4, seed=7)
+    clip = ClipConfig(model=str(tiny_models["clip_config"]), pretrained=str(tiny_models["clip_checkpoint"]))
+    batch = ModelInputsStage(config, clip)(stage_batch(images))
+    sent = []
+
+    class Recording(TransformersEngine):
+        def captions(self, requests):
+            sent.extend(np.array(r["multi_modal_data"]["image"]) for r in requests)
+            return super().captions(requests)
+
+    stage, _ = stage_with(config, Recording(hf_stage))
+    out = stage(batch)
+    assert all(np.array_equal(a, b) for a, b in zip(sent, batch[B.CAPTION_PIXELS])) and len(sent) == 4
+    assert out[B.CAPTION] == hf_stage(stage_batch(images))[B.CAPTION]
+    assert B.CAPTION_PIXELS not in out

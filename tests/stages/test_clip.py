@@ -7,9 +7,10 @@ import torch
 from PIL import Image
 
 from pixcap.schemas import batch as cols
-from pixcap.schemas.job import ClipConfig
-from pixcap.schemas.records import CLIP_MODEL, CLIP_SCORE, GROUNDED_NOUNS, N_GROUNDED
+from pixcap.schemas.job import CaptionConfig, ClipConfig
+from pixcap.schemas.records import CAPTION, CLIP_MODEL, CLIP_SCORE, GROUNDED_NOUNS, N_GROUNDED
 from pixcap.stages.clip import ClipStage
+from pixcap.stages.model_inputs import ModelInputsStage
 
 
 def clip_config(tiny_models, **overrides):
@@ -105,3 +106,19 @@ def test_bad_image_becomes_a_reject_and_spares_its_neighbours(stage, model_image
     alone = stage(scored_batch(stage_batch, good, ["a dog"] * 2, [["dog"]] * 2))
     np.testing.assert_allclose(out[CLIP_SCORE][[0, 2]], alone[CLIP_SCORE], atol=1e-5)
     assert all(len(column) == 3 for column in out.values())
+
+
+def test_clip_scores_from_the_cpus_crops_are_the_transforms(stage, tiny_models, model_images, stage_batch):
+    model_inputs = ModelInputsStage(CaptionConfig(backend="sidecar"), clip_config(tiny_models))
+    images = model_images(5, seed=6)
+    columns = {CAPTION: ["a red car", "a dog", "", "sky", "a cat"],
+               cols.NOUNS: [["car"], ["dog"], [], ["sky"], ["cat"]]}
+    old = stage(stage_batch(images, **columns))
+    new = stage(model_inputs(stage_batch(images, **columns)))
+    assert cols.CLIP_PIXELS not in new and cols.MODEL_IMAGE not in new
+    assert np.allclose(new[CLIP_SCORE], old[CLIP_SCORE], atol=1e-3), np.abs(new[CLIP_SCORE] - old[CLIP_SCORE]).max()
+    assert new[cols.REJECT_REASON] == old[cols.REJECT_REASON] == [""] * 5
+    old_vectors = np.stack([np.frombuffer(v, np.float16) for v in old[cols.CLIP_EMBEDDING]]).astype(np.float32)
+    new_vectors = np.stack([np.frombuffer(v, np.float16) for v in new[cols.CLIP_EMBEDDING]]).astype(np.float32)
+    assert np.abs(old_vectors - new_vectors).max() < 1e-2
+    assert len(new[GROUNDED_NOUNS]) == 5
