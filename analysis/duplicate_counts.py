@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from pixcap.schemas.manifest import EMBEDDINGS_DIR
 from pixcap.schemas.records import KEY
 
-from .duplicates import count_exact_duplicates, near_duplicates, sha256_prefixes
+from .duplicates import near_duplicates, sha256_prefixes
 
 NEAR_COSINE = 0.95  # the report's threshold, NeMo Curator's and the issue's example
 NEAR_MAX_BYTES = 256 << 20  # embeddings the report loads to count near duplicates (about 170,000 at 768-d)
@@ -32,19 +32,26 @@ class DuplicateCounts:
 
 
 class ExactTally:
-    """sha256 prefixes gathered batch by batch; the count at the end."""
+    """sha256 prefixes gathered batch by batch into one array sized up front (8 bytes a sample,
+    no copies: the report's memory may grow by little more than that with the rows); the count at the end."""
 
-    def __init__(self) -> None:
-        self.parts: List[np.ndarray] = []
+    def __init__(self, rows: int) -> None:
+        self.prefixes = np.empty(rows, dtype=np.uint64)
+        self.filled = 0
 
     def add(self, sha256: pa.Array) -> None:
-        if len(sha256):
-            self.parts.append(sha256_prefixes(sha256))
+        n = len(sha256)
+        if n:
+            self.prefixes[self.filled:self.filled + n] = sha256_prefixes(sha256)
+            self.filled += n
 
     def count(self) -> int:
-        prefixes = np.concatenate(self.parts) if self.parts else np.empty(0, dtype=">u8")
-        self.parts = []
-        return count_exact_duplicates(prefixes)
+        """How many samples `--dedup exact` would drop, up to a shared 8-byte prefix (sorted in place)."""
+        prefixes = self.prefixes[:self.filled]
+        prefixes.sort()
+        distinct = 1 + int(np.count_nonzero(prefixes[1:] != prefixes[:-1])) if len(prefixes) else 0
+        self.prefixes = np.empty(0, dtype=np.uint64)
+        return len(prefixes) - distinct
 
 
 def _embeddings_file(stats_file: str) -> str:

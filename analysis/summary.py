@@ -86,12 +86,14 @@ def summarise_output(path: str, label: str, counter: Optional[T5TokenCounter] = 
     tally, extremes, fit, rejects = ConceptTally(), ScoreExtremes(), TrainingFit(), RejectTally()
     histograms = {name: spec.new_histogram() for name, spec in DISTRIBUTIONS.items()}
     shards = []
-    exact = ExactTally()
+    layout = []  # (rows, optional columns present) of each file, read from the footers first
     for file in files:
-        samples, clip_sum, clip_n = 0, 0.0, 0
         with pq.ParquetFile(file) as parquet:
-            present = parquet.schema_arrow.names
-        columns = PASS_COLUMNS + [name for name in OPTIONAL_COLUMNS if name in present]
+            layout.append((parquet.metadata.num_rows, [c for c in OPTIONAL_COLUMNS if c in parquet.schema_arrow.names]))
+    exact = ExactTally(sum(rows for rows, _ in layout))
+    for file, (_, optional) in zip(files, layout):
+        samples, clip_sum, clip_n = 0, 0.0, 0
+        columns = PASS_COLUMNS + optional
         for batch in iter_batches(file, columns, batch_rows):
             tally.add(batch)
             exact.add(batch.column(SHA256))

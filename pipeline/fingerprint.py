@@ -15,6 +15,7 @@ NOT_CONTENT = (
     "caption.kv_cache",
     "caption.batch_size", "caption.actors", "caption.gpus_per_actor",
     "nouns.batch_size", "nouns.actors", "clip.batch_size", "clip.actors", "clip.gpus_per_actor", "ray.",
+    "aesthetic.batch_size", "aesthetic.actors",
 )
 
 
@@ -25,6 +26,8 @@ def _is_content(key: str) -> bool:
 def fingerprint(job: Job, revisions: dict) -> dict:
     """{dotted key: value} of every content setting, plus {"revision.STAGE": revision}."""
     settings = {key: value for key, value in flatten(job.to_dict()).items() if _is_content(key)}
+    if not job.aesthetic.model:  # off: an output made before the optional stage existed keeps its fingerprint
+        settings = {key: value for key, value in settings.items() if not key.startswith("aesthetic.")}
     settings.update({f"revision.{stage}": revision for stage, revision in revisions.items()})
     return dict(sorted(settings.items()))
 

@@ -12,6 +12,7 @@ import ray
 
 from pixcap.schemas import Job
 from pixcap.schemas import batch as B
+from pixcap.stages.aesthetic import AestheticStage
 from pixcap.stages.caption import CaptionStage, SidecarCaptionStage
 from pixcap.stages.caption_vllm import VllmCaptionStage
 from pixcap.stages.clip import ClipStage
@@ -118,7 +119,7 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
     ds = ds.map_batches(_model_inputs, batch_size=DECODE_BATCH, fn_kwargs={"caption": job.caption, "clip": job.clip},
                         num_cpus=cpus, **faults)
     stages = {"caption": (CAPTION_STAGES[job.caption.backend], job.caption), "nouns": (NounsStage, job.nouns),
-              "clip": (ClipStage, job.clip)}
+              "clip": (ClipStage, job.clip), "aesthetic": (AestheticStage, job.aesthetic)}
     for name, actors, gpus in actor_pools(job):  # the pools engine.start_ray checked and fitted
         stage, config = stages[name]
         ds = ds.map_batches(

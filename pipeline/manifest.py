@@ -43,13 +43,17 @@ def package_versions() -> dict:
 
 def models_entry(job, resolved, revisions: dict) -> dict:
     """The manifest's `models`: each stage's model as the job named it, as resolved, and its revision."""
-    return {
+    models = {
         "caption": {"backend": job.caption.backend, "name": job.caption.model, "resolved": resolved.caption.model,
                     "revision": revisions["caption"]},
         "nouns": {"name": job.nouns.model, "revision": revisions["nouns"]},
         "clip": {"name": job.clip.model, "pretrained": job.clip.pretrained,
                  "resolved": [resolved.clip.model, resolved.clip.pretrained], "revision": revisions["clip"]},
     }
+    if job.aesthetic.model:
+        models["aesthetic"] = {"name": job.aesthetic.model, "resolved": resolved.aesthetic.model,
+                               "revision": revisions["aesthetic"]}
+    return models
 
 
 def read_manifest(storage: Storage):

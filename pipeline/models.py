@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from pixcap.models.resolve import resolve_model
-from pixcap.schemas import Job
+from pixcap.schemas import Job, JobError
 
 
 def resolve_models(job: Job) -> Job:
@@ -18,4 +19,10 @@ def resolve_models(job: Job) -> Job:
         model=resolve_model("clip.model", job.clip.model, cache),
         pretrained=resolve_model("clip.pretrained", job.clip.pretrained, cache, checkpoint=True),
     )
-    return dataclasses.replace(job, caption=caption, clip=clip)
+    aesthetic = job.aesthetic
+    if aesthetic.model:  # "" is off
+        aesthetic = dataclasses.replace(aesthetic, model=resolve_model("aesthetic.model", aesthetic.model, cache))
+        if not os.path.isfile(aesthetic.model):
+            raise JobError(f"aesthetic.model: {job.aesthetic.model} is no weights file (LAION's "
+                           "sac+logos+ava1-l14-linearMSE.pth, a .safetensors state dict, or tiny:aesthetic)")
+    return dataclasses.replace(job, caption=caption, clip=clip, aesthetic=aesthetic)

@@ -30,8 +30,11 @@ MODEL_CAPTION_BACKENDS = ("hf", "vllm")  # the caption backends that run a model
 def actor_pools(job: Job) -> list:
     """(name, actors, gpus per actor) of the model stages: what pipeline/graph.py asks Ray for."""
     caption_gpus = job.caption.gpus_per_actor if job.caption.backend in MODEL_CAPTION_BACKENDS else 0.0
-    return [("caption", job.caption.actors, caption_gpus), ("nouns", job.nouns.actors, 0.0),
-            ("clip", job.clip.actors, job.clip.gpus_per_actor)]
+    pools = [("caption", job.caption.actors, caption_gpus), ("nouns", job.nouns.actors, 0.0),
+             ("clip", job.clip.actors, job.clip.gpus_per_actor)]
+    if job.aesthetic.model:  # optional, after clip; a small MLP: CPU
+        pools.append(("aesthetic", job.aesthetic.actors, 0.0))
+    return pools
 
 
 def wanted_gpus(job: Job) -> dict:

@@ -107,5 +107,7 @@ def model_revisions(resolved: Job) -> dict:
         + " " + (_revision(resolved.clip.pretrained, cache) if os.path.exists(resolved.clip.pretrained)
                  else f"open_clip:{resolved.clip.pretrained}"),
     }
+    if resolved.aesthetic.model:  # only when on: the fingerprint of an output without it stays as it was
+        revisions["aesthetic"] = _revision(resolved.aesthetic.model, cache)
     cache.save()
     return revisions

@@ -64,6 +64,9 @@ def existing_manifest(storage: Storage):
                            f"it holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
                            "choose a new or empty folder")
         return None
+    if isinstance(manifest, dict) and manifest.get("version") == 1 and "shards" in manifest:
+        raise JobError(f"output: {storage.url()} was made by an earlier pixcap (manifest version 1, without input "
+                       "identities or a fingerprint); write to a new output")
     if not is_pixcap_manifest(manifest):
         raise JobError(f"output: {storage.url()} holds a manifest.json that pixcap did not write; choose a new or empty folder")
     return manifest

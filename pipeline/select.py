@@ -174,6 +174,7 @@ def _select_locked(parent: Storage, parent_manifest: dict, subset: Storage, sele
           f"subset {subset.url()}", file=stream)
     files, written = {}, 0
     by_name = {entry["name"]: entry for entry in parent_manifest["shards"]}
+
     def copy(name: str) -> dict:
         lock.check()
         rows, keys = kept[name]

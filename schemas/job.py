@@ -116,6 +116,7 @@ class Job:
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     nouns: NounsConfig = field(default_factory=NounsConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    aesthetic: AestheticConfig = field(default_factory=AestheticConfig)  # optional; after clip
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict:
@@ -126,7 +127,7 @@ CHOICES = {"caption.backend": ("hf", "vllm", "sidecar"), "caption.kv_cache": ("a
 POSITIVE = {
     "shard_size", "decode.max_side", "decode.max_pixels", "decode.max_file_bytes", "decode.model_side",
     "caption.max_new_tokens", "caption.batch_size", "caption.actors", "nouns.batch_size", "nouns.actors",
-    "clip.batch_size", "clip.actors",
+    "clip.batch_size", "clip.actors", "aesthetic.batch_size", "aesthetic.actors",
 }
 
 
