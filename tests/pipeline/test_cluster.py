@@ -38,7 +38,7 @@ def run_on_cluster(tmp_path, inputs_url, out, models_cache, remove=None) -> dict
     return json.loads(result.read_text())
 
 
-@pytest.mark.parametrize("remove", [None, "actor", "commit"])
+@pytest.mark.parametrize("remove", ["actor", "commit"])
 def test_a_three_node_cluster_gives_the_one_node_output(remove, single_node, s3_collection, tmp_path, models_cache):
     inputs_url, expected = s3_collection
     out = f"s3://pixcap-cluster/three-nodes-{remove or 'whole'}"
