@@ -272,3 +272,19 @@ class OutputLock:
             self.storage.remove(LOCK_NAME)
         self._drop_claim()
         self.me, self.raw = None, b""
+
+
+def take_lock(storage: Storage, stream, what: str) -> OutputLock:
+    """The lock of an output, taken for a run: a live holder is a JobError (exit code 2), a
+    stale one is taken over with one line on stream."""
+    from pixcap.schemas import JobError
+
+    lock = OutputLock(storage)
+    try:
+        stale = lock.acquire()
+    except OutputInUse as e:
+        raise JobError(str(e)) from None
+    if stale is not None:
+        print(f"pixcap: took over the stale lock of a run that is gone ({describe(stale)}); resuming its {what}",
+              file=stream)
+    return lock

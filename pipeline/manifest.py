@@ -31,9 +31,9 @@ CARD_NAME = "README.md"
 CARD_MARK = "<!-- written by pixcap; it rewrites this file unless the line is removed -->"
 
 
-def package_versions() -> dict:
+def package_versions(names=VERSIONED_PACKAGES) -> dict:
     versions = {}
-    for name in VERSIONED_PACKAGES:
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -9,7 +9,6 @@ import platform
 import shlex
 import socket
 import subprocess
-import sys
 from functools import lru_cache
 from pathlib import Path
 

@@ -16,7 +16,7 @@ from .engine import check_cluster, start_ray
 from .fingerprint import differences, fingerprint
 from .inputs import InputError, list_sources
 from .ledger import Ledger
-from .lock import OutputInUse, OutputLock, describe
+from .lock import OutputLock, take_lock
 from .manifest import (
     input_counts, is_pixcap_manifest, models_entry, new_manifest, package_versions, read_manifest, shard_entries,
     totals, write_dataset_card, write_manifest,
@@ -100,13 +100,7 @@ def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = F
     record_sources(sources, manifest["inputs"] if manifest else [], storage.url())
     check_cluster(address, resolved, quiet=not verbose)
     storage.makedirs()
-    lock = OutputLock(storage)
-    try:
-        stale = lock.acquire()
-    except OutputInUse as e:
-        raise JobError(str(e)) from None
-    if stale is not None:
-        print(f"pixcap: took over the stale lock of a run that is gone ({describe(stale)}); resuming its output", file=stream)
+    lock = take_lock(storage, stream, "output")
     try:
         # Read again under the lock: another run may have finished in between.
         manifest = existing_manifest(storage)

@@ -11,7 +11,6 @@ refused: a subset holds one selection of one parent.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import sys
@@ -23,10 +22,10 @@ from pixcap.schemas.selection import PARENT_KEY, SELECTION_KEY, Selection
 
 from . import failpoints
 from .ledger import Ledger
-from .lock import OutputInUse, OutputLock, describe
+from .lock import OutputLock, take_lock
 from .manifest import (
-    input_counts, is_pixcap_manifest, new_manifest, read_manifest, shard_entries, totals, write_dataset_card,
-    write_manifest,
+    input_counts, is_pixcap_manifest, new_manifest, package_versions, read_manifest, shard_entries, totals,
+    write_dataset_card, write_manifest,
 )
 from .provenance import run_entry, utc_now
 from .run import existing_manifest
@@ -65,13 +64,7 @@ def _same_place(parent: Storage, subset: Storage) -> bool:
 
 
 def _versions(parent_manifest: dict) -> dict:
-    versions = dict(parent_manifest.get("versions") or {})
-    for name in SELECT_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {**(parent_manifest.get("versions") or {}), **package_versions(SELECT_PACKAGES)}
 
 
 def new_subset_manifest(parent_manifest: dict, parent_record: dict, selection: Selection) -> dict:
@@ -130,13 +123,7 @@ def select_subset(parent_url: str, subset_url: str, selection: Selection, comman
     planned = None if existing is not None and read_plan(subset) is not None else \
         plan_selection(parent, parent_manifest["shards"], selection)
     subset.makedirs()
-    lock = OutputLock(subset)
-    try:
-        stale = lock.acquire()
-    except OutputInUse as e:
-        raise JobError(str(e)) from None
-    if stale is not None:
-        print(f"pixcap: took over the stale lock of a run that is gone ({describe(stale)}); resuming its subset", file=stream)
+    lock = take_lock(subset, stream, "subset")
     try:
         manifest = existing_manifest(subset)  # again, under the lock
         check_subset(manifest, parent_record, selection, subset.url())
