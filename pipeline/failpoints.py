@@ -13,7 +13,8 @@ be killed again forever). Unset in normal runs, where a check is one dict lookup
 
 Points: read, decode, caption, nouns, clip (per batch, in Ray workers); fragment (the driver,
 per fragment it records); shard_tar (a commit task, once a shard's tar has its first 10 KB in
-the temp file); shard_commit (a commit task, between a shard's rejects and its stats).
+the temp file); shard_commit (a commit task, between a shard's rejects and its stats); subset_commit (select,
+between a subset shard's tar and its stats).
 """
 from __future__ import annotations
 
