@@ -22,10 +22,10 @@ BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what `yes | head` reports for yes
 STOPPED = "pixcap: stopped by SIGTERM; run the same command again to continue"
 
 
-class Terminated(BaseException):
+class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread wherever it is, so that the run's finally blocks run
-    (the commit pool stops, the output lock is released). A BaseException, like
-    KeyboardInterrupt, so that no `except Exception` on the way takes it for an error."""
+    (the commit pool stops, the output lock is released). An interrupt, like Ctrl-C: no
+    `except Exception` on the way takes it for an error, and the run records it as stopped."""
 
 
 def _on_sigterm(signum, frame):

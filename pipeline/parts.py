@@ -11,7 +11,7 @@ from __future__ import annotations
 from pixcap.schemas import JobError
 from pixcap.schemas import batch as B
 from pixcap.schemas.shards import chunk_part_id
-from pixcap.stages.keys import KeyMaker, sanitise, short_hash
+from pixcap.stages.keys import KeyMaker, UniqueNames, sanitise
 
 from .inputs import Source
 
@@ -25,28 +25,18 @@ def _changes(recorded: dict, listed: dict) -> str:
     return ", ".join(f"{k} {recorded.get(k)!r} -> {listed.get(k)!r}" for k in keys if recorded.get(k) != listed.get(k))
 
 
-def _unique_prefix(name: str, uri: str, used: set) -> str:
-    prefix = sanitise(name).replace("/", "_")
-    if prefix in used:
-        prefix = f"{prefix}-{short_hash(uri)}"
-    n = 1
-    while prefix in used:  # a crafted name can collide with a hashed one too
-        prefix, n = f"{prefix}-{short_hash(f'{uri}#{n}')}", n + 1
-    used.add(prefix)
-    return prefix
-
-
 def record_sources(sources: list, recorded: list, output: str) -> list:
     """The input records for the listed sources: recorded ones as they were, new ones with a
     fresh prefix. Raises InputChanged naming every input whose content changed."""
     by_uri = {entry["uri"]: entry for entry in recorded}
-    used = {entry["prefix"] for entry in recorded}
+    prefixes = UniqueNames()  # a new input's prefix is its base name, hashed with its URI when taken
+    prefixes.taken.update(entry["prefix"] for entry in recorded)
     records, changed = [], []
     for source in sources:
         entry = by_uri.get(source.uri)
         if entry is None:
             entry = {"uri": source.uri, "kind": source.kind, "identity": source.identity,
-                     "prefix": _unique_prefix(source.name, source.uri, used)}
+                     "prefix": prefixes.claim(sanitise(source.name).replace("/", "_"), source.uri)}
         elif entry["identity"] != source.identity:
             changed.append(f"{source.uri} ({_changes(entry['identity'], source.identity)})")
         records.append(entry)

@@ -50,6 +50,7 @@ class Progress:
         self.every, self.stall_seconds, self.stream, self.waiting = every_seconds, stall_seconds, stream, waiting
         self.committed = Committed()
         self.counts = {}
+        self._seen = None  # what _refresh saw last: counts and commits; a change resets the stall clock
         self.start = time.monotonic()
         self.last_change = self.start
         self.stop_event = threading.Event()
@@ -79,7 +80,7 @@ class Progress:
         except Exception:  # Ray going down at the end of a run: keep the last counts
             return
         seen = (counts, self.committed.written, self.committed.rejected)
-        if seen != getattr(self, "_seen", None):
+        if seen != self._seen:
             self._seen, self.last_change = seen, time.monotonic()
         self.counts = counts
 

@@ -42,8 +42,6 @@ def check_output(job: Job) -> None:
     if not job.output:
         raise JobError("output: no output folder; set output in the job or pass --output")
     local = "://" not in job.output or job.output.startswith("file://")
-    if local and os.path.exists(job.output.removeprefix("file://")) and not os.path.isdir(job.output.removeprefix("file://")):
-        raise JobError(f"output: {job.output} is a file; an output is a folder (new, empty, or made by pixcap)")
     for uri in job.inputs:
         if local and ("://" not in uri or uri.startswith("file://")):
             folder = uri.removeprefix("file://").split("*")[0]
@@ -207,8 +205,7 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
             if todo:
                 _stream(todo, resolved, storage, address, stream, ledger, committer, lock, verbose)
         except BaseException as e:
-            stopped = isinstance(e, KeyboardInterrupt) or type(e).__name__ == "Terminated"  # SIGINT, SIGTERM
-            _record_end(storage, manifest, run, committer, "stopped" if stopped else "failed")
+            _record_end(storage, manifest, run, committer, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
             raise
     ledger.mark_finished_parts()
     if ledger.shards:
