@@ -45,7 +45,7 @@ def rows(out_url: str) -> dict:
     return found, sorted(rejects)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # test_cluster.py reads the same inputs: uploaded once
 def s3_collection(tmp_path_factory, s3_server, ray_session):
     root = tmp_path_factory.mktemp("s3-collection")
     expected = write_collection(root)
