@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 
 import fsspec
 import pyarrow.parquet as pq
@@ -45,14 +46,16 @@ def rows(out_url: str) -> dict:
     return found, sorted(rejects)
 
 
-@pytest.fixture(scope="session")  # test_cluster.py reads the same inputs: uploaded once
+@pytest.fixture(scope="session")
 def s3_collection(tmp_path_factory, s3_server, ray_session):
+    # test_cluster.py imports this fixture, which makes it a second session fixture there: each
+    # instance uploads to its own bucket, so neither finds the other's
     root = tmp_path_factory.mktemp("s3-collection")
     expected = write_collection(root)
-    fs = s3()
-    fs.mkdir("pixcap-in")
-    upload(root, "s3://pixcap-in/c")
-    return "s3://pixcap-in/c", expected
+    bucket = f"pixcap-in-{uuid.uuid4().hex[:8]}"
+    s3().mkdir(bucket)
+    upload(root, f"s3://{bucket}/c")
+    return f"s3://{bucket}/c", expected
 
 
 def s3_job(inputs_url, out_url, models_cache):
@@ -68,13 +71,14 @@ def s3_run(s3_collection, models_cache):
     return out, manifest, expected
 
 
-def test_a_run_from_s3_to_s3_accounts_for_every_input_once(s3_run):
+def test_a_run_from_s3_to_s3_accounts_for_every_input_once(s3_collection, s3_run):
+    inputs_url, _ = s3_collection
     out, manifest, expected = s3_run
     totals = manifest["totals"]
     assert totals["inputs"] == expected["inputs"] and totals["rejected"] == expected["broken"]
     found, rejects = rows(out)
     assert len(found) + len(rejects) == expected["inputs"]
-    assert all(source.startswith("s3://pixcap-in/c/") for source, _ in found.values())
+    assert all(source.startswith(f"{inputs_url}/") for source, _ in found.values())
     assert not s3().exists(f"{out}/{LOCK_NAME}")
     assert not s3().glob(f"{out}/_work/fragments/*")
 
