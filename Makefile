@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_stages.py
 	$(PY) bench/bench_decode.py
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_cluster.py
 	$(PY) bench/bench_ledger.py
 
 bench-train: $(STAMP)

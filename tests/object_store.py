@@ -5,52 +5,24 @@ workers take their environment from the raylet: s3fs in a read task or a commit 
 endpoint and credentials where every S3 tool looks for them.
 """
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
 
+from bench.loopback import LOOPBACK, free_port, s3_environment, start_moto, stop
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = int(os.environ.get("PIXCAP_TEST_S3_PORT") or _free_port())
-ENDPOINT = f"http://127.0.0.1:{PORT}"
-os.environ.update({
-    "PIXCAP_TEST_S3_PORT": str(PORT),  # subprocesses and re-imports agree on the port
-    "AWS_ENDPOINT_URL": ENDPOINT,
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-})
+PORT = int(os.environ.get("PIXCAP_TEST_S3_PORT") or free_port())
+ENDPOINT = f"http://{LOOPBACK}:{PORT}"
+# PIXCAP_TEST_S3_PORT: subprocesses and re-imports agree on the port
+os.environ.update({"PIXCAP_TEST_S3_PORT": str(PORT), **s3_environment(ENDPOINT)})
 
 
 @pytest.fixture(scope="session")
 def s3_server():
     """The endpoint of a moto S3 server listening on 127.0.0.1 only."""
-    moto = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    server = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(PORT)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError(f"moto_server did not start on 127.0.0.1:{PORT}")
-            time.sleep(0.2)
+    server = start_moto(PORT)
     yield ENDPOINT
-    server.terminate()
-    server.wait(timeout=10)
+    stop(server)
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@ import sys
 import time
 
 import ray
-from ray.cluster_utils import Cluster
 
+from bench.loopback import start_cluster
 from pixcap.pipeline import failpoints
-
-LOOPBACK = {"node_ip_address": "127.0.0.1"}
 
 
 def _node_of(kind: str, held: str):
@@ -46,10 +44,7 @@ def main() -> int:
     parser.add_argument("result")
     parser.add_argument("--remove", choices=("actor", "commit"))
     args = parser.parse_args()
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, **LOOPBACK})
-    workers = [cluster.add_node(num_cpus=2, **LOOPBACK) for _ in range(2)]
-    cluster.wait_for_nodes()
+    cluster, workers = start_cluster(0, [2, 2])
     ray.init(address=cluster.address, log_to_driver=False)
     removed = None
     held = args.result + ".held"
