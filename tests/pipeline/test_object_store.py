@@ -81,6 +81,7 @@ def test_a_run_from_s3_to_s3_accounts_for_every_input_once(s3_collection, s3_run
     assert all(source.startswith(f"{inputs_url}/") for source, _ in found.values())
     assert not s3().exists(f"{out}/{LOCK_NAME}")
     assert not s3().glob(f"{out}/_work/fragments/*")
+    assert not s3().glob(f"{out}/_work/blobs/*")  # every shard's stored images went with its commit
 
 
 def test_stats_and_verify_read_the_output_on_s3(s3_run, capsys):
