@@ -18,8 +18,11 @@ and ignore_eos for vLLM): images/s is what a real run gets at that caption lengt
   transformers compiles; the first (compiling) batch is timed apart as warm-up.
 - vllm: VllmCaptionStage (stages/caption_vllm.py), every request handed over at once.
 - clip: ViT-L-14 at batch 256: the model's forward alone on model-ready bf16 tensors (weights
-  in bf16, and fp32 weights under autocast as ClipStage loads them), and ClipStage as a whole,
-  whose per-image PIL preprocessing runs inside the actor.
+  in bf16, and fp32 weights under autocast as ClipStage loads them), and ClipStage as a whole.
+
+Every stage gets what the pipeline's CPU tasks hand the GPU actors: the uint8 crops that
+ModelInputsStage makes from decode's model image, made before the clock starts (their CPU rate
+is reported as cpu_model_inputs_images_per_s).
 
 Peak memory: torch's peak allocation in the process, and the device's memory in use at the end
 (nvidia-smi's view; vLLM reserves its gpu_memory_utilization share up front, by design).
@@ -116,6 +119,23 @@ def batch_of(images: list, **columns) -> dict:
             B.REJECT_REASON: [""] * n, B.REJECT_ERROR: [""] * n, **columns}
 
 
+def model_inputs(args, images: list, **columns) -> tuple:
+    """The batch as the pipeline's CPU tasks hand it to the GPU actors: LLaVA's and CLIP's crops
+    made by ModelInputsStage (stages/model_inputs.py); returns (batch, CPU images/s)."""
+    from pixcap.schemas.job import CaptionConfig, ClipConfig
+    from pixcap.stages.model_inputs import ModelInputsStage
+
+    name = CLIP_SHAPES[args.shape][0]
+    stage = ModelInputsStage(CaptionConfig(model=args.llava), ClipConfig(model=name, pretrained=args.clip_checkpoint))
+    start = time.perf_counter()
+    batch = stage(batch_of(images, **columns))
+    return batch, len(images) / (time.perf_counter() - start)
+
+
+def first(batch: dict, n: int) -> dict:
+    return {column: values[:n] for column, values in batch.items()}
+
+
 def synchronize() -> None:
     import torch
 
@@ -152,22 +172,22 @@ def run_hf(args, static: bool) -> dict:
     from pixcap.schemas.job import CaptionConfig
     from pixcap.stages.caption import CaptionStage
 
-    images = model_images(args.images)
+    batch, cpu_rate = model_inputs(args, model_images(args.images))
     size = args.hf_batch_size
     stage = CaptionStage(CaptionConfig(model=args.llava, max_new_tokens=args.tokens, batch_size=size))
     if static:
         # generate reads its defaults from the model's generation config: a static cache there makes
         # the stage's own generate call allocate it once and compile the decoding step.
         stage.model.generation_config.cache_implementation = "static"
-    warm_up = timed(lambda: stage(batch_of(images[:size])))  # compiles, for static
+    warm_up = timed(lambda: stage(first(batch, size)))  # compiles, for static
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     out = {}
-    seconds = timed(lambda: out.update(stage(batch_of(images))))
+    seconds = timed(lambda: out.update(stage(batch)))
     assert not any(out[B.REJECT_REASON]), set(out[B.REJECT_ERROR])
     generated = stage.processor.tokenizer(out[B.CAPTION][0], add_special_tokens=False)["input_ids"]
-    return caption_result(len(images), args.tokens, seconds, warm_up_s=warm_up, batch_size=size,
-                          first_caption_tokens=len(generated))
+    return caption_result(len(batch[B.KEY]), args.tokens, seconds, warm_up_s=warm_up, batch_size=size,
+                          first_caption_tokens=len(generated), cpu_model_inputs_images_per_s=cpu_rate)
 
 
 def run_vllm(args) -> dict:
@@ -178,20 +198,22 @@ def run_vllm(args) -> dict:
     from pixcap.stages.caption_vllm import VllmCaptionStage, captioning_request
 
     images = model_images(args.images)
+    batch, cpu_rate = model_inputs(args, images)
     start = time.perf_counter()
     stage = VllmCaptionStage(CaptionConfig(model=args.llava, max_new_tokens=args.tokens, batch_size=len(images)))
     load = time.perf_counter() - start
     # Random weights: forced to exactly --tokens, as min_new_tokens does for hf.
     stage.engine.sampling = SamplingParams(temperature=0.0, max_tokens=args.tokens, min_tokens=args.tokens,
                                            ignore_eos=True, skip_special_tokens=True)
-    check = stage.engine.llm.generate([captioning_request(stage.prompt, im) for im in images[:8]],
+    check = stage.engine.llm.generate([captioning_request(stage.prompt, im) for im in batch[B.CAPTION_PIXELS][:8]],
                                       stage.engine.sampling, use_tqdm=False)  # also the warm-up
     lengths = {len(output.outputs[0].token_ids) for output in check}
     assert lengths == {args.tokens}, lengths
     out = {}
-    seconds = timed(lambda: out.update(stage(batch_of(images))))
+    seconds = timed(lambda: out.update(stage(batch)))
     assert not any(out[B.REJECT_REASON]), set(out[B.REJECT_ERROR])
-    return caption_result(len(images), args.tokens, seconds, load_s=load, requests_per_call=len(images))
+    return caption_result(len(images), args.tokens, seconds, load_s=load, requests_per_call=len(images),
+                          cpu_model_inputs_images_per_s=cpu_rate)
 
 
 def run_clip(args) -> dict:
@@ -227,8 +249,9 @@ def run_clip(args) -> dict:
     nouns = "dog cat tree car house street sky cloud person bicycle mountain river".split()
     columns = {B.CAPTION: ["a dog and a cat under a tree near a car in the street"] * size,
                B.NOUNS: [nouns[: 6 + i % 6] for i in range(size)]}
-    stage(batch_of(images[:size], **columns))
-    results["clip_stage_images_per_s"] = size / timed(lambda: stage(batch_of(images[:size], **columns)))
+    batch, _ = model_inputs(args, images[:size], **columns)  # the crops the pipeline's CPU tasks make
+    stage(batch)
+    results["clip_stage_images_per_s"] = size / timed(lambda: stage(batch))
     return {**results, **memory(), "model": name, "batch_size": size}
 
 
@@ -269,12 +292,13 @@ def report(name: str, result: dict) -> str:
         return (f"{name:<10} {result['model']} batch {result['batch_size']}: forward on model-ready tensors "
                 f"{result['forward_bf16_weights_images_per_s']:7.0f} images/s (bf16 weights), "
                 f"{result['forward_fp32_weights_autocast_images_per_s']:7.0f} (fp32 weights, autocast); "
-                f"ClipStage with its in-actor preprocessing {result['clip_stage_images_per_s']:6.0f} images/s")
+                f"ClipStage on the CPU tasks' crops {result['clip_stage_images_per_s']:6.0f} images/s")
     extra = (f"batch {result['batch_size']}, warm-up {result['warm_up_s']:.0f} s, "
              f"first caption {result['first_caption_tokens']} tokens" if "batch_size" in result
              else f"{result['requests_per_call']} requests at once, load {result['load_s']:.0f} s")
     return (f"{name:<10} {result['images_per_s']:7.2f} images/s {result['tokens_per_s']:8.0f} tokens/s  "
-            f"peak {result['torch_peak_gib']:5.1f} GiB torch, {result['device_used_gib']:5.1f} GiB device  ({extra})")
+            f"peak {result['torch_peak_gib']:5.1f} GiB torch, {result['device_used_gib']:5.1f} GiB device  ({extra}; "
+            f"its crops made on one CPU core at {result['cpu_model_inputs_images_per_s']:.0f} images/s)")
 
 
 def main() -> None:
