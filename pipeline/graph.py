@@ -69,8 +69,8 @@ def _counted(stage_cls, name: str, counter):
     return Counted
 
 
-def _read(parts, shard_size, read_captions, max_file_bytes, counter):
-    for rows in ReadStage(shard_size, read_captions, max_file_bytes)(parts):
+def _read(parts, shard_size, read_captions, max_file_bytes, storage_options, counter):
+    for rows in ReadStage(shard_size, read_captions, max_file_bytes, storage_options)(parts):
         failpoints.reached("read")
         counter.add.remote("read", len(rows[B.KEY]))
         counter.add.remote("read_bytes", sum(len(data) for data in rows[B.DATA]))
@@ -114,7 +114,8 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
     ds = ray.data.from_items(parts, override_num_blocks=max(1, len(parts)))
     ds = ds.map_batches(
         _read, batch_size=1, fn_kwargs={"shard_size": job.shard_size, "read_captions": job.caption.backend == "sidecar",
-                          "max_file_bytes": job.decode.max_file_bytes, "counter": counter},
+                          "max_file_bytes": job.decode.max_file_bytes, "storage_options": job.storage_options,
+                          "counter": counter},
         num_cpus=cpus, **faults,
     )
     ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "storage": storage, "counter": counter}, num_cpus=cpus, **faults)

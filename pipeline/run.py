@@ -86,7 +86,7 @@ def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = F
     stream = stream or sys.stderr
     check_output(job)
     try:
-        sources = list_sources(job.inputs)
+        sources = list_sources(job.inputs, job.storage_options)
     except InputError as e:
         raise JobError(str(e)) from None
     resolved = resolve_models(job)
