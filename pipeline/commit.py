@@ -1,4 +1,5 @@
-"""Commit: a shard whose inputs are all in fragments becomes tar + rejects + stats, in input order.
+"""Commit: a shard whose inputs are all in fragments becomes tar + rejects + stats, in input order;
+the images come from the shard's blobs (pipeline/blobs.py), which go once the stats are written.
 
 Each file is written to a temporary name and renamed; the stats parquet is renamed last and is
 the commit point, so a reader that follows the stats never sees a half-written shard. The
@@ -26,10 +27,12 @@ from pixcap.schemas.manifest import (
 from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_SCHEMA
 
 from . import failpoints
+from .blobs import read_blobs, shard_blobs
 from .ledger import Ledger
 from .storage import Storage
 
 COMMIT_THREADS = 2
+BLOB_READS = 32
 
 
 class CommitError(RuntimeError):
@@ -58,16 +61,24 @@ def _record(row: dict) -> dict:
     return {name: row[name] for name in SAMPLE_SCHEMA.names}
 
 
-def _write_tar(f, samples: list, failpoint) -> None:
+def _with_images(storage: Storage, samples: list):
+    """(row, stored bytes) in order, the blobs fetched BLOB_READS at a time: a shard's images are
+    never all in memory, and an object store serves each group concurrently."""
+    for start in range(0, len(samples), BLOB_READS):
+        group = samples[start:start + BLOB_READS]
+        yield from zip(group, read_blobs(storage, [row[B.STORED_AT] for row in group]))
+
+
+def _write_tar(f, storage: Storage, samples: list, failpoint) -> None:
     # Fixed owner and mtime: the same samples give byte-identical shards on every run.
     writer = wds.TarWriter(f, user="pixcap", group="pixcap", mtime=0.0)
     try:
         partway = False
-        for row in samples:
+        for row, image in _with_images(storage, samples):
             writer.write(
                 {
                     "__key__": row[B.KEY],
-                    IMAGE_EXT: row[B.STORED],
+                    IMAGE_EXT: image,
                     CAPTION_EXT: row[B.CAPTION].encode("utf-8"),
                     RECORD_EXT: json.dumps(_record(row), ensure_ascii=False, sort_keys=True).encode("utf-8"),
                 }
@@ -126,7 +137,7 @@ def commit_shard(storage: Storage, shard: str, fragments: list, failpoint=_no_fa
     files = {}
     if samples:
         with storage.writer(paths["tar"]) as f:
-            _write_tar(f, samples, failpoint)
+            _write_tar(f, storage, samples, failpoint)
         files[paths["tar"]] = {"bytes": f.bytes, "sha256": f.digest.hexdigest()}
         if all(r[B.CLIP_EMBEDDING] for r in samples):
             files[paths["embeddings"]] = _write_embeddings(storage, paths["embeddings"], samples)
@@ -140,6 +151,7 @@ def commit_shard(storage: Storage, shard: str, fragments: list, failpoint=_no_fa
         SHARD_META_EMBEDDINGS_SHA256: files.get(paths["embeddings"], {}).get("sha256", ""),
     })
     files[paths["stats"]] = _write_parquet(storage, paths["stats"], stats)
+    storage.remove_tree(shard_blobs(shard))  # committed: its images are in the tar now
     return {"name": shard, "samples": len(samples), "rejected": len(rejects), "files": files}
 
 

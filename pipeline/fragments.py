@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from pixcap.schemas import batch as B
 from pixcap.stages.write import fragment_table, ledger_summary
 
+from .blobs import BlobWriter
 from .ledger import FRAGMENTS
 from .storage import Storage
 
@@ -23,6 +24,8 @@ class FragmentWriter:
     def __call__(self, batch: dict) -> dict:
         if len(batch[B.SHARD]) == 0:
             return {column: [] for column in B.LEDGER_COLUMNS + [B.FRAGMENT]}
+        if B.STORED in batch:  # a caller without the graph, whose decode task stores them first
+            batch = BlobWriter(self.storage)(batch)
         table = fragment_table(batch)
         buffer = io.BytesIO()
         pq.write_table(table, buffer)

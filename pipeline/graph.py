@@ -1,7 +1,8 @@
 """The Ray Data graph: read -> decode -> model_inputs -> caption -> nouns -> clip -> fragments.
 
 CPU stages without a model (read, decode, model_inputs, write) run as tasks that scale with the
-CPUs; stages with a model (caption, nouns, clip) run as actor pools that load it once. GPU stages
+CPUs; decode writes each image's stored bytes to the output there (pipeline/blobs.py), so the
+rows that go on to the models carry only model-ready crops and small columns; stages with a model (caption, nouns, clip) run as actor pools that load it once. GPU stages
 ask Ray for GPUs when the job says so; the images' resize and crop (model_inputs) stay in the CPU
 tasks, so the GPU actors receive model-ready crops.
 """
@@ -22,6 +23,7 @@ from pixcap.stages.nouns import NounsStage
 from pixcap.stages.read import ReadStage
 
 from . import failpoints
+from .blobs import BlobWriter
 from .fragments import FragmentWriter
 from .resources import actor_pools
 from .storage import Storage
@@ -67,17 +69,17 @@ def _counted(stage_cls, name: str, counter):
     return Counted
 
 
-def _read(parts, shard_size, read_captions, max_file_bytes, counter):
-    for rows in ReadStage(shard_size, read_captions, max_file_bytes)(parts):
+def _read(parts, shard_size, read_captions, max_file_bytes, storage_options, counter):
+    for rows in ReadStage(shard_size, read_captions, max_file_bytes, storage_options)(parts):
         failpoints.reached("read")
         counter.add.remote("read", len(rows[B.KEY]))
         counter.add.remote("read_bytes", sum(len(data) for data in rows[B.DATA]))
         yield rows
 
 
-def _decode(batch, config, counter):
+def _decode(batch, config, storage, counter):
     failpoints.reached("decode")
-    out = DecodeStage(config)(batch)
+    out = BlobWriter(storage)(DecodeStage(config)(batch))  # the stored bytes stay here, on the output
     counter.add.remote("decode", len(out[B.KEY]))
     return out
 
@@ -112,10 +114,11 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
     ds = ray.data.from_items(parts, override_num_blocks=max(1, len(parts)))
     ds = ds.map_batches(
         _read, batch_size=1, fn_kwargs={"shard_size": job.shard_size, "read_captions": job.caption.backend == "sidecar",
-                          "max_file_bytes": job.decode.max_file_bytes, "counter": counter},
+                          "max_file_bytes": job.decode.max_file_bytes, "storage_options": job.storage_options,
+                          "counter": counter},
         num_cpus=cpus, **faults,
     )
-    ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "counter": counter}, num_cpus=cpus, **faults)
+    ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "storage": storage, "counter": counter}, num_cpus=cpus, **faults)
     ds = ds.map_batches(_model_inputs, batch_size=DECODE_BATCH, fn_kwargs={"caption": job.caption, "clip": job.clip},
                         num_cpus=cpus, **faults)
     stages = {"caption": (CAPTION_STAGES[job.caption.backend], job.caption), "nouns": (NounsStage, job.nouns),

@@ -13,6 +13,7 @@ import hashlib
 import os
 import posixpath
 from dataclasses import dataclass, field
+from typing import Optional
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -136,11 +137,12 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def list_sources(inputs: list) -> list:
-    """The inputs of a job as Sources, each input once, in a stable order."""
+def list_sources(inputs: list, storage_options: Optional[dict] = None) -> list:
+    """The inputs of a job as Sources, each input once, in a stable order; storage_options go to
+    fsspec with every URL (the job's key: an endpoint, credentials)."""
     named = []  # (fs, path, is_glob_match)
     for uri in inputs:
-        fs, path = fsspec.core.url_to_fs(uri)
+        fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
         path = path.rstrip("/") or path
         if any(c in path for c in "*?["):
             matches = sorted(fs.glob(path))

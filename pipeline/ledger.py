@@ -2,7 +2,7 @@
 
 State lives in the output only, so a run killed at any point is continued by running it again:
 committed shards are the stats parquets (the commit point); inputs finished but not committed
-are rows of fragments under _work/fragments; a part whose shards are all committed has a marker
+are rows of fragments under _work/fragments, their images in _work/blobs; a part whose shards are all committed has a marker
 under _work/parts and is not even opened again. Only shards of this output's own inputs (their
 prefixes are in the manifest) count, and only files pixcap can prove it wrote are removed.
 """
@@ -21,6 +21,7 @@ from pixcap.schemas.manifest import (
 )
 from pixcap.schemas.shards import parse_shard_name
 
+from .blobs import BLOBS, shard_blobs
 from .storage import Storage
 
 FRAGMENTS = posixpath.join(WORK_DIR, FRAGMENTS_DIR)
@@ -87,7 +88,15 @@ class Ledger:
             removed += [posixpath.join(directory, name + suffix) for name in self._own(directory, suffix) - self.committed_shards]
         for path in removed:
             self.storage.remove(path)
-        return removed
+        return removed + self.sweep_blobs()
+
+    def sweep_blobs(self) -> list:
+        """Remove the blobs of committed shards, which a run stopped before its commit removed
+        them; returns their folders."""
+        folders = [shard_blobs(shard) for shard in self.storage.folders(BLOBS) if shard in self.committed_shards]
+        for folder in folders:
+            self.storage.remove_tree(folder)
+        return folders
 
     def load_fragments(self) -> None:
         """Take up the rows a previous run finished but did not commit."""

@@ -86,7 +86,7 @@ def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = F
     stream = stream or sys.stderr
     check_output(job)
     try:
-        sources = list_sources(job.inputs)
+        sources = list_sources(job.inputs, job.storage_options)
     except InputError as e:
         raise JobError(str(e)) from None
     resolved = resolve_models(job)
@@ -208,6 +208,7 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
             _record_end(storage, manifest, run, committer, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
             raise
     ledger.mark_finished_parts()
+    ledger.sweep_blobs()
     if ledger.shards:
         incomplete = ", ".join(sorted(ledger.shards)[:5])
         raise RuntimeError(f"shards left incomplete after the run: {incomplete}; run again to retry")

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import shutil
 import uuid
 from typing import Iterator, Optional
 
@@ -87,6 +88,15 @@ class Storage:
             return []
         return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file")
 
+    def folders(self, relative: str = "") -> list:
+        """Names of the folders directly in a folder; [] when there is none."""
+        self._fresh()
+        try:
+            entries = self.fs.ls(self.path(relative), detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory")
+
     def entries(self) -> list:
         """Names directly under the root, files and folders."""
         self._fresh()
@@ -97,6 +107,13 @@ class Storage:
 
     def read_bytes(self, relative: str) -> bytes:
         return self.fs.cat_file(self.path(relative))
+
+    def read_many(self, relatives: list) -> dict:
+        """{relative: bytes} of several files; an object store fetches them concurrently."""
+        if self.local or not relatives:
+            return {relative: self.read_bytes(relative) for relative in relatives}
+        found = self.fs.cat([self.path(relative) for relative in relatives], on_error="raise")
+        return {relative: found[self.path(relative)] for relative in relatives}
 
     def open(self, relative: str, mode: str = "rb"):
         return self.fs.open(self.path(relative), mode)
@@ -172,6 +189,24 @@ class Storage:
                 return False
             raise
 
+    def write_many(self, files: dict) -> None:
+        """Write several small files ({relative: bytes}), each whole under its name or not at all;
+        an object store takes them as concurrent puts."""
+        if self.local:
+            for relative, data in files.items():
+                self.write_bytes(relative, data)
+        elif files:
+            self.fs.pipe({self.path(relative): data for relative, data in files.items()})
+
     def remove(self, relative: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(relative))
+
+    def remove_tree(self, relative: str) -> None:
+        """Remove a folder and what is in it; nothing when it is not there."""
+        with contextlib.suppress(FileNotFoundError):
+            if self.local:
+                shutil.rmtree(self.path(relative))
+            elif self.fs.exists(self.path(relative)):
+                self.fs.rm(self.path(relative), recursive=True)
+        self._fresh()

@@ -22,7 +22,10 @@ REJECT_ERROR = "reject_error"
 PART_END = "part_end"  # True on the last row read from an input part (rows also carry PART_ID)
 
 # decode (also SHA256, FORMAT, WIDTH, HEIGHT, ORIG_WIDTH, ORIG_HEIGHT, PASSTHROUGH)
-STORED = "stored"  # bytes of the image to store in the shard (JPEG); consumed by write
+STORED = "stored"  # bytes of the image to store in the shard (JPEG); consumed by the blob writer
+# The pipeline writes STORED to the output where it was decoded and carries only where it is:
+# a path under OUT/_work/blobs ("" for a rejected row), read by the shard commit.
+STORED_AT = "stored_at"
 MODEL_IMAGE = "model_image"  # HxWx3 uint8, short side decode.model_side; consumed by model_inputs
 MODEL_IMAGE_EMPTY_SHAPE = (0, 0, 3)  # what a rejected row carries instead (also for the pixels below)
 

@@ -1,7 +1,7 @@
 """Fragments: the parquet files workers write finished rows to, before a shard is committed.
 
-A fragment holds the sample columns, the stored image bytes, the reject columns and the ledger
-columns (which shard, which position, whether the shard or the part ends there).
+A fragment holds the sample columns, where the stored image bytes are (a blob under _work/blobs),
+the reject columns and the ledger columns (which shard, which position, whether the shard or the part ends there).
 """
 import pyarrow as pa
 
@@ -14,7 +14,7 @@ FRAGMENT_SCHEMA = pa.schema(
         pa.field(B.SHARD_COUNT, pa.int32()),
         pa.field(B.PART_END, pa.bool_()),
         pa.field(B.PART_ID, pa.string()),
-        pa.field(B.STORED, pa.binary()),
+        pa.field(B.STORED_AT, pa.string()),
         pa.field(B.CLIP_EMBEDDING, pa.binary()),
         pa.field(B.REJECT_STAGE, pa.string()),
         pa.field(B.REJECT_REASON, pa.string()),

@@ -110,7 +110,7 @@ class Job:
     shard_size: int = 1000  # inputs per shard; a shard holds fewer samples where some are rejected
     models_cache: str = DEFAULT_MODELS_CACHE  # where tiny:* models are built
     progress_seconds: float = 10.0
-    storage_options: dict = field(default_factory=dict)  # passed to fsspec for the output (e.g. S3 client_kwargs)
+    storage_options: dict = field(default_factory=dict)  # passed to fsspec with every input and output URL (e.g. S3 client_kwargs)
     stall_seconds: float = 600.0  # no stage moving for this long: say which waits, and on what
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)

@@ -37,4 +37,5 @@ WORK_DIR = "_work"  # fragments and the resume ledger
 LOGS_DIR = "_logs"  # Ray's console output (pixcap run --verbose shows it instead)
 FRAGMENTS_DIR = "fragments"  # under WORK_DIR: finished rows, not yet committed
 PARTS_DIR = "parts"  # under WORK_DIR: a done-marker per input part whose shards are all committed
+BLOBS_DIR = "blobs"  # under WORK_DIR: BLOBS_DIR/SHARD/INDEX.jpg, each image's stored bytes until its shard commits
 TMP_SUFFIX = ".pixcap-tmp"  # a file being written, renamed when complete; the only temp name pixcap makes

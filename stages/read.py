@@ -81,8 +81,10 @@ def _read_text(fs, path: str, root_path: str) -> str:
 class ReadStage:
     """Turns a batch of part rows into batches of member rows (a generator, for map_batches)."""
 
-    def __init__(self, shard_size: int, read_captions: bool, max_file_bytes: int = DecodeConfig.max_file_bytes):
+    def __init__(self, shard_size: int, read_captions: bool, max_file_bytes: int = DecodeConfig.max_file_bytes,
+                 storage_options: Optional[dict] = None):
         self.shard_size = shard_size
+        self.options = dict(storage_options or {})  # the job's storage_options, for every input URL
         self.read_captions = read_captions  # only the sidecar backend needs existing captions
         self.max_file_bytes = max_file_bytes  # a member is held in memory whole, so its size is capped
 
@@ -130,7 +132,7 @@ class ReadStage:
         """
         uri = part[B.PART_URI]
         try:
-            problem = tar_problem(uri, part.get(B.PART_ROOT) or "")
+            problem = tar_problem(uri, part.get(B.PART_ROOT) or "", self.options)
         except OSError:
             problem = ""  # gone or unreadable: opening it below says so as a read_error row
         if problem:  # one row for the tar; nothing in it is read
@@ -138,12 +140,12 @@ class ReadStage:
             return
         keys = KeyMaker(part[B.PART_KEY_PREFIX])
         sidecars = SidecarTracker()
-        captions_fs, captions_dir = _captions_location(part) if self.read_captions else (None, "")
+        captions_fs, captions_dir = _captions_location(part, self.options) if self.read_captions else (None, "")
         pending = None  # the last image member, waiting for a caption member that may follow
         broken = None  # a row for the archive itself, when it cannot be read to its end
         position = 0
         try:
-            with open_regular(*fsspec.core.url_to_fs(uri)) as f, tarfile.open(fileobj=decompressed(f), mode="r|") as tar:
+            with open_regular(*fsspec.core.url_to_fs(uri, **self.options)) as f, tarfile.open(fileobj=decompressed(f), mode="r|") as tar:
                 for info in tar:
                     if info.isdir():
                         continue
@@ -200,9 +202,9 @@ class ReadStage:
         the read forever), is rejected before it is opened; a non-image file is listed here only
         when no image claims it as a sidecar, and is rejected too.
         """
-        captions_fs, captions_dir = _captions_location(part) if self.read_captions else (None, "")
+        captions_fs, captions_dir = _captions_location(part, self.options) if self.read_captions else (None, "")
         root = part[B.PART_URI].rstrip("/")
-        root_path = fsspec.core.url_to_fs(root)[1]
+        root_path = fsspec.core.url_to_fs(root, **self.options)[1]
         listing_errors = part[B.PART_MEMBER_ERRORS]
         for position, (url, key, listing_error) in enumerate(zip(part[B.PART_MEMBERS], part[B.PART_KEYS], listing_errors)):
             if position in skip:
@@ -214,7 +216,7 @@ class ReadStage:
                 yield member
                 continue
             try:
-                fs, path = fsspec.core.url_to_fs(url)
+                fs, path = fsspec.core.url_to_fs(url, **self.options)
                 problem = local_file_problem(fs, path, root_path)
                 if problem:
                     member.reason, member.error = "unsafe_member", problem
@@ -345,11 +347,11 @@ def open_regular(fs, path: str):
         raise
 
 
-def tar_problem(uri: str, root: str) -> str:
+def tar_problem(uri: str, root: str, options: Optional[dict] = None) -> str:
     """Why a tar may not be read, or "". A tar found in an input folder (root) gets the checks an
     image there gets: no link out of the folder, nothing but a regular file. A tar named by
     itself may be a link anywhere (the user named it), but must be a regular file too."""
-    fs, path = fsspec.core.url_to_fs(uri)
+    fs, path = fsspec.core.url_to_fs(uri, **(options or {}))
     if not isinstance(fs, LocalFileSystem):
         return ""
     if root:
@@ -359,10 +361,10 @@ def tar_problem(uri: str, root: str) -> str:
     return ""
 
 
-def _captions_location(part: dict):
+def _captions_location(part: dict, options: dict):
     if not part[B.PART_CAPTIONS]:
         return None, ""
-    fs, path = fsspec.core.url_to_fs(part[B.PART_CAPTIONS])
+    fs, path = fsspec.core.url_to_fs(part[B.PART_CAPTIONS], **options)
     return fs, path.rstrip("/")
 
 

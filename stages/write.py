@@ -1,4 +1,5 @@
-"""write: finished rows -> a fragment table (sample columns, stored bytes, reject and ledger columns).
+"""write: finished rows -> a fragment table (sample columns, where the stored bytes are, reject and
+ledger columns).
 
 Rows reach the writer in any order and from many workers; the pipeline stores each batch's table
 as one fragment file and tells the driver's ledger which inputs are done (the ledger columns),

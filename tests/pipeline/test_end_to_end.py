@@ -55,6 +55,7 @@ def test_every_input_is_written_or_rejected_once(finished_run):
     assert len(keys) == len(set(keys)) == expected["inputs"]
     assert {stage for _, _, stage, _ in rejects} == {"decode"}
     assert not os.listdir(out / "_work" / "fragments")
+    assert not os.listdir(out / "_work" / "blobs")  # each shard's stored images went with its commit
 
 
 def test_shards_read_back_whole_with_webdataset(finished_run):

@@ -81,6 +81,7 @@ def test_a_run_from_s3_to_s3_accounts_for_every_input_once(s3_collection, s3_run
     assert all(source.startswith(f"{inputs_url}/") for source, _ in found.values())
     assert not s3().exists(f"{out}/{LOCK_NAME}")
     assert not s3().glob(f"{out}/_work/fragments/*")
+    assert not s3().glob(f"{out}/_work/blobs/*")  # every shard's stored images went with its commit
 
 
 def test_stats_and_verify_read_the_output_on_s3(s3_run, capsys):
@@ -128,3 +129,28 @@ def test_hostile_tars_on_s3_end_once_each(tmp_path, s3_server, ray_session, mode
                   for source, reasons in expected.items() for reason in reasons
                   if source.startswith(str(local_in / "hostile.tar")) or source.startswith(str(local_in / "cut.tar")))
     assert outcomes == want
+
+
+def test_the_jobs_storage_options_reach_the_listing_and_the_read_tasks(s3_collection, s3_server):
+    """storage_options go to fsspec with every input URL: an endpoint named there is the one the
+    listing and the read use (a closed port fails both; the moto server's serves both)."""
+    from pixcap.pipeline.inputs import list_sources
+    from pixcap.pipeline.parts import make_parts, record_sources
+    from pixcap.schemas import batch as B
+    from pixcap.stages.read import ReadStage
+
+    inputs_url, _ = s3_collection
+    tars = f"{inputs_url}/tars/sa_*.tar"
+    closed = {"endpoint_url": "http://127.0.0.1:9", "skip_instance_cache": True}
+    with pytest.raises(Exception, match="127.0.0.1:9"):
+        list_sources([tars], closed)
+    served = {"endpoint_url": s3_server, "skip_instance_cache": True}
+    sources = list_sources([tars], served)
+    parts = make_parts(sources, record_sources(sources, [], "out"), 100)
+    columns = {c: [p[c] for p in parts] for c in parts[0]}
+    read = [batch for batch in ReadStage(100, False, storage_options=served)(columns)]
+    assert sum(len(b[B.KEY]) for b in read) and not any(r for b in read for r in b[B.REJECT_REASON])
+    # An unreachable store is no bad input: the read task fails (Ray retries it, then the run
+    # stops with one line), rather than rejecting every member.
+    with pytest.raises(Exception, match="127.0.0.1:9"):
+        list(ReadStage(100, False, storage_options=closed)(columns))

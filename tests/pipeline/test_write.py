@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
+from pixcap.pipeline.blobs import BlobWriter, blob_path, shard_blobs
 from pixcap.pipeline.commit import commit_shard
 from pixcap.pipeline.fragments import FragmentWriter
 from pixcap.pipeline.ledger import Ledger
@@ -77,6 +78,36 @@ def test_fragments_commit_in_input_order_with_rejects(tmp_path):
     assert ledger.done_parts() == {"p"}
 
 
+def test_stored_bytes_travel_as_a_path_and_leave_with_the_commit(tmp_path):
+    out = str(tmp_path)
+    storage = Storage(out)
+    batch = finished_batch("p-00000", [0, 1, 2], count=3, rejected={1})
+    blobbed = BlobWriter(storage)(batch)
+    assert B.STORED not in blobbed  # what goes on to the models
+    assert blobbed[B.STORED_AT] == [blob_path("p-00000", 0), "", blob_path("p-00000", 2)]
+    assert (tmp_path / blob_path("p-00000", 2)).read_bytes() == jpeg_bytes(2)
+    fragment = FragmentWriter(storage)(blobbed)["fragment"][0]
+    assert str(pq.read_table(os.path.join(out, fragment)).schema.field(B.STORED_AT).type) == "string"
+    commit_shard(storage, "p-00000", [fragment])
+    samples = list(wds.WebDataset(os.path.join(out, "shards", "p-00000.tar"), shardshuffle=False))
+    assert [s["jpg"] for s in samples] == [jpeg_bytes(0), jpeg_bytes(2)]
+    assert not (tmp_path / shard_blobs("p-00000")).exists()
+
+
+def test_a_commit_reads_its_images_in_groups(tmp_path, monkeypatch):
+    """A shard's images are fetched a few at a time, never all held at once."""
+    from pixcap.pipeline import commit
+
+    storage = Storage(str(tmp_path))
+    fragment = FragmentWriter(storage)(finished_batch("p-00000", list(range(5)), count=5))["fragment"][0]
+    groups = []
+    real = Storage.read_many
+    monkeypatch.setattr(commit, "BLOB_READS", 2)
+    monkeypatch.setattr(Storage, "read_many", lambda self, paths: groups.append(len(paths)) or real(self, paths))
+    commit_shard(storage, "p-00000", [fragment])
+    assert groups == [2, 2, 1]
+
+
 def test_commit_is_deterministic(tmp_path):
     digests = []
     for run in ("a", "b"):
@@ -109,6 +140,21 @@ def test_ledger_cleans_half_written_output_and_resumes_fragments(tmp_path):
     ledger.load_fragments()
     assert ledger.complete_shards() == []
     assert ledger.skip_positions("p", 0, None, shard_size=3) == [0, 1]
+    assert (tmp_path / blob_path("p-00000", 1)).exists()  # uncommitted: the next commit reads it
+
+
+def test_the_blobs_of_a_committed_shard_left_by_a_killed_commit_are_swept(tmp_path):
+    out = str(tmp_path)
+    storage = Storage(out)
+    Ledger(storage, {"p"})
+    fragment = FragmentWriter(storage)(finished_batch("p-00000", [0, 1], count=2))["fragment"][0]
+    commit_shard(storage, "p-00000", [fragment])
+    # Killed after the stats (the commit point), before the blobs went; another output's blobs.
+    BlobWriter(storage)(finished_batch("p-00000", [0, 1], count=2))
+    BlobWriter(storage)(finished_batch("other-00000", [0], count=1))
+    removed = Ledger(storage, {"p"}).clean_uncommitted()
+    assert removed == [shard_blobs("p-00000")]
+    assert not (tmp_path / shard_blobs("p-00000")).exists() and (tmp_path / blob_path("other-00000", 0)).exists()
 
 
 def big_batch():
@@ -125,7 +171,7 @@ def test_commit_failpoints_fire_partway_through_the_tar_and_between_tar_and_stat
 
     def failpoint(point):
         on_disk = sorted(os.path.relpath(os.path.join(d, f), out) for d, _, files in os.walk(out) for f in files
-                         if not d.endswith("fragments"))
+                         if not d.startswith(os.path.join(out, WORK_DIR)))
         temp = [os.path.join(out, path) for path in on_disk if path.endswith(TMP_SUFFIX)]
         seen.append((point, [p.split(".")[0] + "." + p.split(".")[1] if p.endswith(TMP_SUFFIX) else p for p in on_disk],
                      os.path.getsize(temp[0]) if point == "shard_tar" else None))

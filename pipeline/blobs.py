@@ -1,0 +1,54 @@
+"""Blobs: each image's stored bytes, written to the output once, where the image was decoded.
+
+The stored JPEG is the largest thing a row has (an SA-1B photo passed through is ~0.5 MB) and
+no model needs it. The decode task writes it to OUT/_work/blobs/SHARD/INDEX.jpg and the row goes
+on with only that path, so the bytes never ride through the model actors (on a cluster: to the
+GPU nodes and back). The shard commit reads them once, and removes the shard's folder after its
+stats (the commit point) are written; the ledger sweeps what a killed run left of committed shards.
+"""
+from __future__ import annotations
+
+import posixpath
+
+from pixcap.schemas import batch as B
+from pixcap.schemas.manifest import BLOBS_DIR, WORK_DIR
+from pixcap.schemas.records import IMAGE_EXT
+
+from .storage import Storage
+
+BLOBS = posixpath.join(WORK_DIR, BLOBS_DIR)
+
+
+def shard_blobs(shard: str) -> str:
+    return posixpath.join(BLOBS, shard)
+
+
+def blob_path(shard: str, index: int) -> str:
+    # Named by the input's place, not by a random id: a retried task writes the same bytes to the
+    # same name, and a row finished twice still has one blob.
+    return posixpath.join(shard_blobs(shard), f"{int(index):06d}.{IMAGE_EXT}")
+
+
+class BlobWriter:
+    """Moves a batch's STORED bytes to blobs; the batch goes on with STORED_AT instead."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    def __call__(self, batch: dict) -> dict:
+        paths, blobs = [], {}
+        for shard, index, data in zip(batch[B.SHARD], batch[B.INDEX], batch[B.STORED]):
+            path = blob_path(shard, index) if len(data) else ""  # a rejected row stores nothing
+            if path:
+                blobs[path] = bytes(data)
+            paths.append(path)
+        self.storage.write_many(blobs)
+        out = {column: values for column, values in batch.items() if column != B.STORED}
+        out[B.STORED_AT] = paths
+        return out
+
+
+def read_blobs(storage: Storage, paths: list) -> list:
+    """The bytes of these blobs, in order."""
+    found = storage.read_many(paths)
+    return [found[path] for path in paths]
