@@ -1,10 +1,10 @@
 """The Ray Data graph: read -> decode -> model_inputs -> caption -> nouns -> clip -> fragments.
 
-CPU stages without a model (read, decode, model_inputs, write) run as tasks that scale with the
-CPUs; decode writes each image's stored bytes to the output there (pipeline/blobs.py), so the
-rows that go on to the models carry only model-ready crops and small columns; stages with a model (caption, nouns, clip) run as actor pools that load it once. GPU stages
-ask Ray for GPUs when the job says so; the images' resize and crop (model_inputs) stay in the CPU
-tasks, so the GPU actors receive model-ready crops.
+Read, decode and model_inputs are one task per input part (a tar, or a chunk of a folder), so
+parts spread over every CPU of the cluster; decode writes each image's stored bytes to the output
+there (pipeline/blobs.py), and model_inputs makes the models' crops there, so the rows that go on
+carry only model-ready crops and small columns. The stages with a model (caption, nouns, clip)
+run as actor pools that load it once, on GPUs when the job asks for them; the write is a task.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from .fragments import FragmentWriter
 from .resources import actor_pools
 from .storage import Storage
 
-DECODE_BATCH = 16
 # Ray Data coalesces a task's output into blocks of up to 128 MiB by default: 16,000 small images
 # travelled as one block, held whole by every stage, and nothing was committed until the end.
 # 8 MiB blocks (a dozen SA-1B photos, thousands of thumbnails) keep the graph streaming.
@@ -97,6 +96,16 @@ def _model_inputs(batch, caption, clip):
     return _MODEL_INPUTS[key](batch)
 
 
+def _read_part(parts, shard_size, read_captions, max_file_bytes, storage_options, decode, storage, caption, clip,
+               counter):
+    """One input part (a tar, or a chunk of a folder) per task: its members read, decoded and
+    cropped for the models, a read batch at a time. One map_batches rather than three: Ray Data
+    fuses the three anyway, and a fused task takes as many parts as its largest batch size, so
+    16 tars were read, one after the other, by one task on one node."""
+    for rows in _read(parts, shard_size, read_captions, max_file_bytes, storage_options, counter):
+        yield _model_inputs(_decode(rows, decode, storage, counter), caption, clip)
+
+
 def _write(batch, storage):
     failpoints.reached("write")
     return FragmentWriter(storage)(batch)
@@ -113,14 +122,13 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
     ray.data.DataContext.get_current().target_max_block_size = MAX_BLOCK_BYTES
     ds = ray.data.from_items(parts, override_num_blocks=max(1, len(parts)))
     ds = ds.map_batches(
-        _read, batch_size=1, fn_kwargs={"shard_size": job.shard_size, "read_captions": job.caption.backend == "sidecar",
-                          "max_file_bytes": job.decode.max_file_bytes, "storage_options": job.storage_options,
-                          "counter": counter},
+        _read_part, batch_size=1,  # one part per task: a thousand tars spread over the cluster's CPUs
+        fn_kwargs={"shard_size": job.shard_size, "read_captions": job.caption.backend == "sidecar",
+                   "max_file_bytes": job.decode.max_file_bytes, "storage_options": job.storage_options,
+                   "decode": job.decode, "storage": storage, "caption": job.caption, "clip": job.clip,
+                   "counter": counter},
         num_cpus=cpus, **faults,
     )
-    ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"config": job.decode, "storage": storage, "counter": counter}, num_cpus=cpus, **faults)
-    ds = ds.map_batches(_model_inputs, batch_size=DECODE_BATCH, fn_kwargs={"caption": job.caption, "clip": job.clip},
-                        num_cpus=cpus, **faults)
     stages = {"caption": (CAPTION_STAGES[job.caption.backend], job.caption), "nouns": (NounsStage, job.nouns),
               "clip": (ClipStage, job.clip), "aesthetic": (AestheticStage, job.aesthetic)}
     for name, actors, gpus in actor_pools(job):  # the pools engine.start_ray checked and fitted

@@ -120,3 +120,32 @@ def test_sidecar_backend_rescores_existing_captions(tmp_path, ray_session, model
     assert manifest["totals"]["inputs"] == 5
     nouns = dict(duckdb.sql(f"select key, nouns from '{tmp_path}/out/stats/*.parquet'").fetchall())
     assert nouns["photos/cat"] == ["cat", "sofa"]
+
+
+def test_each_input_part_is_read_by_a_task_of_its_own(tmp_path, ray_session, models_cache):
+    """Ray Data bundles as many blocks into a task as the task's largest batch size: the read,
+    decode and crop of each part must be one task, so that a thousand tars spread over a
+    cluster's CPUs rather than sixteen at a time through one."""
+    import re
+
+    from pixcap.pipeline.graph import build_dataset
+    from pixcap.pipeline.inputs import list_sources
+    from pixcap.pipeline.models import resolve_models
+    from pixcap.pipeline.parts import make_parts, record_sources
+    from pixcap.pipeline.progress import ProgressCounter
+    from pixcap.pipeline.resources import fit_to_cluster
+    from pixcap.pipeline.storage import Storage
+
+    (tmp_path / "in").mkdir()
+    for t in range(6):
+        write_tar(tmp_path / "in" / f"sa_{t:06d}.tar", sa1b_members(10 * t + 1, 2))
+    job = fit_to_cluster(resolve_models(job_for(None, tmp_path / "out", models_cache, inputs=[str(tmp_path / "in")])),
+                         lambda line: None)
+    sources = list_sources(job.inputs)
+    parts = make_parts(sources, record_sources(sources, [], job.output), job.shard_size)
+    assert len(parts) == 6
+    ds = build_dataset(parts, job, Storage(job.output), ProgressCounter.remote())
+    assert sum(len(batch["fragment"]) for batch in ds.iter_batches(batch_size=None)) == 12  # ledger rows
+    stats = ds.stats()
+    read = re.search(r"MapBatches\(_read_part\)[^:]*: (\d+) tasks executed", stats)
+    assert read and int(read.group(1)) == len(parts), stats[:3000]
