@@ -81,21 +81,19 @@ class Storage:
 
     def listdir(self, relative: str = "") -> list:
         """Names of the files directly in a folder; [] when there is none."""
-        self._fresh()
-        try:
-            entries = self.fs.ls(self.path(relative), detail=True)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file")
+        return self._names(relative, "file")
 
     def folders(self, relative: str = "") -> list:
         """Names of the folders directly in a folder; [] when there is none."""
+        return self._names(relative, "directory")
+
+    def _names(self, relative: str, kind: str) -> list:
         self._fresh()
         try:
             entries = self.fs.ls(self.path(relative), detail=True)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory")
+        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == kind)
 
     def entries(self) -> list:
         """Names directly under the root, files and folders."""
