@@ -46,9 +46,3 @@ class BlobWriter:
         out = {column: values for column, values in batch.items() if column != B.STORED}
         out[B.STORED_AT] = paths
         return out
-
-
-def read_blobs(storage: Storage, paths: list) -> list:
-    """The bytes of these blobs, in order."""
-    found = storage.read_many(paths)
-    return [found[path] for path in paths]

@@ -27,7 +27,7 @@ from pixcap.schemas.manifest import (
 from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_SCHEMA
 
 from . import failpoints
-from .blobs import read_blobs, shard_blobs
+from .blobs import shard_blobs
 from .ledger import Ledger
 from .storage import Storage
 
@@ -66,7 +66,8 @@ def _with_images(storage: Storage, samples: list):
     never all in memory, and an object store serves each group concurrently."""
     for start in range(0, len(samples), BLOB_READS):
         group = samples[start:start + BLOB_READS]
-        yield from zip(group, read_blobs(storage, [row[B.STORED_AT] for row in group]))
+        images = storage.read_many([row[B.STORED_AT] for row in group])
+        yield from ((row, images[row[B.STORED_AT]]) for row in group)
 
 
 def _write_tar(f, storage: Storage, samples: list, failpoint) -> None:

@@ -208,7 +208,6 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
             _record_end(storage, manifest, run, committer, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
             raise
     ledger.mark_finished_parts()
-    ledger.sweep_blobs()
     if ledger.shards:
         incomplete = ", ".join(sorted(ledger.shards)[:5])
         raise RuntimeError(f"shards left incomplete after the run: {incomplete}; run again to retry")
