@@ -33,6 +33,10 @@ from .storage import Storage
 
 COMMIT_THREADS = 2
 BLOB_READS = 32
+# A run that fails (a commit, a stage) lets the commits already under way finish for this long:
+# they are independent of the failure, and a commit cut between its tar and its stats leaves an
+# uncommitted tar on a disk that may be full. An interrupt (SIGINT, SIGTERM) does not wait.
+DRAIN_SECONDS = 30
 
 
 class CommitError(RuntimeError):
@@ -172,8 +176,9 @@ class Committer:
     has commits left); the ledger is only touched from the driver, which gets small results back.
 
     A failed commit stops the run at the next collect, and what the shard had written is removed
-    by the next run, which commits it again. Use as a context manager: leaving it cancels the
-    commits under way, so none outlives the output lock."""
+    by the next run, which commits it again. Use as a context manager: leaving it on an error
+    first lets the commits under way finish (up to DRAIN_SECONDS), then cancels what is left, so
+    none outlives the output lock; leaving it on an interrupt cancels them at once."""
 
     def __init__(self, storage: Storage, ledger: Ledger, cpus: float = 1.0):
         self.storage, self.ledger, self.cpus = storage, ledger, cpus
@@ -186,7 +191,9 @@ class Committer:
     def __enter__(self) -> "Committer":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if self.running and (exc_type is None or issubclass(exc_type, Exception)):
+            self._drain(DRAIN_SECONDS)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
         if self.remote is not None and self.running:
@@ -243,10 +250,30 @@ class Committer:
                 result = self._result(handle)
             except Exception as e:
                 raise CommitError(_commit_failure(shard, e)) from e
-            self.files.update(result["files"])
-            self.written += result["samples"]
-            self.rejected += result["rejected"]
-            self.ledger.committed_shard(shard)
+            self._record(shard, result)
+
+    def _drain(self, seconds: float) -> None:
+        """Wait up to `seconds` for the commits under way, keeping those that finish; a second
+        failure is not reported (the first one is the run's error)."""
+        pending = list(self.running)
+        if isinstance(pending[0], Future):
+            done = wait(pending, timeout=seconds)[0]
+        else:
+            import ray
+
+            done = ray.wait(pending, num_returns=len(pending), timeout=seconds)[0]
+        for handle in done:
+            shard = self.running.pop(handle)
+            try:
+                self._record(shard, self._result(handle))
+            except Exception:
+                pass  # it removed its own temp files; the next run commits the shard again
+
+    def _record(self, shard: str, result: dict) -> None:
+        self.files.update(result["files"])
+        self.written += result["samples"]
+        self.rejected += result["rejected"]
+        self.ledger.committed_shard(shard)
 
     def settle(self) -> None:
         """Wait for the commits under way."""

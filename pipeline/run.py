@@ -193,8 +193,9 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
         print(f"pixcap: removed {len(removed)} half-written files of an earlier run", file=stream)
     ledger.load_fragments()
     parts = make_parts(sources, records, job.shard_size)
-    with Committer(storage, ledger, job.ray.cpus_per_task) as committer:  # leaving it shuts the commit pool down
-        try:
+    committer = Committer(storage, ledger, job.ray.cpus_per_task)
+    try:
+        with committer:  # leaving it lets the commits under way finish (on an error) and shuts the pool down
             # Shards an earlier run finished but did not commit: committed first, so that parts
             # whose inputs all reached fragments are marked done and not read again.
             committer.submit_complete()
@@ -204,9 +205,9 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
                   file=stream)
             if todo:
                 _stream(todo, resolved, storage, address, stream, ledger, committer, lock, verbose)
-        except BaseException as e:
-            _record_end(storage, manifest, run, committer, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
-            raise
+    except BaseException as e:  # recorded after the commits under way ended, so the counts include them
+        _record_end(storage, manifest, run, committer, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
+        raise
     ledger.mark_finished_parts()
     if ledger.shards:
         incomplete = ", ".join(sorted(ledger.shards)[:5])

@@ -34,6 +34,7 @@ class FilterConfig:
     min_clip_score: typing.Optional[float] = None
     min_n_nouns: typing.Optional[int] = None
     min_n_grounded: typing.Optional[int] = None
+    min_aesthetic_score: typing.Optional[float] = None  # needs the pipeline's aesthetic stage (null otherwise: fails)
     max_aspect_ratio: typing.Optional[float] = None  # long side / short side of the stored image
     min_side: typing.Optional[int] = None  # shorter side of the stored image, pixels
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from pixcap.schemas import JobError
 from pixcap.schemas.records import (
-    CAPTION, CAPTION_EXT, CLIP_SCORE, HEIGHT, IMAGE_EXT, KEY, LATENT_EXT, N_GROUNDED, N_NOUNS, ORIG_HEIGHT,
+    AESTHETIC_SCORE, CAPTION, CAPTION_EXT, CLIP_SCORE, HEIGHT, IMAGE_EXT, KEY, LATENT_EXT, N_GROUNDED, N_NOUNS, ORIG_HEIGHT,
     ORIG_WIDTH, RECORD_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT, WIDTH,
 )
 from pixcap.schemas.train_job import FilterConfig, TrainJob
@@ -116,6 +116,7 @@ def filter_failures(record: dict, filters: FilterConfig) -> list:
         "min_clip_score": lambda v: (record.get(CLIP_SCORE) or -np.inf) >= v,
         "min_n_nouns": lambda v: (record.get(N_NOUNS) or 0) >= v,
         "min_n_grounded": lambda v: (record.get(N_GROUNDED) or 0) >= v,
+        "min_aesthetic_score": lambda v: (record.get(AESTHETIC_SCORE) or -np.inf) >= v,
         "max_aspect_ratio": lambda v: min(width, height) > 0 and max(width, height) / min(width, height) <= v,
         "min_side": lambda v: min(width, height) >= v,
     }

@@ -205,7 +205,10 @@ def test_disk_full_while_committing_stops_cleanly_and_the_rerun_completes(refere
     shard = failed[0].split("could not commit shard ")[1].split(":")[0]
     assert failed[0].startswith(f"pixcap: failed: CommitError: could not commit shard {shard}: [Errno {errno.ENOSPC}] {NO_SPACE}")
     assert not (out / LOCK_NAME).exists()
-    committed = assert_committed_output_valid(out)
+    # The commits under way were let finish (test_write.py tests that on its own); one still
+    # running after commit.DRAIN_SECONDS on a loaded machine is cancelled and may leave a tar
+    # without its stats: not committed, and removed by the rerun (checked below).
+    committed = assert_committed_output_valid(out, orphans=True)
     assert shard not in committed and len(committed) < len(manifest["shards"])
 
     resumed = run_job(job_for(root, out, models_cache), stream=io.StringIO())

@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -238,3 +239,46 @@ def test_clip_embeddings_are_stored_row_aligned_with_the_stats_in_float16(tmp_pa
     keys = pq.read_table(tmp_path / "stats" / "p-00000.parquet").column("key").to_pylist()
     assert keys == ["p/k0", "p/k2"]
     assert result["files"]["embeddings/p-00000.npy"]["bytes"] == os.path.getsize(tmp_path / "embeddings" / "p-00000.npy")
+
+
+def test_a_failed_commit_lets_the_commits_under_way_finish(tmp_path, monkeypatch):
+    """One shard's commit fails (a full disk) while another is part-way through its tar: the run
+    stops with the first one's error, and the other finishes and is committed, not cut between
+    its tar and its stats (which would leave an uncommitted tar on a full disk)."""
+    import threading
+
+    import ray
+
+    from pixcap.pipeline import commit, failpoints
+    from pixcap.pipeline.commit import CommitError, Committer
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the commit thread pool, not Ray tasks
+    out = str(tmp_path)
+    storage = Storage(out)
+    ledger = Ledger(storage, {"p"})
+    writer = FragmentWriter(storage)
+    for shard in ("p-00000", "p-00001"):
+        batch = {**big_batch(), B.SHARD: [shard] * 3}
+        summary = writer(batch)
+        ledger.add(summary["fragment"][0], summary)
+    first = threading.Event()
+
+    def full_disk_for_the_first_tar(point):
+        if point != "shard_tar":
+            return
+        if not first.is_set():
+            first.set()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        time.sleep(1.0)  # still writing when the failure comes back to the driver
+
+    monkeypatch.setattr(failpoints, "reached", full_disk_for_the_first_tar)
+    monkeypatch.setattr(commit, "DRAIN_SECONDS", 30)
+    with pytest.raises(CommitError, match="No space left on device"):
+        with Committer(storage, ledger) as committer:
+            committer.submit_complete()
+            committer.collect(block=True)
+    assert committer.running == {}
+    committed = {name[: -len(".parquet")] for name in os.listdir(tmp_path / "stats")}
+    assert len(committed) == 1 and committer.written == 2 and committer.rejected == 1
+    assert {name[: -len(".tar")] for name in os.listdir(tmp_path / "shards")} == committed
+    assert not [f for d, _, files in os.walk(out) for f in files if f.endswith(TMP_SUFFIX)]

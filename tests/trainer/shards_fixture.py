@@ -20,7 +20,7 @@ WORDS = "a photo of the cat dog red blue green tree sky house".split()
 
 def sample_record(key: str, shard: str, width: int, height: int, caption: str, i: int) -> dict:
     """A KEY.json body with every SAMPLE_SCHEMA column (None where the fixture has no value);
-    clip_score and n_nouns vary with i."""
+    clip_score, n_nouns and aesthetic_score vary with i (aesthetic_score is None for every 7th: not run)."""
     nouns = WORDS[4 : 4 + i % 4]
     values = {
         r.KEY: key, r.SHARD: shard, r.SOURCE: f"fixture::{key}.jpg", r.SHA256: f"{i:064x}", r.FORMAT: "jpeg",
@@ -28,6 +28,7 @@ def sample_record(key: str, shard: str, width: int, height: int, caption: str, i
         r.PASSTHROUGH: False, r.CAPTION: caption, r.CAPTION_MODEL: "fixture", r.NOUNS: nouns,
         r.N_NOUNS: len(nouns), r.CLIP_SCORE: round(0.1 + 0.05 * (i % 5), 3), r.GROUNDED_NOUNS: nouns[:1],
         r.N_GROUNDED: min(1, len(nouns)), r.CLIP_MODEL: "fixture",
+        r.AESTHETIC_SCORE: None if i % 7 == 6 else round(4.0 + 0.5 * (i % 4), 2),
     }
     assert set(values) <= set(SAMPLE_COLUMNS)
     return {name: values.get(name) for name in SAMPLE_COLUMNS}

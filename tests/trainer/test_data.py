@@ -120,6 +120,17 @@ def test_filters_skip_and_count(shards):
     assert set(skipped) <= {"filter:min_clip_score", "filter:min_n_nouns", "filter:max_aspect_ratio"}
 
 
+def test_the_aesthetic_filter_keeps_scored_images_at_or_above_it(shards):
+    meta = records(shards)
+    batches = epoch(make_job(shards, filters={"min_aesthetic_score": 5.0}), shards)
+    kept = {k for b in batches for k in b["key"]}
+    # A sample without a score (the aesthetic stage did not run on it) fails the filter.
+    expected = {k for k, r in meta.items() if r["aesthetic_score"] is not None and r["aesthetic_score"] >= 5.0}
+    assert kept == expected and 0 < len(kept) < len(meta)
+    assert any(r["aesthetic_score"] is None for r in meta.values())
+    assert skipped_total(batches) == {"filter:min_aesthetic_score": len(meta) - len(kept)}
+
+
 def test_split_by_node_and_worker_covers_every_sample_once(shards, monkeypatch):
     seen = []
     for rank in range(2):
