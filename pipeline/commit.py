@@ -29,13 +29,15 @@ from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_SC
 from . import failpoints
 from .blobs import shard_blobs
 from .ledger import Ledger
+from .lock import LockLost
 from .storage import Storage
 
 COMMIT_THREADS = 2
 BLOB_READS = 32
 # A run that fails (a commit, a stage) lets the commits already under way finish for this long:
 # they are independent of the failure, and a commit cut between its tar and its stats leaves an
-# uncommitted tar on a disk that may be full. An interrupt (SIGINT, SIGTERM) does not wait.
+# uncommitted tar on a disk that may be full. An interrupt (SIGINT, SIGTERM) does not wait, nor
+# does a run that lost its output's lock.
 DRAIN_SECONDS = 30
 
 
@@ -192,7 +194,10 @@ class Committer:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        if self.running and (exc_type is None or issubclass(exc_type, Exception)):
+        # An error, not an interrupt, in a run that still holds the output (after LockLost it may
+        # be another run's by now): the commits under way may finish.
+        failed_holding = exc_type is None or (issubclass(exc_type, Exception) and not issubclass(exc_type, LockLost))
+        if self.running and failed_holding:
             self._drain(DRAIN_SECONDS)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
