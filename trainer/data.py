@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
+import signal
 import sys
 from collections import Counter, defaultdict
 
@@ -33,6 +35,7 @@ from pixcap.schemas.records import (
 from pixcap.schemas.train_job import FilterConfig, TrainJob
 
 from .buckets import BUCKETS, covers, fit_bucket, fit_square, nearest_bucket, to_pixels
+from .coverage import ShareCoverage
 from .features import load_text_features, npy
 from .latents import POSTERIOR_CHANNELS
 
@@ -155,8 +158,9 @@ def latent_fit(posterior: np.ndarray, mode: str, resolutions):
 class PrepareSamples:
     """Raw samples -> filtered training samples fitted to their size; counts what it skips, and why."""
 
-    def __init__(self, mode: str, resolutions, filters: FilterConfig):
+    def __init__(self, mode: str, resolutions, filters: FilterConfig, coverage: ShareCoverage = None):
         self.mode, self.resolutions, self.filters = mode, list(resolutions), filters
+        self.coverage = coverage  # resampled streams: stop once every shard was read and nothing passed
         self.skipped = Counter()
 
     def broken_shard(self, url: str, error: Exception) -> None:
@@ -165,14 +169,19 @@ class PrepareSamples:
         print(f"pixcap: skipped the rest of {url}: {one_line(error)}", file=sys.stderr)
 
     def __call__(self, src):
-        in_a_row = 0
+        in_a_row, kept_any = 0, False
         for sample in src:
             prepared = self.prepare_or_skip(sample)
             if prepared is not None:
-                in_a_row = 0
+                in_a_row, kept_any = 0, True
                 yield prepared
                 continue
             in_a_row += 1
+            if not kept_any and self.coverage and self.coverage.read_through is not None \
+                    and in_a_row >= self.coverage.read_through:
+                raise JobError(f"no sample of the {self.coverage.shard_count} shard(s) this rank reads passes the "
+                               f"filters and fits the buckets (skipped: {dict(self.skipped)}); check filters.*, "
+                               "resolution and buckets against these shards")
             if in_a_row % SKIPS_BEFORE_WARNING == 0:  # the resampled stream never ends: say why nothing comes
                 print(f"pixcap: {in_a_row} samples in a row skipped ({dict(self.skipped)}); do the filters and "
                       f"the bucket settings fit these shards?", file=sys.stderr, flush=True)
@@ -276,19 +285,22 @@ def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True):
         if not share:
             raise JobError(f"shards: {len(urls)} shard(s) cannot feed every rank; give at least one per rank")
         shards = wds.ResampledShards(share, deterministic=True, worker_seed=lambda: worker_rng(job.seed, segment).getrandbits(31))
-        stages = [shards]
+        coverage = ShareCoverage(len(share))
+        stages = [shards, lambda src: tar_samples(src, prepare.broken_shard), coverage]
     else:
         order = list(urls)
         random.Random(f"pixcap-epoch-{job.seed}-{segment}").shuffle(order)  # the same order on every rank
-        stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
-    prepare = PrepareSamples(job.buckets, job.resolutions, job.filters)
+        coverage = None  # an epoch ends by itself
+        stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker,
+                  lambda src: tar_samples(src, prepare.broken_shard)]
+    prepare = PrepareSamples(job.buckets, job.resolutions, job.filters, coverage)
     def shuffle(src):
         if job.shuffle_buffer < 2:
             return src
         return wds.shuffle(job.shuffle_buffer, min(100, job.shuffle_buffer), rng=worker_rng(job.seed, segment))(src)
 
     return wds.DataPipeline(
-        *stages, lambda src: tar_samples(src, prepare.broken_shard), shuffle, prepare,
+        *stages, shuffle, prepare,
         lambda src: bucket_batches(src, job.batch_size, prepare, partial=not resampled),
     )
 
@@ -298,7 +310,25 @@ def build_loader(job: TrainJob, urls, segment: int = 0, resampled: bool = True) 
     return torch.utils.data.DataLoader(
         batch_stream(job, urls, segment, resampled), batch_size=None, num_workers=job.num_workers,
         persistent_workers=False, prefetch_factor=2 if job.num_workers else None,
+        worker_init_fn=_quiet_exit_on_sigterm if job.num_workers else None,
     )
+
+
+def _quiet_exit_on_sigterm(worker_id: int) -> None:
+    # Slurm and `timeout` signal the whole process group. A worker killed by SIGTERM makes torch
+    # print a traceback while the trainer stops cleanly; one that exits with status 0 does not.
+    # (Ignoring it instead would hang multiprocessing's exit, which terminates workers with SIGTERM.)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+
+
+def _in_the_trainer(batches):
+    """The batches, with a JobError from a data-loader worker raised as its own one line: torch
+    raises a worker's exception again with the worker's whole traceback as its message."""
+    try:
+        yield from batches
+    except JobError as e:
+        lines = str(e).strip().splitlines()
+        raise JobError(lines[-1].partition(": ")[2] if len(lines) > 1 else str(e)) from None
 
 
 def step_batches(job: TrainJob, urls, start_step: int):
@@ -309,7 +339,7 @@ def step_batches(job: TrainJob, urls, start_step: int):
     step = start_step
     while True:
         segment, offset = divmod(step, job.checkpoint_every)
-        batches = iter(build_loader(job, urls, segment))
+        batches = _in_the_trainer(build_loader(job, urls, segment))
         for _ in range(offset):
             next(batches)
         for batch in batches:

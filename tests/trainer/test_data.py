@@ -131,6 +131,26 @@ def test_the_aesthetic_filter_keeps_scored_images_at_or_above_it(shards):
     assert skipped_total(batches) == {"filter:min_aesthetic_score": len(meta) - len(kept)}
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_filters_no_sample_passes_stop_the_endless_stream_with_one_line(shards, workers):
+    """The trainer's stream draws shards forever: once every shard was read through and nothing
+    passed, it says so instead of skipping in silence (a data-loader worker's error included)."""
+    job = make_job(shards, filters={"min_clip_score": 10.0}, num_workers=workers)
+    with pytest.raises(JobError) as stopped:
+        next(step_batches(job, shards, 0))
+    message = str(stopped.value)
+    del stopped  # its traceback holds the data loader, and so its worker
+    assert message.startswith(f"no sample of the {len(shards)} shard(s) this rank reads passes the "
+                              "filters and fits the buckets (skipped: {'filter:min_clip_score': ")
+    assert "\n" not in message
+    # One sample in the whole share passes: the stream goes on (with replacement, it fills batches).
+    job = make_job(shards, filters={"min_clip_score": max(r["clip_score"] for r in records(shards[:1]).values())},
+                   num_workers=workers)
+    batches = step_batches(job, shards[:1], 0)
+    assert next(batches)[1]["key"]
+    batches.close()
+
+
 def test_split_by_node_and_worker_covers_every_sample_once(shards, monkeypatch):
     seen = []
     for rank in range(2):
