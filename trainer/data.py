@@ -321,14 +321,23 @@ def _quiet_exit_on_sigterm(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
 
 
-def _in_the_trainer(batches):
-    """The batches, with a JobError from a data-loader worker raised as its own one line: torch
-    raises a worker's exception again with the worker's whole traceback as its message."""
+def _in_the_trainer(loader):
+    """The loader's batches, with a JobError from a data-loader worker raised as its own one line:
+    torch raises a worker's exception again with the worker's whole traceback as its message.
+
+    Closing this generator shuts the workers down here, not in the iterator's __del__: an
+    exception raised inside __del__ is dropped, so a SIGTERM arriving while workers are shut
+    down there would be lost and the training would go on."""
+    batches = iter(loader)
     try:
         yield from batches
     except JobError as e:
         lines = str(e).strip().splitlines()
         raise JobError(lines[-1].partition(": ")[2] if len(lines) > 1 else str(e)) from None
+    finally:
+        shutdown = getattr(batches, "_shutdown_workers", None)  # torch's own; absent without workers
+        if shutdown is not None:
+            shutdown()
 
 
 def step_batches(job: TrainJob, urls, start_step: int):
@@ -347,4 +356,4 @@ def step_batches(job: TrainJob, urls, start_step: int):
             step += 1
             if step % job.checkpoint_every == 0:
                 break
-        del batches  # shuts the segment's workers down before the next segment starts its own
+        batches.close()  # shuts the segment's workers down before the next segment starts its own
