@@ -11,7 +11,7 @@ import contextlib
 import io
 import json
 import posixpath
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
 import pyarrow as pa
@@ -196,8 +196,8 @@ class Committer:
     def __exit__(self, exc_type, *exc) -> None:
         # An error, not an interrupt, in a run that still holds the output (after LockLost it may
         # be another run's by now): the commits under way may finish.
-        failed_holding = exc_type is None or (issubclass(exc_type, Exception) and not issubclass(exc_type, LockLost))
-        if self.running and failed_holding:
+        may_finish = exc_type is None or (issubclass(exc_type, Exception) and not issubclass(exc_type, LockLost))
+        if self.running and may_finish:
             self._drain(DRAIN_SECONDS)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
@@ -226,14 +226,15 @@ class Committer:
             if shard not in busy:
                 self.running[self._submit(shard, sorted(self.ledger.shards[shard].fragments))] = shard
 
-    def _finished(self, block: bool) -> list:
+    def _ready(self, timeout, every: bool) -> list:
+        """The commits under way that finish within `timeout` (None: no limit): every one, or
+        the first to finish (with any others already finished)."""
         pending = list(self.running)
         if isinstance(pending[0], Future):
-            return list(wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)[0])
+            return list(wait(pending, timeout=timeout, return_when=ALL_COMPLETED if every else FIRST_COMPLETED)[0])
         import ray
 
-        done, _ = ray.wait(pending, num_returns=1 if block else len(pending), timeout=None if block else 0)
-        return done
+        return ray.wait(pending, num_returns=len(pending) if every else 1, timeout=timeout)[0]
 
     @staticmethod
     def _result(handle) -> dict:
@@ -249,7 +250,7 @@ class Committer:
     def collect(self, block: bool = False) -> None:
         if not self.running:
             return
-        for handle in self._finished(block):
+        for handle in self._ready(None, every=False) if block else self._ready(0, every=True):
             shard = self.running.pop(handle)
             try:
                 result = self._result(handle)
@@ -260,14 +261,7 @@ class Committer:
     def _drain(self, seconds: float) -> None:
         """Wait up to `seconds` for the commits under way, keeping those that finish; a second
         failure is not reported (the first one is the run's error)."""
-        pending = list(self.running)
-        if isinstance(pending[0], Future):
-            done = wait(pending, timeout=seconds)[0]
-        else:
-            import ray
-
-            done = ray.wait(pending, num_returns=len(pending), timeout=seconds)[0]
-        for handle in done:
+        for handle in self._ready(seconds, every=True):
             shard = self.running.pop(handle)
             try:
                 self._record(shard, self._result(handle))

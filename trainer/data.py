@@ -285,14 +285,13 @@ def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True):
         if not share:
             raise JobError(f"shards: {len(urls)} shard(s) cannot feed every rank; give at least one per rank")
         shards = wds.ResampledShards(share, deterministic=True, worker_seed=lambda: worker_rng(job.seed, segment).getrandbits(31))
+        stages = [shards]
         coverage = ShareCoverage(len(share))
-        stages = [shards, lambda src: tar_samples(src, prepare.broken_shard), coverage]
     else:
         order = list(urls)
         random.Random(f"pixcap-epoch-{job.seed}-{segment}").shuffle(order)  # the same order on every rank
+        stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
         coverage = None  # an epoch ends by itself
-        stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker,
-                  lambda src: tar_samples(src, prepare.broken_shard)]
     prepare = PrepareSamples(job.buckets, job.resolutions, job.filters, coverage)
     def shuffle(src):
         if job.shuffle_buffer < 2:
@@ -300,7 +299,7 @@ def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True):
         return wds.shuffle(job.shuffle_buffer, min(100, job.shuffle_buffer), rng=worker_rng(job.seed, segment))(src)
 
     return wds.DataPipeline(
-        *stages, shuffle, prepare,
+        *stages, lambda src: tar_samples(src, prepare.broken_shard), *([coverage] if coverage else []), shuffle, prepare,
         lambda src: bucket_batches(src, job.batch_size, prepare, partial=not resampled),
     )
 
