@@ -8,14 +8,15 @@ are counted only up to NEAR_MAX_BYTES of embeddings; above that the report says 
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 from typing import List, Optional, Tuple
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixcap.schemas.manifest import EMBEDDINGS_DIR
+from pixcap.output import layout
 from pixcap.schemas.records import KEY
 
 from .duplicates import near_duplicates, sha256_prefixes
@@ -55,9 +56,33 @@ class ExactTally:
 
 
 def _embeddings_file(stats_file: str) -> str:
-    out_dir = os.path.dirname(os.path.dirname(stats_file))
-    name = os.path.splitext(os.path.basename(stats_file))[0]
-    return os.path.join(out_dir, EMBEDDINGS_DIR, f"{name}.npy")
+    return layout.under(layout.output_of(stats_file), layout.shard_file("embeddings", layout.shard_of(stats_file)))
+
+
+def _embedding_rows(path: str) -> Optional[int]:
+    """Rows of a stored .npy from its header alone (on any fsspec filesystem); None when missing."""
+    try:
+        with fsspec.open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            shape, _, _ = np.lib.format._read_array_header(f, version)
+    except FileNotFoundError:
+        return None
+    return shape[0]
+
+
+def _nbytes(path: str) -> int:
+    fs, root = fsspec.core.url_to_fs(path)
+    return fs.size(root)
+
+
+def _keys(stats: str) -> list:
+    with fsspec.open(stats, "rb") as f:
+        return pq.read_table(f, columns=[KEY]).column(KEY).to_pylist()
+
+
+def _load(path: str) -> np.ndarray:
+    with fsspec.open(path, "rb") as f:
+        return np.load(io.BytesIO(f.read()))
 
 
 def near_duplicate_count(stats_files: List[str], threshold: float = NEAR_COSINE,
@@ -65,24 +90,24 @@ def near_duplicate_count(stats_files: List[str], threshold: float = NEAR_COSINE,
     """(samples `--dedup clip:threshold` drops, "") or (None, why it was not counted)."""
     shards, total = [], 0
     for stats in stats_files:
-        rows = pq.read_metadata(stats).num_rows
+        with fsspec.open(stats, "rb") as f:
+            rows = pq.read_metadata(f).num_rows
         if not rows:
             continue
         path = _embeddings_file(stats)
-        if not os.path.exists(path):
+        stored = _embedding_rows(path)
+        if stored is None:
             return None, "no CLIP embeddings stored (an output made before pixcap stored them)"
-        vectors = np.load(path, mmap_mode="r")  # the header only, until rows are taken
-        if len(vectors) != rows:
-            return None, f"{os.path.basename(path)} holds {len(vectors)} embeddings for {rows} samples"
+        if stored != rows:
+            return None, f"{layout.shard_of(path)}.npy holds {stored} embeddings for {rows} samples"
         shards.append((stats, path))
-        total += vectors.nbytes
+        total += _nbytes(path)
     if not shards:
         return 0, ""
     if total > max_bytes:
         return None, (f"not counted here: {total / 2**20:,.0f} MiB of embeddings; "
                       f"`pixcap select OUT --dedup clip:{threshold:g} --dry-run` counts them")
-    keys = np.concatenate([np.array(pq.read_table(stats, columns=[KEY]).column(KEY).to_pylist(), dtype=object)
-                           for stats, _ in shards])
-    vectors = np.concatenate([np.load(path) for _, path in shards])
+    keys = np.concatenate([np.array(_keys(stats), dtype=object) for stats, _ in shards])
+    vectors = np.concatenate([_load(path) for _, path in shards])
     order = np.argsort(keys, kind="stable")  # select keeps the first by key
     return int(near_duplicates(vectors[order], threshold).sum()), ""

@@ -5,19 +5,18 @@ file without one is a crashed run's leftover that the next run removes.
 """
 from __future__ import annotations
 
-import posixpath
 from collections import Counter
 
 import fsspec
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pixcap.schemas.manifest import REJECTS_DIR
+from pixcap.output import layout
 from pixcap.schemas.rejects import REASON, STAGE
 
 
 def rejects_path(out_dir: str, shard: str) -> str:
-    return posixpath.join(out_dir.rstrip("/"), REJECTS_DIR, f"{shard}.parquet")
+    return layout.under(out_dir, layout.shard_file("rejects", shard))
 
 
 class RejectTally:
@@ -44,11 +43,15 @@ class RejectTally:
 
 def rejects_by_reason(out_dir: str) -> Counter:
     """{reason: rows} over the rejects of the output's committed shards."""
-    from .stats import STATS_DIR, output_files
+    from .stats import stats_files
 
     tally = RejectTally()
-    for stats in output_files(out_dir, STATS_DIR, "*.parquet"):
-        tally.add_shard(out_dir, posixpath.basename(stats)[: -len(".parquet")])
+    try:
+        files = stats_files(out_dir)
+    except FileNotFoundError:
+        files = []
+    for stats in files:
+        tally.add_shard(out_dir, layout.shard_of(stats))
     reasons = Counter()
     for (_, reason), n in tally.by_stage_reason.items():
         reasons[reason] += n

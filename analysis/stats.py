@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from pixcap.schemas.manifest import STATS_DIR
+from pixcap.output import layout
 from pixcap.schemas.records import CLIP_SCORE, N_GROUNDED, N_NOUNS, NOUNS
 
 VALID_NOUN_MIN_COUNT = 10  # PixArt: a valid noun appears more than 10 times
@@ -44,9 +44,9 @@ def output_files(out_dir: str, folder: str, pattern: str) -> List[str]:
 
 def stats_files(out_dir: str) -> List[str]:
     """The output's committed stats parquets, in name order; FileNotFoundError when there are none."""
-    files = output_files(out_dir, STATS_DIR, "*.parquet")
+    files = output_files(out_dir, layout.STATS, "*.parquet")
     if not files:
-        raise FileNotFoundError(f"no stats parquet under {posixpath.join(out_dir.rstrip('/'), STATS_DIR)}")
+        raise FileNotFoundError(f"no stats parquet under {layout.under(out_dir, layout.STATS)}")
     return files
 
 

@@ -9,14 +9,14 @@ import base64
 import dataclasses
 import io
 import json
-import os
 import tarfile
 from collections import defaultdict
 from typing import Dict, List, Optional
 
+import fsspec
 from PIL import Image
 
-from pixcap.schemas.manifest import SHARDS_DIR
+from pixcap.output import layout
 from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT
 
 from .gallery import Pick
@@ -75,12 +75,13 @@ def read_examples(out_dir: str, picks: List[Pick]) -> List[Example]:
     for example in examples:
         by_shard[example.pick.shard].append(example)
     for shard, wanted in by_shard.items():
-        path = os.path.join(out_dir, SHARDS_DIR, f"{shard}.tar")
-        if not os.path.exists(path):
+        path = layout.under(out_dir, layout.shard_file("tar", shard))
+        try:
+            # fileobj mode reads the headers and seeks past the other members, locally or on an object store.
+            with fsspec.open(path, "rb") as f, tarfile.open(fileobj=f) as tar:
+                for example in wanted:
+                    _fill(example, tar)
+        except FileNotFoundError:
             for example in wanted:
                 example.problem = f"shard {shard}.tar not found"
-            continue
-        with tarfile.open(path) as tar:
-            for example in wanted:
-                _fill(example, tar)
     return examples

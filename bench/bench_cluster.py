@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pipeline import write_tars  # noqa: E402
 from loopback import LOOPBACK, free_port, s3_environment, start_cluster, start_moto, stop  # noqa: E402
 
-from pixcap.pipeline.manifest import read_manifest  # noqa: E402
-from pixcap.pipeline.storage import Storage  # noqa: E402
+from pixcap.output.manifest import read_manifest  # noqa: E402
+from pixcap.output.storage import Storage  # noqa: E402
 from pixcap.schemas import records as R  # noqa: E402
 from pixcap.schemas.manifest import STATS_DIR  # noqa: E402
 

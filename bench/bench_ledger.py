@@ -12,8 +12,8 @@ import pickle
 import tempfile
 import time
 
-from pixcap.pipeline.ledger import Ledger
-from pixcap.pipeline.storage import Storage
+from pixcap.output.ledger import Ledger
+from pixcap.output.storage import Storage
 from pixcap.schemas import batch as B
 from pixcap.schemas.shards import shard_name
 

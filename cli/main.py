@@ -71,7 +71,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from pixcap.analysis.cli import register as register_analysis
     from pixcap.pipeline.cli import register as register_pipeline
-    from pixcap.pipeline.select_cli import register as register_select
+    from pixcap.subsets.cli import register as register_select
     from pixcap.trainer.cli import register as register_trainer
 
     parser = _Parser(prog="pixcap", description="PixArt-alpha training data: caption, score, shard, analyse, train")

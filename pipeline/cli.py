@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from pixcap.schemas import JobError, load_job, read_job_yaml
+from pixcap.schemas.manifest import MANIFEST_NAME
 
 
 def run_command(args) -> int:
@@ -25,11 +26,11 @@ def run_command(args) -> int:
         f"pixcap: inputs {totals['inputs']} = written {totals['written']} + rejected {totals['rejected']}"
         f" in {totals['shards']} shards"
     )
-    out = job.output.rstrip("/")
-    print(f"  shards    {out}/shards/*.tar")
-    print(f"  stats     {out}/stats/*.parquet")
-    print(f"  rejects   {out}/rejects/*.parquet")
-    print(f"  manifest  {out}/manifest.json")
+    from pixcap.output import layout
+
+    for kind, label in (("tar", "shards"), ("stats", "stats"), ("rejects", "rejects")):
+        print(f"  {label:<9} {layout.under(job.output, layout.shard_glob(kind))}")
+    print(f"  manifest  {layout.under(job.output, MANIFEST_NAME)}")
     if totals["written"]:
         print("\nconcept density (pixcap stats):")
         print(format_table(concept_density(job.output)))
@@ -37,7 +38,7 @@ def run_command(args) -> int:
 
 
 def verify_command(args) -> int:
-    from .verify import verify_output
+    from pixcap.output.verify import verify_output
 
     problems = verify_output(args.output)
     for problem in problems:

@@ -22,11 +22,11 @@ from pixcap.stages.model_inputs import ModelInputsStage
 from pixcap.stages.nouns import NounsStage
 from pixcap.stages.read import ReadStage
 
-from . import failpoints
-from .blobs import BlobWriter
-from .fragments import FragmentWriter
+from pixcap.output import failpoints
+from pixcap.output.blobs import BlobWriter
+from pixcap.output.fragments import FragmentWriter
 from .resources import actor_pools
-from .storage import Storage
+from pixcap.output.storage import Storage
 
 # Ray Data coalesces a task's output into blocks of up to 128 MiB by default: 16,000 small images
 # travelled as one block, held whole by every stage, and nothing was committed until the end.

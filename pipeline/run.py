@@ -8,25 +8,25 @@ from collections import defaultdict
 
 from pixcap.schemas import Job, JobError
 from pixcap.schemas import batch as B
-from pixcap.schemas.manifest import LOCK_NAME, LOGS_DIR
 
-from . import failpoints
-from .commit import Committer
+from pixcap.output import failpoints, layout
+from pixcap.output.commit import Committer
 from .engine import check_cluster, start_ray
-from .fingerprint import differences, fingerprint
+from pixcap.output.fingerprint import differences, fingerprint
 from .inputs import InputError, list_sources
-from .ledger import Ledger
-from .lock import OutputLock, take_lock
-from .manifest import (
-    input_counts, is_pixcap_manifest, models_entry, new_manifest, package_versions, read_manifest, shard_entries,
+from pixcap.output.ledger import Ledger
+from pixcap.output.lock import OutputLock
+from pixcap.output.manifest import (
+    input_counts, models_entry, new_manifest, package_versions, shard_entries,
     totals, write_dataset_card, write_manifest,
 )
 from .models import resolve_models
 from .parts import make_parts, record_sources
-from .provenance import run_entry, utc_now
+from pixcap.output.provenance import run_entry, utc_now
 from .ray_errors import stage_failure
-from .revisions import model_revisions
-from .storage import Storage
+from pixcap.output.revisions import model_revisions
+from pixcap.output.session import ended_status, existing_manifest, record_end, taken_output
+from pixcap.output.storage import Storage
 
 
 class StageError(RuntimeError):
@@ -47,27 +47,6 @@ def check_output(job: Job) -> None:
             folder = uri.removeprefix("file://").split("*")[0]
             if folder and os.path.isdir(folder) and _inside(job.output.removeprefix("file://"), folder):
                 raise JobError(f"output: {job.output} is inside the input folder {uri}")
-
-
-def existing_manifest(storage: Storage):
-    """The manifest of a pixcap output; None for a folder that does not exist or is empty.
-    A folder holding anything else is refused: pixcap never writes into a folder not its own."""
-    if storage.isfile():
-        raise JobError(f"output: {storage.url()} is a file; an output is a folder (new, empty, or made by pixcap)")
-    manifest = read_manifest(storage)
-    if manifest is None:
-        others = [name for name in storage.entries() if name not in (LOCK_NAME, LOGS_DIR)]
-        if others:
-            raise JobError(f"output: {storage.url()} is not empty and not a pixcap output (no manifest.json; "
-                           f"it holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
-                           "choose a new or empty folder")
-        return None
-    if isinstance(manifest, dict) and manifest.get("version") == 1 and "shards" in manifest:
-        raise JobError(f"output: {storage.url()} was made by an earlier pixcap (manifest version 1, without input "
-                       "identities or a fingerprint); write to a new output")
-    if not is_pixcap_manifest(manifest):
-        raise JobError(f"output: {storage.url()} holds a manifest.json that pixcap did not write; choose a new or empty folder")
-    return manifest
 
 
 def check_fingerprint(manifest, current: dict, url: str) -> None:
@@ -97,18 +76,12 @@ def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = F
     check_fingerprint(manifest, current, storage.url())
     record_sources(sources, manifest["inputs"] if manifest else [], storage.url())
     check_cluster(address, resolved, quiet=not verbose)
-    storage.makedirs()
-    lock = take_lock(storage, stream, "output")
-    try:
-        # Read again under the lock: another run may have finished in between.
-        manifest = existing_manifest(storage)
-        check_fingerprint(manifest, current, storage.url())
+    with taken_output(storage, stream, "output", lambda found: check_fingerprint(found, current, storage.url())) \
+            as (manifest, lock):
         records = record_sources(sources, manifest["inputs"] if manifest else [], storage.url())
         manifest = manifest or new_manifest(current)
         return _run_locked(job, resolved, revisions, sources, records, manifest, storage, lock, address, stream,
                            command or sys.argv, verbose)
-    finally:
-        lock.release()
 
 
 def _parts_to_do(parts: list, ledger: Ledger, shard_size: int) -> list:
@@ -127,7 +100,7 @@ def _parts_to_do(parts: list, ledger: Ledger, shard_size: int) -> list:
 def _log_dir(storage: Storage) -> str:
     """Where Ray's console output goes: OUT/_logs on a local output, a local cache folder otherwise."""
     if storage.local:
-        return storage.path(LOGS_DIR)
+        return storage.path(layout.LOGS)
     import hashlib
 
     return os.path.expanduser(f"~/.cache/pixcap/logs/{hashlib.sha1(storage.url().encode()).hexdigest()[:12]}")
@@ -206,7 +179,7 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
             if todo:
                 _stream(todo, resolved, storage, address, stream, ledger, committer, lock, verbose)
     except BaseException as e:  # recorded after the commits under way ended, so the counts include them
-        _record_end(storage, manifest, run, committer, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
+        record_end(storage, manifest, run, ended_status(e), written=committer.written, rejected=committer.rejected)
         raise
     ledger.mark_finished_parts()
     if ledger.shards:
@@ -219,12 +192,3 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
     write_manifest(storage, manifest)
     write_dataset_card(storage, manifest)
     return manifest
-
-
-def _record_end(storage: Storage, manifest: dict, run: dict, committer: Committer, status: str) -> None:
-    """Note in the history how a run ended early; the shards it committed are listed by the next run."""
-    run.update(ended=utc_now(), status=status, written=committer.written, rejected=committer.rejected)
-    try:
-        write_manifest(storage, manifest)
-    except Exception:  # a full disk: the history misses this run's end, the data is still consistent
-        pass

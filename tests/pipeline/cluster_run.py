@@ -19,7 +19,7 @@ import time
 import ray
 
 from bench.loopback import start_cluster
-from pixcap.pipeline import failpoints
+from pixcap.output import failpoints
 
 
 def _node_of(kind: str, held: str):

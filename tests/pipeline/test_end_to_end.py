@@ -134,7 +134,7 @@ def test_each_input_part_is_read_by_a_task_of_its_own(tmp_path, ray_session, mod
     from pixcap.pipeline.parts import make_parts, record_sources
     from pixcap.pipeline.progress import ProgressCounter
     from pixcap.pipeline.resources import fit_to_cluster
-    from pixcap.pipeline.storage import Storage
+    from pixcap.output.storage import Storage
 
     (tmp_path / "in").mkdir()
     for t in range(6):

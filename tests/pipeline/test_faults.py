@@ -14,15 +14,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from pixcap.pipeline import failpoints
+from pixcap.output import failpoints
 from pixcap.cli.main import main
-from pixcap.pipeline.lock import LOCK_NAME
+from pixcap.output.lock import LOCK_NAME
 from pixcap.pipeline.run import StageError, run_job
 from pixcap.schemas import batch as B
 from pixcap.schemas.manifest import TMP_SUFFIX
-from pixcap.pipeline.fragments import FragmentWriter
-from pixcap.pipeline.ledger import Ledger
-from pixcap.pipeline.storage import Storage
+from pixcap.output.fragments import FragmentWriter
+from pixcap.output.ledger import Ledger
+from pixcap.output.storage import Storage
 
 from .tarfiles import jpeg_bytes
 from .test_end_to_end import job_for
@@ -77,7 +77,7 @@ def test_workers_get_the_spec_and_the_driver_pid(failpoint_env, tmp_path):
 
 
 REACH_TWICE = """
-from pixcap.pipeline import failpoints
+from pixcap.output import failpoints
 failpoints.reached("read")
 print("first", flush=True)
 failpoints.reached("read")

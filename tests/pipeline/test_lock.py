@@ -11,14 +11,14 @@ import psutil
 import pytest
 
 from pixcap.cli.main import main
-from pixcap.pipeline.lock import LEASE_SECONDS, LOCK_NAME, LockLost, OutputInUse, OutputLock
-from pixcap.pipeline.storage import Storage
+from pixcap.output.lock import LEASE_SECONDS, LOCK_NAME, LockLost, OutputInUse, OutputLock
+from pixcap.output.storage import Storage
 
 from .test_faults import fake_graph  # noqa: F401 (a fixture)
 
 HOLD = """
 import sys, time
-from pixcap.pipeline.lock import OutputLock
+from pixcap.output.lock import OutputLock
 OutputLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(60)
@@ -132,8 +132,8 @@ def test_release_leaves_a_lock_that_is_no_longer_ours(tmp_path):
 
 RACE = """
 import os, sys, time
-from pixcap.pipeline import lock
-from pixcap.pipeline.lock import OutputInUse, OutputLock
+from pixcap.output import lock
+from pixcap.output.lock import OutputInUse, OutputLock
 check = lock.owner_alive
 lock.owner_alive = lambda owner: time.sleep(0.2) or check(owner)  # a slow check: all see the stale lock
 while not os.path.exists(sys.argv[2]):
@@ -238,8 +238,8 @@ def test_a_holder_whose_lock_was_taken_stops_renewing_and_check_raises(tmp_path)
 
 HOST_RACE = """
 import os, socket, sys, time
-from pixcap.pipeline import lock
-from pixcap.pipeline.lock import OutputInUse, OutputLock
+from pixcap.output import lock
+from pixcap.output.lock import OutputInUse, OutputLock
 socket.gethostname = lambda: sys.argv[4]  # each racer is a host of its own: no flock between them
 lock.CONFIRM_SECONDS = 0.2
 read = OutputLock._read
@@ -277,7 +277,7 @@ def test_hosts_racing_for_an_expired_lease_take_it_over_once(tmp_path):
 
 FULL_DISK = """
 import errno, resource, signal, sys
-from pixcap.pipeline.lock import OutputLock
+from pixcap.output.lock import OutputLock
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # no byte can be written: a full disk
 try:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pixcap.cli.main import main
-from pixcap.pipeline import failpoints
+from pixcap.output import failpoints
 from pixcap.pipeline.run import run_job
 from pixcap.schemas.manifest import LOCK_NAME
 

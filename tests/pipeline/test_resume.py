@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pixcap.pipeline import failpoints
+from pixcap.output import failpoints
 from pixcap.schemas.manifest import LOCK_NAME
 from pixcap.pipeline.run import run_job
 from pixcap.schemas.manifest import TMP_SUFFIX, SHARD_META_BYTES, SHARD_META_REJECTED, SHARD_META_SHA256

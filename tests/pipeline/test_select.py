@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from pixcap.pipeline.select import select_subset
-from pixcap.pipeline.select_cli import register
-from pixcap.pipeline.subset_commit import FAILPOINT, ParentDamaged
-from pixcap.pipeline.verify import verify_output
+from pixcap.subsets.select import select_subset
+from pixcap.subsets.cli import register
+from pixcap.subsets.commit import FAILPOINT, ParentDamaged
+from pixcap.output.verify import verify_output
 from pixcap.schemas import JobError
 from pixcap.schemas.manifest import EMBEDDINGS_DIR, MANIFEST_NAME, REJECTS_DIR, SHARDS_DIR, STATS_DIR
 from pixcap.schemas.selection import Selection, parse_dedup
@@ -224,7 +224,7 @@ def test_a_parent_whose_files_differ_from_its_manifest_is_refused(parent, tmp_pa
 
 SELECT_SCRIPT = """
 import io, sys
-from pixcap.pipeline.select import select_subset
+from pixcap.subsets.select import select_subset
 from pixcap.schemas.selection import Selection
 select_subset(sys.argv[1], sys.argv[2], Selection(top_fraction=0.5), stream=io.StringIO())
 """

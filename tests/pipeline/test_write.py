@@ -8,11 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from pixcap.pipeline.blobs import BlobWriter, blob_path, shard_blobs
-from pixcap.pipeline.commit import commit_shard
-from pixcap.pipeline.fragments import FragmentWriter
-from pixcap.pipeline.ledger import Ledger
-from pixcap.pipeline.storage import Storage
+from pixcap.output.blobs import BlobWriter
+from pixcap.output.layout import blob as blob_path, shard_blobs
+from pixcap.output.commit import commit_shard
+from pixcap.output.fragments import FragmentWriter
+from pixcap.output.ledger import Ledger
+from pixcap.output.storage import Storage
 from pixcap.schemas import batch as B
 from pixcap.schemas.manifest import TMP_SUFFIX, WORK_DIR
 
@@ -97,7 +98,7 @@ def test_stored_bytes_travel_as_a_path_and_leave_with_the_commit(tmp_path):
 
 def test_a_commit_reads_its_images_in_groups(tmp_path, monkeypatch):
     """A shard's images are fetched a few at a time, never all held at once."""
-    from pixcap.pipeline import commit
+    from pixcap.output import commit
 
     storage = Storage(str(tmp_path))
     fragment = FragmentWriter(storage)(finished_batch("p-00000", list(range(5)), count=5))["fragment"][0]
@@ -249,8 +250,8 @@ def test_a_failed_commit_lets_the_commits_under_way_finish(tmp_path, monkeypatch
 
     import ray
 
-    from pixcap.pipeline import commit, failpoints
-    from pixcap.pipeline.commit import CommitError, Committer
+    from pixcap.output import commit, failpoints
+    from pixcap.output.commit import CommitError, Committer
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the commit thread pool, not Ray tasks
     out = str(tmp_path)

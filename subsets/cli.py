@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from pixcap.schemas import JobError
+from pixcap.schemas.manifest import MANIFEST_NAME
 from pixcap.schemas.selection import DEFAULT_BY, Selection, parse_dedup
 
 
@@ -30,9 +31,11 @@ def select_command(args) -> int:
     t = manifest["totals"]
     out = args.output.rstrip("/")
     print(f"pixcap select: {t['written']:,} samples in {t['tars']:,} shards written to {out}")
-    print(f"  shards    {out}/shards/*.tar")
-    print(f"  stats     {out}/stats/*.parquet")
-    print(f"  manifest  {out}/manifest.json (its parent and selection say how to rebuild it)")
+    from pixcap.output import layout
+
+    print(f"  shards    {layout.under(out, layout.shard_glob('tar'))}")
+    print(f"  stats     {layout.under(out, layout.shard_glob('stats'))}")
+    print(f"  manifest  {layout.under(out, MANIFEST_NAME)} (its parent and selection say how to rebuild it)")
     return 0
 
 

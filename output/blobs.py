@@ -8,25 +8,10 @@ stats (the commit point) are written; the ledger sweeps what a killed run left o
 """
 from __future__ import annotations
 
-import posixpath
-
 from pixcap.schemas import batch as B
-from pixcap.schemas.manifest import BLOBS_DIR, WORK_DIR
-from pixcap.schemas.records import IMAGE_EXT
 
+from .layout import blob as blob_path
 from .storage import Storage
-
-BLOBS = posixpath.join(WORK_DIR, BLOBS_DIR)
-
-
-def shard_blobs(shard: str) -> str:
-    return posixpath.join(BLOBS, shard)
-
-
-def blob_path(shard: str, index: int) -> str:
-    # Named by the input's place, not by a random id: a retried task writes the same bytes to the
-    # same name, and a row finished twice still has one blob.
-    return posixpath.join(shard_blobs(shard), f"{int(index):06d}.{IMAGE_EXT}")
 
 
 class BlobWriter:

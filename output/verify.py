@@ -4,8 +4,8 @@ from __future__ import annotations
 import posixpath
 
 from pixcap.schemas import JobError
-from pixcap.schemas.manifest import EMBEDDINGS_DIR, REJECTS_DIR, SHARDS_DIR, STATS_DIR
 
+from . import layout
 from .manifest import is_pixcap_manifest, manifest_files, read_manifest
 from .storage import Storage
 
@@ -32,7 +32,7 @@ def verify_output(url: str, storage_options=None) -> list:
             problems.append(f"{path}: {storage.size(path)} bytes, the manifest says {entry['bytes']}")
         elif storage.sha256(path) != entry["sha256"]:
             problems.append(f"{path}: sha256 differs from the manifest's")
-    for directory in (SHARDS_DIR, EMBEDDINGS_DIR, STATS_DIR, REJECTS_DIR):
+    for directory in layout.COMMITTED_FOLDERS:
         for name in storage.listdir(directory):
             if posixpath.join(directory, name) not in listed:
                 problems.append(f"{posixpath.join(directory, name)}: not in the manifest")

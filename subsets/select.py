@@ -1,9 +1,9 @@
 """`pixcap select`: cut a subset out of an output, as a pixcap output of its own.
 
 The subset's shards keep the names of the parent shards they come from, each holding the kept
-samples of its parent shard, byte for byte (pipeline/subset_commit.py). Exactly once, as
+samples of its parent shard, byte for byte (subsets/commit.py). Exactly once, as
 `pixcap run`: the subset is locked, its manifest says what it is cut from and how before any
-shard is written, the plan of kept samples is stored once (pipeline/subset_plan.py), and a
+shard is written, the plan of kept samples is stored once (subsets/plan.py), and a
 rerun removes what a killed run left half-written and commits only the shards not committed.
 A rerun with another selection, from another parent, or from a parent that changed since, is
 refused: a subset holds one selection of one parent.
@@ -17,21 +17,20 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from pixcap.schemas import JobError
-from pixcap.schemas.manifest import STATS_DIR
 from pixcap.schemas.selection import PARENT_KEY, SELECTION_KEY, Selection
 
-from . import failpoints
-from .ledger import Ledger
-from .lock import OutputLock, take_lock
-from .manifest import (
+from pixcap.output import failpoints, layout
+from pixcap.output.ledger import Ledger
+from pixcap.output.lock import OutputLock
+from pixcap.output.manifest import (
     input_counts, is_pixcap_manifest, new_manifest, package_versions, read_manifest, shard_entries, totals,
     write_dataset_card, write_manifest,
 )
-from .provenance import run_entry, utc_now
-from .run import existing_manifest
-from .storage import Storage
-from .subset_commit import commit_subset_shard
-from .subset_plan import kept_rows, plan_selection, read_plan, write_plan
+from pixcap.output.provenance import run_entry, utc_now
+from pixcap.output.session import ended_status, existing_manifest, record_end, taken_output
+from pixcap.output.storage import Storage
+from .commit import commit_subset_shard
+from .plan import kept_rows, plan_selection, read_plan, write_plan
 
 COPY_THREADS = 2  # shards copied at once: reading and writing overlap, on a disk or an object store
 SELECT_PACKAGES = ("duckdb", "faiss-cpu")  # what decides a subset's content besides the parent's own
@@ -122,16 +121,11 @@ def select_subset(parent_url: str, subset_url: str, selection: Selection, comman
     # cannot give (no embeddings), stops here with nothing written.
     planned = None if existing is not None and read_plan(subset) is not None else \
         plan_selection(parent, parent_manifest["shards"], selection)
-    subset.makedirs()
-    lock = take_lock(subset, stream, "subset")
-    try:
-        manifest = existing_manifest(subset)  # again, under the lock
-        check_subset(manifest, parent_record, selection, subset.url())
+    with taken_output(subset, stream, "subset",
+                      lambda found: check_subset(found, parent_record, selection, subset.url())) as (manifest, lock):
         manifest = manifest or new_subset_manifest(parent_manifest, parent_record, selection)
         return _select_locked(parent, parent_manifest, subset, selection, manifest, planned, lock, stream,
                               command or sys.argv)
-    finally:
-        lock.release()
 
 
 def _describe_counts(counts: dict) -> str:
@@ -155,7 +149,7 @@ def _select_locked(parent: Storage, parent_manifest: dict, subset: Storage, sele
         plan, counts = stored
     print(f"pixcap select: {selection.describe()}: {_describe_counts(counts)}", file=stream)
     kept = kept_rows(plan)
-    committed = {name[: -len(".parquet")] for name in subset.listdir(STATS_DIR) if name.endswith(".parquet")}
+    committed = set(layout.shard_names(subset.listdir(layout.STATS), "stats"))
     todo = [name for name in kept if name not in committed]
     print(f"pixcap select: {len(kept)} shards hold kept samples, {len(kept) - len(todo)} already written; "
           f"subset {subset.url()}", file=stream)
@@ -174,11 +168,7 @@ def _select_locked(parent: Storage, parent_manifest: dict, subset: Storage, sele
             written += result["samples"]
     except BaseException as e:
         pool.shutdown(wait=True, cancel_futures=True)  # no copy outlives the lock
-        run.update(ended=utc_now(), status="stopped" if isinstance(e, KeyboardInterrupt) else "failed", written=written)
-        try:
-            write_manifest(subset, manifest)
-        except Exception:  # a full disk: the history misses this run's end; the data is still consistent
-            pass
+        record_end(subset, manifest, run, ended_status(e), written=written)
         raise
     pool.shutdown()
     manifest["shards"] = shard_entries(subset, set(kept), manifest["shards"], files)

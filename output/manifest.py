@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import json
-import posixpath
 from collections import Counter
 
 import pyarrow.parquet as pq
@@ -23,7 +22,7 @@ from pixcap.schemas.manifest import (
 from pixcap.schemas import rejects as R
 from pixcap.schemas.shards import parse_shard_name
 
-from .commit import shard_files
+from .layout import shard_files, shard_glob, shard_of
 from .storage import Storage
 
 VERSIONED_PACKAGES = ("pixcap", "torch", "transformers", "open_clip_torch", "spacy", "ray", "webdataset", "pyarrow", "pillow")
@@ -121,7 +120,7 @@ def _shard_entry(storage: Storage, name: str, committed_now: dict) -> dict:
 
 def shard_entries(storage: Storage, committed: set, previous: list, committed_now: dict) -> list:
     known = {entry["name"]: entry for entry in previous or []}
-    recommitted = {posixpath.basename(path).split(".")[0] for path in committed_now}
+    recommitted = {shard_of(path) for path in committed_now}
     return [known[name] if name in known and name not in recommitted else _shard_entry(storage, name, committed_now)
             for name in sorted(committed)]
 
@@ -175,7 +174,7 @@ configs:
 - config_name: default
   data_files:
   - split: train
-    path: "shards/*.tar"
+    path: "{shard_glob('tar')}"
 tags:
 - pixcap
 - text-to-image

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import posixpath
 import uuid
 
 import pyarrow.parquet as pq
@@ -11,7 +10,7 @@ from pixcap.schemas import batch as B
 from pixcap.stages.write import fragment_table, ledger_summary
 
 from .blobs import BlobWriter
-from .ledger import FRAGMENTS
+from . import layout
 from .storage import Storage
 
 
@@ -29,6 +28,6 @@ class FragmentWriter:
         table = fragment_table(batch)
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
-        fragment = posixpath.join(FRAGMENTS, f"{uuid.uuid4().hex}.parquet")
+        fragment = layout.fragment(uuid.uuid4().hex)
         self.storage.write_bytes(fragment, buffer.getvalue())
         return ledger_summary(table, fragment)

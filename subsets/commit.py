@@ -24,8 +24,8 @@ from pixcap.schemas.manifest import (
 )
 from pixcap.schemas.records import KEY
 
-from .commit import shard_files
-from .storage import Storage
+from pixcap.output.layout import shard_files
+from pixcap.output.storage import Storage
 
 FAILPOINT = "subset_commit"  # between a subset shard's tar and its stats (pipeline/failpoints.py)
 # webdataset's rule: a member's sample key is its path up to the first dot of its file name.

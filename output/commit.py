@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import posixpath
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
@@ -21,13 +20,14 @@ import webdataset as wds
 from pixcap.schemas import batch as B
 from pixcap.schemas import rejects as R
 from pixcap.schemas.manifest import (
-    EMBEDDINGS_DIR, REJECTS_DIR, SHARD_META_BYTES, SHARD_META_EMBEDDINGS_SHA256, SHARD_META_REJECTED,
-    SHARD_META_REJECTS_SHA256, SHARD_META_SHA256, SHARDS_DIR, STATS_DIR,
+    SHARD_META_BYTES, SHARD_META_EMBEDDINGS_SHA256, SHARD_META_REJECTED,
+    SHARD_META_REJECTS_SHA256, SHARD_META_SHA256,
 )
 from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_SCHEMA
 
 from . import failpoints
-from .blobs import shard_blobs
+from .layout import shard_blobs
+from .layout import shard_files
 from .ledger import Ledger
 from .lock import LockLost
 from .storage import Storage
@@ -43,13 +43,6 @@ DRAIN_SECONDS = 30
 
 class CommitError(RuntimeError):
     """A shard could not be committed (a full disk, a write error): the run stops."""
-
-
-def shard_files(shard: str) -> dict:
-    """The output paths of a shard's three files."""
-    return {"tar": posixpath.join(SHARDS_DIR, f"{shard}.tar"), "stats": posixpath.join(STATS_DIR, f"{shard}.parquet"),
-            "rejects": posixpath.join(REJECTS_DIR, f"{shard}.parquet"),
-            "embeddings": posixpath.join(EMBEDDINGS_DIR, f"{shard}.npy")}
 
 
 def _shard_rows(storage: Storage, shard: str, fragments: list) -> list:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import posixpath
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -20,13 +19,12 @@ import pyarrow.parquet as pq
 
 from pixcap.analysis.duplicates import exact_duplicates, near_duplicates, sha256_digests
 from pixcap.schemas import JobError
-from pixcap.schemas.manifest import WORK_DIR
 from pixcap.schemas.records import KEY, SHA256
-from pixcap.schemas.selection import DEDUP_EXACT, PLAN_KEY, PLAN_NAME, PLAN_ROW, PLAN_SHARD, Selection
+from pixcap.schemas.selection import DEDUP_EXACT, PLAN_KEY, PLAN_ROW, PLAN_SHARD, Selection
 
-from .storage import Storage
+from pixcap.output import layout
+from pixcap.output.storage import Storage
 
-PLAN_PATH = posixpath.join(WORK_DIR, PLAN_NAME)
 FILE_COLUMN = "filename"  # DuckDB's read_parquet(filename=true)
 ROW_COLUMN = "file_row_number"  # DuckDB's read_parquet(file_row_number=true)
 NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
@@ -87,7 +85,7 @@ def candidates(parent: Storage, shards: list, selection: Selection) -> pa.Table:
             raise JobError(f"--where: {_one_line(e)}") from None
     finally:
         connection.close()
-    shard_names = [posixpath.basename(f)[: -len(".parquet")] for f in table.column(FILE_COLUMN).to_pylist()]
+    shard_names = [layout.shard_of(f) for f in table.column(FILE_COLUMN).to_pylist()]
     return table.drop_columns([FILE_COLUMN]).append_column(PLAN_SHARD, pa.array(shard_names, pa.string()))
 
 
@@ -145,13 +143,13 @@ def plan_selection(parent: Storage, shards: list, selection: Selection) -> Tuple
 def write_plan(storage: Storage, plan: pa.Table, counts: Dict[str, int]) -> None:
     buffer = io.BytesIO()
     pq.write_table(plan.replace_schema_metadata({"pixcap.counts": _encode_counts(counts)}), buffer)
-    storage.write_bytes(PLAN_PATH, buffer.getvalue())
+    storage.write_bytes(layout.PLAN, buffer.getvalue())
 
 
 def read_plan(storage: Storage):
     """(plan, counts) a run stored, or None when none did."""
     try:
-        data = storage.read_bytes(PLAN_PATH)
+        data = storage.read_bytes(layout.PLAN)
     except FileNotFoundError:
         return None
     table = pq.read_table(io.BytesIO(data))

@@ -16,17 +16,12 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.manifest import (
-    EMBEDDINGS_DIR, FRAGMENTS_DIR, PARTS_DIR, REJECTS_DIR, SHARDS_DIR, STATS_DIR, TMP_SUFFIX, WORK_DIR,
-)
+from pixcap.schemas.manifest import TMP_SUFFIX
 from pixcap.schemas.shards import parse_shard_name
 
-from .blobs import BLOBS, shard_blobs
+from . import layout
+from .layout import FRAGMENTS, PARTS
 from .storage import Storage
-
-FRAGMENTS = posixpath.join(WORK_DIR, FRAGMENTS_DIR)
-PARTS = posixpath.join(WORK_DIR, PARTS_DIR)
-DONE_SUFFIX = ".done"
 
 
 def read_ledger(storage: Storage, fragment: str) -> dict:
@@ -55,19 +50,18 @@ class Ledger:
         self.part_shards = defaultdict(set)  # part_id -> shards seen
         self.fragment_shards = defaultdict(set)  # fragment -> its uncommitted shards
         self.parts_finished = 0  # parts this run marked done
-        for directory in (SHARDS_DIR, STATS_DIR, REJECTS_DIR, FRAGMENTS, PARTS):
+        for directory in (layout.SHARDS, layout.STATS, layout.REJECTS, FRAGMENTS, PARTS):
             storage.makedirs(directory)
         # Read once; this run's commits are added as they happen (one run per output: the lock).
-        self.committed_shards = self._own(STATS_DIR, ".parquet")
+        self.committed_shards = self._own("stats")
 
-    def _own(self, directory: str, suffix: str) -> set:
-        """Shard names in a folder of the output that belong to this output's inputs."""
+    def _own(self, kind: str) -> set:
+        """Shards with a file of this kind in the output that belong to this output's inputs."""
         names = set()
-        for file_name in self.storage.listdir(directory):
-            if file_name.endswith(suffix):
-                parsed = parse_shard_name(file_name[: -len(suffix)])
-                if parsed is not None and parsed[0] in self.prefixes:
-                    names.add(file_name[: -len(suffix)])
+        for shard in layout.shard_names(self.storage.listdir(layout.SHARD_FILE_KINDS[kind][0]), kind):
+            parsed = parse_shard_name(shard)
+            if parsed is not None and parsed[0] in self.prefixes:
+                names.add(shard)
         return names
 
     # -- what is in the output ------------------------------------------------------------
@@ -75,17 +69,17 @@ class Ledger:
         return self.committed_shards
 
     def done_parts(self) -> set:
-        return {name[: -len(DONE_SUFFIX)] for name in self.storage.listdir(PARTS) if name.endswith(DONE_SUFFIX)}
+        return {part for part in map(layout.part_of_marker, self.storage.listdir(PARTS)) if part is not None}
 
     def clean_uncommitted(self) -> list:
         """Remove what a killed run left half-written: pixcap's own temporary files, and tars or
         rejects of this output's shards whose stats parquet (the commit point) never landed.
         Nothing else is touched: not a file pixcap did not name, nor one outside its folders."""
         removed = []
-        for directory in ("", SHARDS_DIR, EMBEDDINGS_DIR, STATS_DIR, REJECTS_DIR, FRAGMENTS, PARTS):
+        for directory in layout.OWN_FOLDERS:
             removed += [posixpath.join(directory, name) for name in self.storage.listdir(directory) if name.endswith(TMP_SUFFIX)]
-        for directory, suffix in ((SHARDS_DIR, ".tar"), (EMBEDDINGS_DIR, ".npy"), (REJECTS_DIR, ".parquet")):
-            removed += [posixpath.join(directory, name + suffix) for name in self._own(directory, suffix) - self.committed_shards]
+        for kind in ("tar", "embeddings", "rejects"):
+            removed += [layout.shard_file(kind, shard) for shard in sorted(self._own(kind) - self.committed_shards)]
         for path in removed:
             self.storage.remove(path)
         return removed + self.sweep_blobs()
@@ -93,7 +87,7 @@ class Ledger:
     def sweep_blobs(self) -> list:
         """Remove the blobs of committed shards, which a run stopped before its commit removed
         them; returns their folders."""
-        folders = [shard_blobs(shard) for shard in self.storage.folders(BLOBS) if shard in self.committed_shards]
+        folders = [layout.shard_blobs(shard) for shard in self.storage.folders(layout.BLOBS) if shard in self.committed_shards]
         for folder in folders:
             self.storage.remove_tree(folder)
         return folders
@@ -102,7 +96,7 @@ class Ledger:
         """Take up the rows a previous run finished but did not commit."""
         for name in self.storage.listdir(FRAGMENTS):
             if name.endswith(".parquet"):
-                fragment = posixpath.join(FRAGMENTS, name)
+                fragment = f"{FRAGMENTS}/{name}"
                 self.add(fragment, read_ledger(self.storage, fragment))
 
     # -- what is in flight ----------------------------------------------------------------
@@ -172,6 +166,6 @@ class Ledger:
         committed = self.committed_shards
         for part_id, end in list(self.part_ends.items()):
             if all(s in committed for s in self.part_shards[part_id]) and end in committed:
-                self.storage.write_bytes(posixpath.join(PARTS, part_id + DONE_SUFFIX), b"")
+                self.storage.write_bytes(layout.part_marker(part_id), b"")
                 del self.part_ends[part_id]
                 self.parts_finished += 1

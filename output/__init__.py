@@ -1,0 +1,1 @@
+"""The output folder: its layout, storage, lock, ledger, commit, manifest and verification."""

@@ -1,0 +1,1 @@
+"""Subsets of an output: selection, dedup, and their exactly-once commit."""
