@@ -12,6 +12,7 @@ from typing import Callable, Dict
 import numpy as np
 import pyarrow as pa
 
+from pixcap.schemas import stages as registry
 from pixcap.schemas.records import AESTHETIC_SCORE, CLIP_SCORE, HEIGHT, N_GROUNDED, N_NOUNS, WIDTH
 
 from .histogram import Histogram
@@ -48,4 +49,4 @@ DISTRIBUTIONS: Dict[str, Distribution] = {
     AESTHETIC_SCORE: Distribution("Aesthetic score", "aesthetic_score (LAION's improved aesthetic predictor)",
                                   lambda: Histogram(-10.0, 20.0, 3000), 2),
 }
-OPTIONAL = {AESTHETIC_SCORE}  # columns an output may lack (the stage did not run): shown when any output has values
+OPTIONAL = registry.optional_columns()  # columns an output may lack (the stage did not run): shown when any output has values

@@ -90,7 +90,8 @@ def pixcap_rows(datas: list, repeats: int) -> dict:
     from PIL import Image
 
     from pixcap.schemas import batch as B
-    from pixcap.schemas.job import DecodeConfig, load_job, read_job_yaml
+    from pixcap.schemas.job import load_job, read_job_yaml
+    from pixcap.schemas.stages import DecodeConfig
     from pixcap.stages.decode import DecodeStage
 
     torch.set_num_threads(1)  # decode's model-image resize: one core, like img2dataset's OpenCV

@@ -122,7 +122,7 @@ def batch_of(images: list, **columns) -> dict:
 def model_inputs(args, images: list, **columns) -> tuple:
     """The batch as the pipeline's CPU tasks hand it to the GPU actors: LLaVA's and CLIP's crops
     made by ModelInputsStage (stages/model_inputs.py); returns (batch, CPU images/s)."""
-    from pixcap.schemas.job import CaptionConfig, ClipConfig
+    from pixcap.schemas.stages import CaptionConfig, ClipConfig
     from pixcap.stages.model_inputs import ModelInputsStage
 
     name = CLIP_SHAPES[args.shape][0]
@@ -169,7 +169,7 @@ def run_hf(args, static: bool) -> dict:
     import torch
 
     from pixcap.schemas import batch as B
-    from pixcap.schemas.job import CaptionConfig
+    from pixcap.schemas.stages import CaptionConfig
     from pixcap.stages.caption import CaptionStage
 
     batch, cpu_rate = model_inputs(args, model_images(args.images))
@@ -194,7 +194,7 @@ def run_vllm(args) -> dict:
     from vllm import SamplingParams
 
     from pixcap.schemas import batch as B
-    from pixcap.schemas.job import CaptionConfig
+    from pixcap.schemas.stages import CaptionConfig
     from pixcap.stages.caption_vllm import VllmCaptionStage, captioning_request
 
     images = model_images(args.images)
@@ -220,7 +220,7 @@ def run_clip(args) -> dict:
     import torch
 
     from pixcap.schemas import batch as B
-    from pixcap.schemas.job import ClipConfig
+    from pixcap.schemas.stages import ClipConfig
     from pixcap.stages.clip import ClipStage
     from pixcap.stages.preprocess import clip_view
 

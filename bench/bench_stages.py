@@ -80,7 +80,7 @@ def read_batches(datas: list, batch_size: int) -> list:
 def stage_builders(models_root: str) -> list:
     """(name, build) pairs in pipeline order; build() returns the stage callable."""
     def decode():
-        from pixcap.schemas.job import DecodeConfig
+        from pixcap.schemas.stages import DecodeConfig
         from pixcap.stages.decode import DecodeStage
         return DecodeStage(DecodeConfig())
 
@@ -89,17 +89,17 @@ def stage_builders(models_root: str) -> list:
         return build_tiny_models(os.path.expanduser(models_root))
 
     def caption():
-        from pixcap.schemas.job import CaptionConfig
+        from pixcap.schemas.stages import CaptionConfig
         from pixcap.stages.caption import CaptionStage
         return CaptionStage(CaptionConfig(model=str(tiny_models()["llava"])))
 
     def nouns():
-        from pixcap.schemas.job import NounsConfig
+        from pixcap.schemas.stages import NounsConfig
         from pixcap.stages.nouns import NounsStage
         return NounsStage(NounsConfig())
 
     def clip():
-        from pixcap.schemas.job import ClipConfig
+        from pixcap.schemas.stages import ClipConfig
         from pixcap.stages.clip import ClipStage
         models = tiny_models()
         return ClipStage(ClipConfig(model=str(models["clip_config"]),
@@ -114,7 +114,7 @@ def is_png(data: bytes) -> bool:
 
 def decode_by_format(datas: list, batch_size: int) -> list:
     """Table rows for decode over the JPEGs alone and the PNGs alone: the two paths differ ~5x."""
-    from pixcap.schemas.job import DecodeConfig
+    from pixcap.schemas.stages import DecodeConfig
     from pixcap.stages.decode import DecodeStage
 
     stage = DecodeStage(DecodeConfig())

@@ -16,6 +16,8 @@ import threading
 
 from pixcap.schemas import JobError
 
+from .console import configure_console
+
 
 SIGTERM_EXIT = 143  # 128 + SIGTERM: what a shell reports for a process SIGTERM stopped
 BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what `yes | head` reports for yes
@@ -62,10 +64,39 @@ def _say(line: str) -> None:
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit code 2."""
 
+    def __init__(self, message: str, prog: str = "pixcap"):
+        super().__init__(message)
+        self.prog = prog  # "pixcap run": the line says which command's usage was wrong
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, except where there is none to show (None, empty, a flag)."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if default is None or default == [] or default == "" or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
+
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        if "help" not in kwargs and kwargs.get("default") is not None:  # argparse shows no default without a help
+            kwargs["help"] = "(default: %(default)s)"
+        return super().add_argument(*args, **kwargs)
+
     def error(self, message):  # argparse's usage dump -> our one line, exit code 2
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(message, self.prog)
+
+
+def _version() -> str:
+    import pixcap
+
+    return f"pixcap {pixcap.__version__}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,12 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
     from pixcap.subsets.cli import register as register_select
     from pixcap.trainer.cli import register as register_trainer
 
+    from .jobs import register as register_jobs
+
     parser = _Parser(prog="pixcap", description="PixArt-alpha training data: caption, score, shard, analyse, train")
+    parser.add_argument("-V", "--version", action="version", version=_version())
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     register_pipeline(sub)
     register_select(sub)
     register_analysis(sub)
     register_trainer(sub)
+    register_jobs(sub)
+    for command in sub.choices.values():  # --quiet after the command too; SUPPRESS keeps one given before it
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="print only warnings and errors")
     return parser
 
 
@@ -87,6 +126,7 @@ def main(argv=None) -> int:
     previous = _handle_sigterm()
     try:
         args = build_parser().parse_args(argv)
+        configure_console(quiet=args.quiet)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
         return code
@@ -96,7 +136,10 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         _quiet_after_broken_pipe()
         return BROKEN_PIPE_EXIT
-    except (JobError, UsageError) as e:
+    except UsageError as e:
+        _say(f"{e.prog}: error: {e}")
+        return 2
+    except JobError as e:
         _say(f"pixcap: error: {e}")
         return 2
     except KeyboardInterrupt:

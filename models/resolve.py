@@ -11,10 +11,12 @@ import os
 from pixcap.schemas import JobError
 from pixcap.schemas.job import local_model_path
 from pixcap.schemas.models import TINY_AESTHETIC, TINY_CLIP, TINY_DIT, TINY_LLAVA, TINY_PREFIX, TINY_T5, TINY_VAE
+from pixcap.schemas.models import TINY_DETECTOR, TINY_INCEPTION, TINY_VQA
 
 from .tiny import build_tiny_model
 from .tiny_aesthetic import AESTHETIC_FILE
 from .tiny_captioning import CLIP_NAME
+from .tiny_eval import INCEPTION_FILE
 
 # tiny name -> (folder in the cache, file in it or "" for the folder itself)
 TINY_FOLDERS = {
@@ -24,6 +26,9 @@ TINY_FOLDERS = {
     TINY_VAE: ("tiny-vae", ""),
     TINY_DIT: ("tiny-dit", ""),
     TINY_AESTHETIC: ("tiny-aesthetic", AESTHETIC_FILE),
+    TINY_VQA: ("tiny-vqa", ""),
+    TINY_DETECTOR: ("tiny-detector", ""),
+    TINY_INCEPTION: ("tiny-inception", INCEPTION_FILE),
 }
 # open_clip takes a config and a checkpoint: `clip.pretrained: tiny:clip` names the checkpoint.
 TINY_CHECKPOINTS = {TINY_CLIP: ("tiny-clip", f"{CLIP_NAME}.pt")}

@@ -13,6 +13,7 @@ from pathlib import Path
 from .tiny_aesthetic import AESTHETIC_FILE, build_tiny_aesthetic
 from .tiny_captioning import CLIP_NAME, build_tiny_clip, build_tiny_llava
 from .tiny_diffusion import build_tiny_dit, build_tiny_t5, build_tiny_vae
+from .tiny_eval import EVAL_BUILDERS
 
 DONE_MARKER = ".pixcap-complete"  # written last: a folder without it was interrupted, and is rebuilt
 
@@ -34,7 +35,8 @@ def build_tiny_model(root, folder_name: str, seed: int = 0) -> Path:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        BUILDERS[folder_name](folder, seed)
+        # The eval's scorers are built on first use only, not with the rest (the Inception is 48 MB).
+        (BUILDERS.get(folder_name) or EVAL_BUILDERS[folder_name])(folder, seed)
         (folder / DONE_MARKER).write_text(json.dumps({"seed": seed}))
     return folder
 

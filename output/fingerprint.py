@@ -7,27 +7,27 @@ The resolved model revisions are part of it, so new weights under an old name ar
 from __future__ import annotations
 
 from pixcap.schemas import Job
+from pixcap.schemas import stages as registry
 from pixcap.schemas.job import flatten
 
-# Job keys (or dotted prefixes, ending in ".") that change speed or place, never content.
-NOT_CONTENT = (
-    "inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "storage_options", "storage_options.",
-    "caption.kv_cache",
-    "caption.batch_size", "caption.actors", "caption.gpus_per_actor",
-    "nouns.batch_size", "nouns.actors", "clip.batch_size", "clip.actors", "clip.gpus_per_actor", "ray.",
-    "aesthetic.batch_size", "aesthetic.actors",
-)
+# Job keys (or dotted prefixes, ending in ".") that change speed or place, never content; each
+# stage's own such keys are its config's speed_keys (schemas/stages.py).
+NOT_CONTENT = ("inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "storage_options",
+               "storage_options.", "ray.")
 
 
-def _is_content(key: str) -> bool:
-    return not any(key == skip or (skip.endswith(".") and key.startswith(skip)) for skip in NOT_CONTENT)
+def _is_content(key: str, skipped) -> bool:
+    return key not in skipped and not any(key == skip or (skip.endswith(".") and key.startswith(skip))
+                                          for skip in NOT_CONTENT)
 
 
 def fingerprint(job: Job, revisions: dict) -> dict:
     """{dotted key: value} of every content setting, plus {"revision.STAGE": revision}."""
-    settings = {key: value for key, value in flatten(job.to_dict()).items() if _is_content(key)}
-    if not job.aesthetic.model:  # off: an output made before the optional stage existed keeps its fingerprint
-        settings = {key: value for key, value in settings.items() if not key.startswith("aesthetic.")}
+    skipped = registry.speed_keys()
+    settings = {key: value for key, value in flatten(job.to_dict()).items() if _is_content(key, skipped)}
+    for spec in registry.configured():
+        if not spec.enabled(job):  # an optional stage that is off: an output made before it existed keeps its fingerprint
+            settings = {key: value for key, value in settings.items() if not key.startswith(f"{spec.name}.")}
     settings.update({f"revision.{stage}": revision for stage, revision in revisions.items()})
     return dict(sorted(settings.items()))
 

@@ -15,6 +15,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 from pixcap.schemas import JobError
+from pixcap.schemas import stages as registry
 from pixcap.schemas.manifest import (
     MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, SHARD_META_BYTES, SHARD_META_EMBEDDINGS_SHA256,
     SHARD_META_REJECTED, SHARD_META_REJECTS_SHA256, SHARD_META_SHA256,
@@ -23,6 +24,7 @@ from pixcap.schemas import rejects as R
 from pixcap.schemas.shards import parse_shard_name
 
 from .layout import shard_files, shard_glob, shard_of
+from .manifest_check import check_manifest
 from .storage import Storage
 
 VERSIONED_PACKAGES = ("pixcap", "torch", "transformers", "open_clip_torch", "spacy", "ray", "webdataset", "pyarrow", "pillow")
@@ -41,17 +43,20 @@ def package_versions(names=VERSIONED_PACKAGES) -> dict:
 
 
 def models_entry(job, resolved, revisions: dict) -> dict:
-    """The manifest's `models`: each stage's model as the job named it, as resolved, and its revision."""
-    models = {
-        "caption": {"backend": job.caption.backend, "name": job.caption.model, "resolved": resolved.caption.model,
-                    "revision": revisions["caption"]},
-        "nouns": {"name": job.nouns.model, "revision": revisions["nouns"]},
-        "clip": {"name": job.clip.model, "pretrained": job.clip.pretrained,
-                 "resolved": [resolved.clip.model, resolved.clip.pretrained], "revision": revisions["clip"]},
-    }
-    if job.aesthetic.model:
-        models["aesthetic"] = {"name": job.aesthetic.model, "resolved": resolved.aesthetic.model,
-                               "revision": revisions["aesthetic"]}
+    """The manifest's `models`: each model stage's model as the job named it (`name`, then its other
+    model keys by name), as resolved, and its revision."""
+    models = {}
+    for spec in registry.model_stages(job):
+        config, resolved_config = spec.config_of(job), spec.config_of(resolved)
+        entry = {"backend": config.backend} if spec.backends else {}
+        first, *others = spec.model_keys
+        entry["name"] = getattr(config, first.key)
+        entry.update({model_key.key: getattr(config, model_key.key) for model_key in others})
+        paths = [getattr(resolved_config, model_key.key) for model_key in spec.model_keys]
+        if spec.runs_model(config):
+            entry["resolved"] = paths[0] if len(paths) == 1 else paths
+        entry["revision"] = revisions[spec.name]
+        models[spec.name] = entry
     return models
 
 
@@ -65,6 +70,8 @@ def read_manifest(storage: Storage):
         manifest = json.loads(data)
     except ValueError:
         raise JobError(f"{storage.url(MANIFEST_NAME)} is not valid JSON; this output cannot be trusted") from None
+    if is_pixcap_manifest(manifest):  # its prefixes, shard names and paths become paths written
+        check_manifest(manifest, storage.url(MANIFEST_NAME))
     return manifest
 
 
@@ -73,7 +80,10 @@ def is_pixcap_manifest(manifest) -> bool:
 
 
 def write_manifest(storage: Storage, manifest: dict) -> None:
-    storage.write_bytes(MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+    # An input URI that is not UTF-8 (a latin-1 folder name) holds lone surrogates; backslashreplace
+    # writes each as `\udcNN`, JSON's own escape for it, so the manifest reads back the same URI.
+    text = json.dumps(manifest, indent=2, ensure_ascii=False)
+    storage.write_bytes(MANIFEST_NAME, text.encode("utf-8", "backslashreplace"))
 
 
 def new_manifest(fingerprint: dict) -> dict:

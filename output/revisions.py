@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from pixcap.schemas import Job
+from pixcap.schemas import stages as registry
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt")
 CACHE_FILE = "revisions.json"
@@ -81,10 +82,6 @@ def hub_revision(repo_id: str) -> str:
     return "hub:unresolved"
 
 
-def _revision(name: str, cache: RevisionCache) -> str:
-    return local_revision(name, cache) if os.path.exists(name) else hub_revision(name)
-
-
 def spacy_revision(name: str) -> str:
     """The spaCy model's package version (or its registry mirror's)."""
     from pixcap.stages.nouns import MODEL_MIRRORS
@@ -97,17 +94,30 @@ def spacy_revision(name: str) -> str:
     return f"{name}==unknown"
 
 
+def _model_revision(kind: str, name: str, cache: RevisionCache) -> str:
+    if kind == registry.SPACY:
+        return spacy_revision(name)
+    if os.path.exists(name):
+        return local_revision(name, cache)
+    if kind == registry.OPEN_CLIP_CONFIG:
+        return name  # an open_clip model name: its architecture is in open_clip's version
+    if kind == registry.OPEN_CLIP_CHECKPOINT:
+        return f"open_clip:{name}"
+    return hub_revision(name)
+
+
 def model_revisions(resolved: Job) -> dict:
-    """{stage: revision} for the models of a job whose names are resolved (pipeline/models.py)."""
+    """{stage: revision} for the models of a job whose names are resolved (pipeline/models.py): each
+    stage of the registry that is on; a stage whose backend runs no model gives the backend's name.
+    An optional stage that is off has none, so the fingerprint of an output without it stays as it was."""
     cache = RevisionCache(resolved.models_cache)
-    revisions = {
-        "caption": "sidecar" if resolved.caption.backend == "sidecar" else _revision(resolved.caption.model, cache),
-        "nouns": spacy_revision(resolved.nouns.model),
-        "clip": (_revision(resolved.clip.model, cache) if os.path.exists(resolved.clip.model) else resolved.clip.model)
-        + " " + (_revision(resolved.clip.pretrained, cache) if os.path.exists(resolved.clip.pretrained)
-                 else f"open_clip:{resolved.clip.pretrained}"),
-    }
-    if resolved.aesthetic.model:  # only when on: the fingerprint of an output without it stays as it was
-        revisions["aesthetic"] = _revision(resolved.aesthetic.model, cache)
+    revisions = {}
+    for spec in registry.model_stages(resolved):
+        config = spec.config_of(resolved)
+        if not spec.runs_model(config):
+            revisions[spec.name] = config.backend
+            continue
+        revisions[spec.name] = " ".join(_model_revision(model_key.kind, getattr(config, model_key.key), cache)
+                                        for model_key in spec.model_keys)
     cache.save()
     return revisions

@@ -19,7 +19,22 @@ from typing import Iterator, Optional
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from pixcap.schemas import JobError
 from pixcap.schemas.manifest import TMP_SUFFIX
+
+
+class OutsideOutput(JobError):
+    """A path that would leave the output (exit code 2)."""
+
+
+def inside_root(relative: str, root: str) -> str:
+    """relative, when it names something under the root. Every path pixcap builds is (layout.py),
+    and a manifest is checked before its names are used (manifest_check.py); this refusal is the
+    last line: whatever a name holds, nothing is read or written outside the output through it."""
+    parts = posixpath.normpath(relative).split("/")
+    if relative.startswith("/") or parts[0] == "..":
+        raise OutsideOutput(f"{root}: the path {relative[:200]!r} leaves the output; pixcap never reads or writes there")
+    return relative
 
 
 class HashingWriter:
@@ -54,12 +69,12 @@ class Storage:
         return (Storage, (self.url_root, self.options))
 
     def path(self, relative: str = "") -> str:
-        return posixpath.join(self.root, relative) if relative else self.root
+        return posixpath.join(self.root, inside_root(relative, self.url_root)) if relative else self.root
 
     def url(self, relative: str = "") -> str:
         """The URL a user would type for a path in the output."""
         base = self.root if self.local else self.fs.unstrip_protocol(self.root)
-        return posixpath.join(base, relative) if relative else base
+        return posixpath.join(base, inside_root(relative, self.url_root)) if relative else base
 
     # -- reading -------------------------------------------------------------------------
     def exists(self, relative: str) -> bool:

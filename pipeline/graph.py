@@ -13,13 +13,9 @@ import ray
 
 from pixcap.schemas import Job
 from pixcap.schemas import batch as B
-from pixcap.stages.aesthetic import AestheticStage
-from pixcap.stages.caption import CaptionStage, SidecarCaptionStage
-from pixcap.stages.caption_vllm import VllmCaptionStage
-from pixcap.stages.clip import ClipStage
+from pixcap.schemas import stages as registry
 from pixcap.stages.decode import DecodeStage
 from pixcap.stages.model_inputs import ModelInputsStage
-from pixcap.stages.nouns import NounsStage
 from pixcap.stages.read import ReadStage
 
 from pixcap.output import failpoints
@@ -111,9 +107,6 @@ def _write(batch, storage):
     return FragmentWriter(storage)(batch)
 
 
-CAPTION_STAGES = {"hf": CaptionStage, "vllm": VllmCaptionStage, "sidecar": SidecarCaptionStage}
-
-
 def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data.Dataset":
     """The dataset of fragment-ledger rows for the given parts (models already resolved)."""
     cpus = job.ray.cpus_per_task
@@ -123,18 +116,17 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
     ds = ray.data.from_items(parts, override_num_blocks=max(1, len(parts)))
     ds = ds.map_batches(
         _read_part, batch_size=1,  # one part per task: a thousand tars spread over the cluster's CPUs
-        fn_kwargs={"shard_size": job.shard_size, "read_captions": job.caption.backend == "sidecar",
+        fn_kwargs={"shard_size": job.shard_size, "read_captions": registry.reads_captions(job),
                    "max_file_bytes": job.decode.max_file_bytes, "storage_options": job.storage_options,
-                   "decode": job.decode, "storage": storage, "caption": job.caption, "clip": job.clip,
+                   "decode": job.decode, "storage": storage, **dict(caption=job.caption, clip=job.clip),
                    "counter": counter},
         num_cpus=cpus, **faults,
     )
-    stages = {"caption": (CAPTION_STAGES[job.caption.backend], job.caption), "nouns": (NounsStage, job.nouns),
-              "clip": (ClipStage, job.clip), "aesthetic": (AestheticStage, job.aesthetic)}
     for name, actors, gpus in actor_pools(job):  # the pools engine.start_ray checked and fitted
-        stage, config = stages[name]
+        spec = registry.BY_NAME[name]
+        config = spec.config_of(job)
         ds = ds.map_batches(
-            _counted(stage, name, counter),
+            _counted(spec.stage_class(config), name, counter),
             fn_constructor_kwargs={"config": config},
             batch_size=config.batch_size,
             compute=ray.data.ActorPoolStrategy(size=actors),

@@ -18,7 +18,7 @@ from typing import Optional
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from pixcap.stages.keys import SidecarTracker, is_image_name
+from pixcap.stages.keys import SidecarTracker, is_image_name, name_bytes
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 CAPTIONS_FOLDER = "captions"  # PixArt's layout: captions/sa_K.txt beside the images or tars
@@ -185,7 +185,7 @@ def list_sources(inputs: list, storage_options: Optional[dict] = None) -> list:
     for (_, parent), (fs, paths) in sorted(loose.items(), key=lambda kv: kv[0][1]):
         infos = {path: fs.info(path) for path in sorted(paths)}
         files = [(path, posixpath.basename(path)) for path in _accounted(sorted(paths))]
-        names = hashlib.sha256("\n".join(relative for _, relative in files).encode()).hexdigest()[:16]
+        names = hashlib.sha256(name_bytes("\n".join(relative for _, relative in files))).hexdigest()[:16]
         sizes = {path: int(infos[path].get("size") or 0) for path in infos}
         sources.append(Source(
             kind="files", uri=f"{_url(fs, parent)}#{names}", url=_url(fs, parent),

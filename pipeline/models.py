@@ -6,23 +6,25 @@ import os
 
 from pixcap.models.resolve import resolve_model
 from pixcap.schemas import Job, JobError
+from pixcap.schemas import stages as registry
 
 
 def resolve_models(job: Job) -> Job:
-    """A copy of the job whose model fields are local paths or hub names (tiny:* built first)."""
-    cache = job.models_cache
-    caption = job.caption
-    if caption.backend != "sidecar":
-        caption = dataclasses.replace(caption, model=resolve_model("caption.model", caption.model, cache))
-    clip = dataclasses.replace(
-        job.clip,
-        model=resolve_model("clip.model", job.clip.model, cache),
-        pretrained=resolve_model("clip.pretrained", job.clip.pretrained, cache, checkpoint=True),
-    )
-    aesthetic = job.aesthetic
-    if aesthetic.model:  # "" is off
-        aesthetic = dataclasses.replace(aesthetic, model=resolve_model("aesthetic.model", aesthetic.model, cache))
-        if not os.path.isfile(aesthetic.model):
-            raise JobError(f"aesthetic.model: {job.aesthetic.model} is no weights file (LAION's "
-                           "sac+logos+ava1-l14-linearMSE.pth, a .safetensors state dict, or tiny:aesthetic)")
-    return dataclasses.replace(job, caption=caption, clip=clip, aesthetic=aesthetic)
+    """A copy of the job whose model fields are local paths or hub names (tiny:* built first), for
+    every stage of the registry that runs a model."""
+    changes = {}
+    for spec in registry.model_stages(job):
+        config = spec.config_of(job)
+        if not spec.runs_model(config):
+            continue
+        resolved = {}
+        for model_key in spec.model_keys:
+            key, name = f"{spec.name}.{model_key.key}", getattr(config, model_key.key)
+            if model_key.kind == registry.SPACY:  # a package name, loaded by spaCy itself
+                continue
+            path = resolve_model(key, name, job.models_cache, checkpoint=model_key.kind == registry.OPEN_CLIP_CHECKPOINT)
+            if model_key.kind == registry.WEIGHTS_FILE and not os.path.isfile(path):
+                raise JobError(f"{key}: {name} is no weights file ({model_key.hint})")
+            resolved[model_key.key] = path
+        changes[spec.name] = dataclasses.replace(config, **resolved)
+    return dataclasses.replace(job, **changes)

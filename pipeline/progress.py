@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import ray
 
-STAGES = ("read", "decode", "caption", "nouns", "clip")
-
 
 @ray.remote(num_cpus=0)
 class ProgressCounter:
@@ -45,7 +43,8 @@ def _duration(seconds: float) -> str:
 
 class Progress:
     def __init__(self, counter, parts: int, part_bytes: int, every_seconds: float, stall_seconds: float, stream,
-                 waiting=lambda: ""):
+                 stages: tuple, waiting=lambda: ""):
+        self.stages = tuple(stages)  # the counted stages in graph order (schemas/stages.py: progress_stages)
         self.counter, self.parts, self.part_bytes = counter, parts, max(part_bytes, 1)
         self.every, self.stall_seconds, self.stream, self.waiting = every_seconds, stall_seconds, stream, waiting
         self.committed = Committed()
@@ -98,8 +97,9 @@ class Progress:
                 self.last_change = now  # say it again only after another stall_seconds
 
     def _stalled(self) -> str:
-        ahead = [stage for stage in STAGES if self.counts.get(stage, 0) > 0]
-        stage = STAGES[STAGES.index(ahead[-1]) + 1] if ahead and ahead[-1] != STAGES[-1] else (ahead[-1] if ahead else "read")
+        stages = self.stages
+        ahead = [stage for stage in stages if self.counts.get(stage, 0) > 0]
+        stage = stages[stages.index(ahead[-1]) + 1] if ahead and ahead[-1] != stages[-1] else (ahead[-1] if ahead else stages[0])
         waits = self.waiting() or "Ray reports nothing pending"
         return f"{stage} waits: {waits}"
 
@@ -122,7 +122,7 @@ class Progress:
         c = self.committed
         total = "" if final or not expected else f"/~{expected}"
         rate = (c.written + c.rejected) / max(time.monotonic() - self.start, 1e-9)
-        stages = " | ".join(f"{stage} {self.counts.get(stage, 0)}" for stage in STAGES)
+        stages = " | ".join(f"{stage} {self.counts.get(stage, 0)}" for stage in self.stages)
         eta = f" | ETA {_duration(left)}" if left is not None else ""
         return (f"parts {c.parts}/{self.parts} | inputs {c.written + c.rejected}{total} committed "
                 f"({c.written} written + {c.rejected} rejected) | {stages} | {rate:.2f} inputs/s{eta}")

@@ -18,23 +18,17 @@ import math
 import ray
 
 from pixcap.schemas import Job, JobError
+from pixcap.schemas import stages as registry
 
 CPU_RESOLUTION = 1e-4  # Ray's smallest unit of a resource
 SHRINK = 0.9  # each try at fitting CPUs scales them by this
 PENDING_STATES = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "RESTARTING")
 
 
-MODEL_CAPTION_BACKENDS = ("hf", "vllm")  # the caption backends that run a model (sidecar does not)
-
-
 def actor_pools(job: Job) -> list:
-    """(name, actors, gpus per actor) of the model stages: what pipeline/graph.py asks Ray for."""
-    caption_gpus = job.caption.gpus_per_actor if job.caption.backend in MODEL_CAPTION_BACKENDS else 0.0
-    pools = [("caption", job.caption.actors, caption_gpus), ("nouns", job.nouns.actors, 0.0),
-             ("clip", job.clip.actors, job.clip.gpus_per_actor)]
-    if job.aesthetic.model:  # optional, after clip; a small MLP: CPU
-        pools.append(("aesthetic", job.aesthetic.actors, 0.0))
-    return pools
+    """(name, actors, gpus per actor) of the model stages the registry lists and the job runs:
+    what pipeline/graph.py asks Ray for. A backend that runs no model (sidecar) asks for no GPU."""
+    return [(spec.name, spec.config_of(job).actors, spec.gpus(spec.config_of(job))) for spec in registry.model_stages(job)]
 
 
 def wanted_gpus(job: Job) -> dict:

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 from pixcap.schemas import Job, JobError
 from pixcap.schemas import batch as B
+from pixcap.schemas import stages as registry
 
 from pixcap.output import failpoints, layout
 from pixcap.output.commit import Committer
@@ -123,6 +124,7 @@ def _stream(todo: list, resolved: Job, storage: Storage, address, stream, ledger
     counter = ProgressCounter.remote()
     part_bytes = sum(part[B.PART_BYTES] for part in todo)
     progress = Progress(counter, len(todo), part_bytes, resolved.progress_seconds, resolved.stall_seconds, stream,
+                        stages=registry.progress_stages(resolved),
                         waiting=describe_waiting)
     with progress:
         batches = iter(build_dataset(todo, resolved, storage, counter).iter_batches(batch_size=None))

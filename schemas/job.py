@@ -6,17 +6,19 @@ types are refused with a JobError that names the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
+import stat
 import reprlib
 import typing
 from dataclasses import dataclass, field
 
 import yaml
 
-from .models import DEFAULT_MODELS_CACHE, TINY_CLIP, TINY_LLAVA
-
-DEFAULT_PROMPT = "Describe this image and its style in a very detailed manner"
+from . import stages as stage_registry
+from .models import DEFAULT_MODELS_CACHE
+from .stages import DEFAULT_PROMPT  # noqa: F401 (part of the job's API)
 
 
 class JobError(ValueError):
@@ -44,59 +46,6 @@ def cut(text: str, limit: int = QUOTE_CHARS) -> str:
 
 
 @dataclass
-class DecodeConfig:
-    max_side: int = 1024  # longest side of the stored image; larger ones are re-encoded
-    max_pixels: int = 100_000_000  # refused before a full decode (decompression bombs)
-    max_file_bytes: int = 256 * 2**20  # a bigger file or tar member is refused unread (memory)
-    min_side: int = 32  # shorter images are rejected as too_small
-    max_aspect_ratio: float = 8.0  # long side / short side; beyond is rejected as bad_aspect
-    model_side: int = 336  # short side of the RGB image handed to the models
-    jpeg_quality: int = 95  # for re-encoded stored images
-
-
-@dataclass
-class CaptionConfig:
-    backend: str = "hf"  # hf: LLaVA through transformers; vllm: through vLLM's engine; sidecar: existing KEY.txt captions
-    model: str = TINY_LLAVA  # a path, a hub name, or tiny:llava (built offline on first use)
-    prompt: str = DEFAULT_PROMPT
-    max_new_tokens: int = 120
-    batch_size: int = 8
-    actors: int = 1  # captioning actors; each loads the model once
-    gpus_per_actor: float = 0.0  # > 0 asks Ray for GPUs and runs bf16 + SDPA on CUDA
-    trust_remote_code: bool = False
-    # hf: a static KV cache lets transformers compile the decoding step; auto takes it on CUDA,
-    # where it is faster, and the dynamic cache on the CPU. Both give the same greedy captions.
-    kv_cache: str = "auto"
-
-
-@dataclass
-class NounsConfig:
-    model: str = "en_core_web_sm"
-    batch_size: int = 256
-    actors: int = 1
-
-
-@dataclass
-class ClipConfig:
-    model: str = TINY_CLIP  # an open_clip name (ViT-L-14), a config JSON path, or tiny:clip
-    pretrained: str = TINY_CLIP  # an open_clip tag, a checkpoint path, or tiny:clip
-    grounding_threshold: float = 0.2  # cosine of image and "a photo of a {noun}"
-    batch_size: int = 32
-    actors: int = 1
-    gpus_per_actor: float = 0.0
-
-
-@dataclass
-class AestheticConfig:
-    # "" is off. Else LAION's improved aesthetic predictor as a state dict (a .pth loaded tensors
-    # only, or .safetensors), e.g. sac+logos+ava1-l14-linearMSE.pth with clip ViT-L-14/openai;
-    # or tiny:aesthetic (for tiny:clip). Scores the CLIP image embedding: stages/aesthetic.py.
-    model: str = ""
-    batch_size: int = 256
-    actors: int = 1
-
-
-@dataclass
 class RayConfig:
     address: typing.Optional[str] = None  # None: start Ray locally; "auto" or ray://host:port
     cpus_per_task: float = 1.0  # read, decode and write tasks
@@ -104,7 +53,7 @@ class RayConfig:
 
 
 @dataclass
-class Job:
+class JobBase:
     inputs: typing.List[str] = field(default_factory=list)  # tars, folders, globs, fsspec URLs
     output: str = ""
     shard_size: int = 1000  # inputs per shard; a shard holds fewer samples where some are rejected
@@ -112,23 +61,21 @@ class Job:
     progress_seconds: float = 10.0
     storage_options: dict = field(default_factory=dict)  # passed to fsspec with every input and output URL (e.g. S3 client_kwargs)
     stall_seconds: float = 600.0  # no stage moving for this long: say which waits, and on what
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    caption: CaptionConfig = field(default_factory=CaptionConfig)
-    nouns: NounsConfig = field(default_factory=NounsConfig)
-    clip: ClipConfig = field(default_factory=ClipConfig)
-    aesthetic: AestheticConfig = field(default_factory=AestheticConfig)  # optional; after clip
-    ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-CHOICES = {"caption.backend": ("hf", "vllm", "sidecar"), "caption.kv_cache": ("auto", "static", "dynamic")}
-POSITIVE = {
-    "shard_size", "decode.max_side", "decode.max_pixels", "decode.max_file_bytes", "decode.model_side",
-    "caption.max_new_tokens", "caption.batch_size", "caption.actors", "nouns.batch_size", "nouns.actors",
-    "clip.batch_size", "clip.actors", "aesthetic.batch_size", "aesthetic.actors",
-}
+# The job: the keys above, and one mapping per stage of the registry (decode, caption, nouns, clip,
+# aesthetic, ...) with its config class's keys. A stage added to the registry is a job key at once.
+Job = dataclasses.make_dataclass(
+    "Job", [*[(spec.name, spec.config, field(default_factory=spec.config)) for spec in stage_registry.configured()],
+            ("ray", RayConfig, field(default_factory=RayConfig))],
+    bases=(JobBase,))
+Job.__module__ = __name__
+Job.__doc__ = "A pipeline job: its inputs, output and settings, and each stage's keys."
+
+POSITIVE = {"shard_size"} | stage_registry.positive_keys()
 
 
 def _coerce(value, annotation, key: str):
@@ -164,7 +111,7 @@ def build_dataclass(cls, data, prefix: str = ""):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted((set(data) - names), key=str)
     if unknown:
-        raise JobError(f"unknown key {cut(prefix + str(unknown[0]))}")
+        raise JobError(f"unknown key {cut(prefix + str(unknown[0]))}{suggestion(str(unknown[0]), names, prefix)}")
     kwargs = {}
     for name, value in data.items():
         annotation = hints[name]
@@ -173,6 +120,12 @@ def build_dataclass(cls, data, prefix: str = ""):
         else:
             kwargs[name] = _coerce(value, annotation, f"{prefix}{name}")
     return cls(**kwargs)
+
+
+def suggestion(key: str, names, prefix: str = "") -> str:
+    """'; did you mean shard_size?' for a mistyped key close to a known one, else ''."""
+    close = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.75)
+    return f"; did you mean {prefix}{close[0]}?" if close else ""
 
 
 def check_values(config, choices: dict, positive=(), non_negative=()) -> None:
@@ -203,12 +156,29 @@ def local_model_path(key: str, name: str):
 def load_job(data: dict) -> Job:
     """Validate a job dict and fill in defaults."""
     job = build_dataclass(Job, data or {}, "")
-    check_values(job, CHOICES, POSITIVE)
+    check_values(job, stage_registry.choices(), POSITIVE)
     if job.decode.max_aspect_ratio < 1.0:
         raise JobError(f"decode.max_aspect_ratio: must be at least 1, got {job.decode.max_aspect_ratio}")
     if not 1 <= job.decode.jpeg_quality <= 100:
         raise JobError(f"decode.jpeg_quality: must be 1..100, got {job.decode.jpeg_quality}")
+    _check_models_named(job)
     return job
+
+
+def _check_models_named(job) -> None:
+    """Every model a running stage needs is named: no default is a test model, and a forgotten key
+    must not quietly make a dataset of babble."""
+    for spec in stage_registry.model_stages(job):
+        config = spec.config_of(job)
+        if not spec.runs_model(config):
+            continue
+        for model_key in spec.model_keys:
+            if not getattr(config, model_key.key):
+                example = f" (e.g. {model_key.example})" if model_key.example else ""
+                without = [name for name, backend in spec.backends.items() if not backend.runs_model]
+                other = f", or {spec.name}.backend: {' or '.join(without)} to keep existing ones" if without else ""
+                raise JobError(f"{spec.name}.{model_key.key}: no model named; set it to a model folder or hub "
+                               f"name{example}{other}")
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -273,23 +243,90 @@ def load_yaml(text):
         loader.dispose()
 
 
+MAX_JOB_BYTES = 2**20  # a job is a page of YAML; a bigger file is not one, and is never read whole
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, in a user's words."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a pipe (a FIFO, or a process substitution <(...))"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _not_found(path: str) -> JobError:
+    from pixcap.jobs import shipped_jobs  # only now: the shipped jobs are named when a file is not found
+
+    hint = ""
+    if os.sep not in path and "/" not in path:  # a bare name may be a shipped job's, mistyped
+        names = sorted(shipped_jobs())
+        close = difflib.get_close_matches(path.removesuffix(".yaml"), names, n=1, cutoff=0.75)
+        hint = f"; did you mean the shipped job {close[0]}?" if close else f" (shipped jobs: {', '.join(names)})"
+    return JobError(f"job file not found: {cut(path, 200)}{hint}")
+
+
+def read_job_text(path: str) -> str:
+    """The text of a job file: a path, or the bare name of a shipped job (`local`) where no such file exists.
+
+    Only a regular file of at most MAX_JOB_BYTES is read. A folder, a pipe or a device (/dev/zero) is
+    refused as what it is, before it is opened, and checked again once open: reading one could block
+    forever or never end. Opened non-blocking, so that even a pipe swapped in meanwhile cannot hang us.
+    """
+    named = cut(path, 200)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        from pixcap.jobs import job_path
+
+        shipped = job_path(path)
+        if shipped is None:
+            raise _not_found(path) from None
+        path, mode = shipped, os.stat(shipped).st_mode
+    except (OSError, ValueError) as e:  # a permission, a name too long, a NUL in the name
+        raise JobError(f"{named}: cannot read the job file: {getattr(e, 'strerror', None) or e}") from None
+    if not stat.S_ISREG(mode):
+        raise JobError(f"{named}: is {_kind(mode)}, not a job file; write the job to a file and name that")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise JobError(f"{named}: cannot read the job file: {e.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise JobError(f"{named}: is {_kind(info.st_mode)}, not a job file; write the job to a file and name that")
+        if info.st_size > MAX_JOB_BYTES:
+            raise JobError(f"{named}: {info.st_size} bytes is not a job file (at most {MAX_JOB_BYTES} bytes)")
+        chunks, size = [], 0
+        while size <= MAX_JOB_BYTES:  # the file may grow while read: never more than the bound
+            chunk = os.read(fd, MAX_JOB_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise JobError(f"{named}: cannot read the job file: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_JOB_BYTES:
+        raise JobError(f"{named}: more than {MAX_JOB_BYTES} bytes is not a job file")
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise JobError(f"{named}: not UTF-8 text: {e.reason} at byte {e.start}") from None
+
+
 def read_job_yaml(path: str, overrides: typing.Sequence[str] = ()) -> dict:
     """Read a YAML job (plain data only: load_yaml) and apply `dotted.key=value` overrides.
 
     A value is parsed as YAML, so `--set caption.batch_size=4` gives an int and
     `--set inputs=[a,b]` a list. Errors are JobErrors naming the file or the key.
     """
-    if not os.path.isfile(path):
-        raise JobError(f"job file not found: {path}")
+    text = read_job_text(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = load_yaml(f) or {}
+        data = load_yaml(text) or {}
     except YAMLRefused as e:
         raise JobError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise JobError(f"{path}: not valid YAML: {cut(str(e).splitlines()[0], 200)}") from None
-    except UnicodeDecodeError as e:
-        raise JobError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
     if not isinstance(data, dict):
         raise JobError(f"{path}: a job file is a mapping of keys, got {type(data).__name__}")
     for item in overrides:

@@ -14,6 +14,19 @@ TINY_VAE = "tiny:vae"
 TINY_DIT = "tiny:dit"
 TINY_AESTHETIC = "tiny:aesthetic"  # LAION's aesthetic predictor's MLP on tiny:clip's 32-dim embedding
 TINY_MODELS = (TINY_LLAVA, TINY_CLIP, TINY_T5, TINY_VAE, TINY_DIT, TINY_AESTHETIC)
+# pixcap eval's scorers: BLIP VQA, OWLv2, and torch-fidelity's FID InceptionV3 (random, full size)
+TINY_VQA = "tiny:vqa"
+TINY_DETECTOR = "tiny:detector"
+TINY_INCEPTION = "tiny:inception"
+
+# Defaults are real models, never tiny ones: a job that forgets a key gets what PixArt-alpha used.
+# CLIP ViT-L/14 with OpenAI's weights (what LAION's aesthetic predictor was fitted on, too).
+DEFAULT_CLIP_MODEL = "ViT-L-14"
+DEFAULT_CLIP_PRETRAINED = "openai"
+# PixArt-alpha's text encoder and VAE, as its training configs name them (train and encode agree on these).
+DEFAULT_T5 = "DeepFloyd/t5-v1_1-xxl"
+DEFAULT_VAE = "stabilityai/sd-vae-ft-ema"
+DEFAULT_TRANSFORMER_SIZE = "XL-2"
 
 # Sizes of the PixArt/DiT trunk, in one place; everything else (patch 2, adaLN-single,
 # cross-attention, 8 out channels) is shared. The tiny one has 24 channels so the 1024 size

@@ -60,3 +60,15 @@ RECORD_EXT = "json"
 LATENT_EXT = "latent.npy"  # the VAE posterior, float32 [8, h, w]: mean, then log-variance
 T5_EMBEDDING_EXT = "t5.npy"
 T5_MASK_EXT = "t5mask.npy"
+
+# Control maps the pipeline's control stage adds beside a sample, one member per kind: KEY.canny.png
+# (Canny edges), and others by name (KEY.hed.png, KEY.depth.png). Greyscale PNGs of the stored image's size.
+CANNY = "canny"
+
+
+def control_ext(kind: str) -> str:
+    """The member suffix of a control map of this kind: canny -> canny.png (KEY.canny.png)."""
+    return f"{kind}.png"
+
+
+CONTROL_EXT = control_ext(CANNY)

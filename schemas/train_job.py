@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 
 from .buckets import BUCKETS
 from .job import JobError, build_dataclass, check_values
-from .models import DEFAULT_MODELS_CACHE, TINY_T5, TINY_VAE, TRANSFORMER_SIZES
+from .models import DEFAULT_MODELS_CACHE, DEFAULT_T5, DEFAULT_TRANSFORMER_SIZE, DEFAULT_VAE, TRANSFORMER_SIZES
 
 RESOLUTIONS = tuple(BUCKETS)  # 256, 512, 1024: PixArt's aspect-ratio bucket tables exist for these
 MODEL_SIZES = tuple(TRANSFORMER_SIZES)
@@ -25,6 +26,13 @@ BUCKET_MODES = ("square", "aspect")
 LR_SCALING = ("sqrt", "linear", "none")
 LR_BASE_BATCH = 256
 DEFAULT_SAMPLING_PROMPTS = ["a red house under a blue sky", "a photo of a cat on the grass"]
+# What is trained: none (every weight of the transformer), lora (peft adapters, the base frozen) or
+# controlnet (PixArt's ControlNet-Transformer beside the frozen base).
+ADAPTERS = ("none", "lora", "controlnet")
+# diffusers' names of the attention (self and cross) and feed-forward projections of every block.
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"]
+LORA_INITS = ("gaussian", "kaiming")  # peft's init_lora_weights: "gaussian" (the official script's) or True
+MEMBER_NAME = re.compile(r"^[a-z0-9_]+$")  # a control map's shard member is KEY.<name>.png
 
 
 @dataclass
@@ -40,17 +48,45 @@ class FilterConfig:
 
 
 @dataclass
+class LoraSettings:
+    """adapter: lora. peft's LoraConfig on the transformer; PixArt's official LoRA script's defaults."""
+
+    rank: int = 16
+    alpha: float = 8.0  # the update is scaled by alpha / rank; 8 is peft's default, which the official script keeps
+    targets: typing.List[str] = field(default_factory=lambda: list(LORA_TARGETS))  # module names (or name suffixes)
+    dropout: float = 0.0
+    init: str = "gaussian"
+
+
+@dataclass
+class ControlNetSettings:
+    """adapter: controlnet. PixArt-alpha's ControlNet-Transformer (the paper's N = 13 copied blocks)."""
+
+    blocks: int = 13  # trainable copies of the transformer's first blocks; fewer than its num_layers
+    control: str = "canny"  # the shard member KEY.<control>.png that holds the control map
+    sampling_controls: typing.List[str] = field(default_factory=list)  # one control image per sampling prompt
+
+
+@dataclass
+class PriorSettings:
+    """DreamBooth's prior preservation: class images (from the base model) trained beside the instance images."""
+
+    class_shards: typing.List[str] = field(default_factory=list)  # [] = off
+    loss_weight: float = 1.0  # the class batch's loss is added with this weight
+
+
+@dataclass
 class TrainJob:
     shards: typing.List[str] = field(default_factory=list)  # paths, globs, file://, fsspec URLs, pipe:
     output: str = ""  # RUN_DIR: checkpoints/, pipeline/, sampling/, log.jsonl
-    model: str = "tiny"  # tiny | XL-2
+    model: str = DEFAULT_TRANSFORMER_SIZE  # XL-2 | tiny (tests); never a tiny default
     resolution: int = 256  # 256 | 512 | 1024; the model's base size (1024 adds micro-conditions)
     buckets: str = "square"  # square | aspect (see BUCKET_MODES)
     bucket_tables: typing.List[int] = field(default_factory=list)  # aspect: tables to draw from; [] = [resolution]
     load_from: typing.Optional[str] = None  # a PixArt transformer, pipeline or checkpoint folder (convert-dit for DiT)
     load_ema: bool = False  # load_from's EMA weights instead of its raw ones (PixArt's load_ema)
-    text_encoder: str = TINY_T5  # T5 folder, hub id, or tiny:t5
-    vae: str = TINY_VAE  # AutoencoderKL folder, hub id, or tiny:vae
+    text_encoder: str = DEFAULT_T5  # T5 folder, hub id, PixArt pipeline, or tiny:t5 (tests)
+    vae: str = DEFAULT_VAE  # AutoencoderKL folder, hub id, PixArt pipeline, or tiny:vae (tests)
     models_cache: str = DEFAULT_MODELS_CACHE  # where tiny:* models are built
     null_caption: typing.Optional[str] = None  # pixcap encode's null_caption.npz; None: beside the shards
     clean_captions: bool = True  # PixArt's T5 caption cleaning (diffusers' clean_caption) before T5
@@ -75,6 +111,10 @@ class TrainJob:
     sampling_prompts: typing.List[str] = field(default_factory=lambda: list(DEFAULT_SAMPLING_PROMPTS))
     sampling_steps: int = 20
     filters: FilterConfig = field(default_factory=FilterConfig)
+    adapter: str = "none"  # none | lora | controlnet (see ADAPTERS)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    controlnet: ControlNetSettings = field(default_factory=ControlNetSettings)
+    prior: PriorSettings = field(default_factory=PriorSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -91,9 +131,11 @@ class TrainJob:
 
 
 CHOICES = {"model": MODEL_SIZES, "resolution": RESOLUTIONS, "mixed_precision": MIXED_PRECISION,
-           "buckets": BUCKET_MODES, "lr_scaling": LR_SCALING}
-POSITIVE = {"max_steps", "batch_size", "lr", "checkpoint_every", "log_every", "sampling_steps"}
-NON_NEGATIVE = {"weight_decay", "eps", "warmup_steps", "grad_clip", "shuffle_buffer", "num_workers", "sampling_every"}
+           "buckets": BUCKET_MODES, "lr_scaling": LR_SCALING, "adapter": ADAPTERS, "lora.init": LORA_INITS}
+POSITIVE = {"max_steps", "batch_size", "lr", "checkpoint_every", "log_every", "sampling_steps",
+            "lora.rank", "lora.alpha", "controlnet.blocks"}
+NON_NEGATIVE = {"weight_decay", "eps", "warmup_steps", "grad_clip", "shuffle_buffer", "num_workers", "sampling_every",
+                "prior.loss_weight"}
 
 
 def load_train_job(data: dict) -> TrainJob:
@@ -111,4 +153,35 @@ def load_train_job(data: dict) -> TrainJob:
         raise JobError(f"caption_dropout: must be in [0, 1], got {job.caption_dropout}")
     if job.filters.max_aspect_ratio is not None and job.filters.max_aspect_ratio < 1.0:
         raise JobError(f"filters.max_aspect_ratio: must be at least 1, got {job.filters.max_aspect_ratio}")
+    check_adapter(job)
     return job
+
+
+def check_adapter(job: TrainJob) -> None:
+    """Refuse LoRA, ControlNet and prior-preservation settings that cannot work, before anything loads."""
+    if not 0.0 <= job.lora.dropout < 1.0:
+        raise JobError(f"lora.dropout: must be in [0, 1), got {job.lora.dropout}")
+    if not job.lora.targets or not all(isinstance(t, str) and t.strip() for t in job.lora.targets):
+        raise JobError(f"lora.targets: must list module names such as {', '.join(LORA_TARGETS)}, got {job.lora.targets!r}")
+    if not MEMBER_NAME.match(job.controlnet.control):
+        raise JobError(f"controlnet.control: a member name of lowercase letters, digits and _ (KEY.<control>.png), "
+                       f"got {job.controlnet.control!r}")
+    layers = TRANSFORMER_SIZES[job.model]["num_layers"] if job.model in TRANSFORMER_SIZES else None
+    if job.adapter == "controlnet":
+        # Copy i feeds block i + 1, so at least one block of the base must follow the copies.
+        if layers is not None and job.controlnet.blocks >= layers:
+            raise JobError(f"controlnet.blocks: must be below the {job.model} transformer's {layers} blocks, "
+                           f"got {job.controlnet.blocks}")
+        if job.gradient_checkpointing:
+            raise JobError("gradient_checkpointing: not supported with adapter: controlnet")
+        if job.sampling_prompts and len(job.controlnet.sampling_controls) != len(job.sampling_prompts):
+            raise JobError(f"controlnet.sampling_controls: give one control image per sampling prompt "
+                           f"({len(job.sampling_prompts)}), got {len(job.controlnet.sampling_controls)}")
+    elif job.controlnet.sampling_controls:
+        raise JobError("controlnet.sampling_controls: only for adapter: controlnet")
+    if job.prior.class_shards:
+        if job.buckets != "square":
+            # Instance and class images share each step's batch, so they must share its size.
+            raise JobError("prior.class_shards: prior preservation needs buckets: square")
+        if job.adapter == "controlnet":
+            raise JobError("prior.class_shards: prior preservation is for adapter: none or lora")

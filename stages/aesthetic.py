@@ -12,7 +12,7 @@ import torch
 
 from pixcap.models.aesthetic_mlp import load_aesthetic_mlp
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import AestheticConfig
+from pixcap.schemas.stages import AestheticConfig
 from pixcap.schemas.records import AESTHETIC_SCORE
 
 STAGE = "aesthetic"

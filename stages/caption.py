@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import CaptionConfig
+from pixcap.schemas.stages import CaptionConfig
 
 from .outcomes import RowOutcomes, error_text, in_chunks
 from .preprocess import llava_view

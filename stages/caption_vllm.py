@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import CaptionConfig
+from pixcap.schemas.stages import CaptionConfig
 
 from .caption import STAGE, chat_prompt
 from .outcomes import RowOutcomes, error_text, in_chunks

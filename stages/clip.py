@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import ClipConfig
+from pixcap.schemas.stages import ClipConfig
 
 from .outcomes import RowOutcomes, error_text, in_chunks
 from .preprocess import clip_view

@@ -20,7 +20,7 @@ import simplejpeg
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import DecodeConfig
+from pixcap.schemas.stages import DecodeConfig
 
 from .colour import needs_conversion, to_srgb
 from .outcomes import MAX_ERROR_CHARS, error_text

@@ -78,8 +78,25 @@ def sanitise(stem: str) -> str:
     return "/".join(_UNSAFE.sub("_", p) for p in parts) or "_"
 
 
+def name_bytes(name: str) -> bytes:
+    r"""A name as the bytes it came from. A file name or tar member that is not valid UTF-8
+    (b"caf\xe9.jpg", latin-1) reaches Python with each undecodable byte as a lone surrogate
+    (PEP 383), which a plain encode refuses; a valid name gives its UTF-8 bytes, as before."""
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no decoder made (not from a file name): kept as is
+        return name.encode("utf-8", "surrogatepass")
+
+
+def printable_name(name: str) -> str:
+    r"""A name as text any writer takes: valid UTF-8 unchanged, each byte that is not valid UTF-8
+    written as `\xNN` (latin-1 b"caf\xe9.jpg" -> the 11 characters `caf\xe9.jpg`). A name that
+    holds the text `\xe9` itself reads the same: `source` is for people; the key is unique."""
+    return name_bytes(name).decode("utf-8", "backslashreplace")
+
+
 def short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    return hashlib.sha1(name_bytes(text)).hexdigest()[:8]
 
 
 class UniqueNames:

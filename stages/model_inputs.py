@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import CaptionConfig, ClipConfig
+from pixcap.schemas.stages import CAPTION_BACKENDS
+from pixcap.schemas.stages import CaptionConfig, ClipConfig
 
 from .clip import resolve_model_name, resolve_pretrained
 from .outcomes import RowOutcomes, error_text
@@ -22,8 +23,8 @@ STAGE = "model_inputs"
 
 
 def caption_view(config: CaptionConfig) -> SquareView | None:
-    """LLaVA's view from its image processor's config, or None for the sidecar backend."""
-    if config.backend == "sidecar":
+    """LLaVA's view from its image processor's config, or None for a backend that runs no model."""
+    if not CAPTION_BACKENDS[config.backend].runs_model:
         return None
     from transformers import AutoImageProcessor
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import spacy
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import NounsConfig
+from pixcap.schemas.stages import NounsConfig
 
 from .outcomes import RowOutcomes, error_text
 

@@ -22,10 +22,12 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import DecodeConfig
+from pixcap.schemas.stages import DecodeConfig
 from pixcap.schemas.shards import shard_name
 
-from .keys import CAPTION_EXTENSION, KeyMaker, SidecarTracker, is_image_name, is_unsafe_path, split_extension
+from .keys import (
+    CAPTION_EXTENSION, KeyMaker, SidecarTracker, is_image_name, is_unsafe_path, printable_name, split_extension,
+)
 from .plausible_size import read_checked
 
 # A batch is yielded when it holds BATCH_BYTES of member bytes or ROWS_PER_BATCH rows, whichever
@@ -58,12 +60,12 @@ def _row(part: dict, member: Member, position: int, shard_size: int) -> dict:
         B.SHARD_COUNT: -1,
         B.PART_END: False,
         B.PART_ID: part[B.PART_ID],
-        B.SOURCE: member.source,
+        B.SOURCE: printable_name(member.source),  # a name that is not UTF-8 is kept with \xNN escapes
         B.DATA: member.data,
         B.SIDECAR_CAPTION: member.caption,
         B.REJECT_STAGE: "read" if member.reason else "",
         B.REJECT_REASON: member.reason,
-        B.REJECT_ERROR: member.error,
+        B.REJECT_ERROR: printable_name(member.error),
     }
 
 

@@ -14,6 +14,8 @@ import pyarrow as pa
 from pixcap.schemas import batch as B
 from pixcap.schemas.fragments import FRAGMENT_SCHEMA
 
+from .keys import printable_name
+
 # A rejected row keeps only who it is and why; its partial results are not data.
 KEPT_ON_REJECT = frozenset(B.LEDGER_COLUMNS + [B.KEY, B.SOURCE, B.REJECT_STAGE, B.REJECT_REASON, B.REJECT_ERROR])
 
@@ -33,7 +35,18 @@ def _column(batch: dict, field: pa.Field, n: int) -> list:
         return [None if v is None else bool(v) for v in values]
     if pa.types.is_binary(field.type):
         return [None if v is None else bytes(v) for v in values]
-    return [None if v is None else str(v) for v in values]
+    return [None if v is None else _text(v) for v in values]
+
+
+def _text(value) -> str:
+    """A string column's value as valid UTF-8: a file name that is not (its bytes held as lone
+    surrogates) would make the whole fragment unwritable, so its bytes are kept as \\xNN."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return printable_name(text)
 
 
 def fragment_table(batch: dict) -> pa.Table:

@@ -1,10 +1,63 @@
-"""Session fixtures: one local Ray for the whole session, and the tiny offline models."""
+"""Shared fixtures, and the markers that `make test-unit` and `make test-fast` select by.
+
+Session fixtures: each is built once per pytest run, however many tests use it. A new test that
+needs Ray, the pipeline's output or S3 should take these rather than build its own; that is what
+keeps `make test` within its 20 minutes on two cores.
+
+- models_cache: a folder with the tiny offline models built (jobs name them tiny:llava, tiny:clip...).
+- ray_session: the one local Ray of the session (2 CPUs, every process on 127.0.0.1). A test that
+  runs the pipeline in this process (run_job, build_dataset) requests it, and pixcap joins it; a
+  `pixcap run` subprocess joins it with `--address ray_session.get_runtime_context().gcs_address`.
+- pipeline_run: the pipeline run once, on the session's Ray with the tiny models, over the
+  collection of tests/pipeline/collection.py (two SA-1B tars and a folder, three broken inputs):
+  a PipelineRun(root, out, manifest, expected). It is shared: treat `out` as read-only (copy it
+  to change it) and write other outputs under tmp_path, or under `root` named for your test.
+  tests/analysis (pipeline_output), tests/pipeline/test_end_to_end.py (finished_run) and the
+  crash tests (reference) all read this one output.
+- s3_server, bucket: moto's S3 server on 127.0.0.1 (AWS variables set at import, before Ray
+  starts), and a fresh bucket per test. tests/pipeline/conftest.py adds s3_collection and
+  s3_run: the same collection uploaded to S3 and run once from S3 to S3.
+- ray_subprocess: the environment for a subprocess that starts a Ray of its own (`pixcap run`
+  without --address, `ray start`). Request it in any test or fixture that does so: it is how
+  such a test is marked `ray` (see below).
+- failpoint_env: sets PIXCAP_KILL_AT (output/failpoints.py) in this process for one test.
+
+Markers, set below from the fixtures a test uses (directly or through other fixtures), never by
+hand, so that a new test is sorted by what it needs:
+- ray: needs Ray (ray_session, or ray_subprocess: a Ray of its own in a subprocess);
+- s3: needs the S3 server (s3_server, bucket).
+`slow` is set by hand on the long end-to-end, fault and memory tests.
+
+    make test-unit   pytest -m "not ray and not s3"   no Ray, no S3 server, no `pixcap run` (< 3 min)
+    make test-fast   pytest -m "not slow"             adds the session's Ray and the quick tests on it
+    make test        pytest                           everything (< 20 min on 2 cores)
+"""
 import os
+from typing import NamedTuple
 
 import pytest
 
 # The S3 server's fixtures; importing the module sets the AWS variables before Ray starts.
 from .object_store import bucket, s3_server  # noqa: F401
+
+# fixture -> the marker a test using it (directly or through another fixture) gets
+MARKED_BY = {
+    "ray_session": "ray",
+    "ray_subprocess": "ray",
+    "s3_server": "s3",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "ray: needs Ray, the session's or one a subprocess starts (set from fixtures)")
+    config.addinivalue_line("markers", "s3: needs the S3 server on loopback (set from fixtures)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        # fixturenames is the closure: the fixtures a test requests and those they request
+        for marker in sorted({MARKED_BY[name] for name in item.fixturenames if name in MARKED_BY}):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +74,16 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture
+def ray_subprocess() -> dict:
+    """The environment for a subprocess that starts a Ray of its own: this one's without
+    RAY_ADDRESS (which would make it join a Ray that `ray start` left on the machine), with
+    TOKENIZERS_PARALLELISM=false. Requesting it marks the test `ray`."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    return env
+
+
 @pytest.fixture(scope="session")
 def models_cache(tmp_path_factory):
     """A models cache with the tiny models built once; jobs name them as tiny:llava, tiny:clip."""
@@ -31,7 +94,42 @@ def models_cache(tmp_path_factory):
     return str(root)
 
 
+class PipelineRun(NamedTuple):
+    root: object  # the collection's folder (pathlib.Path): ROOT/tars/sa_*.tar and ROOT/photos
+    out: object  # the output (pathlib.Path), ROOT/out: read-only
+    manifest: dict  # what run_job returned
+    expected: dict  # {"inputs": 15, "broken": 3}, from write_collection
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, ray_session, models_cache) -> PipelineRun:
+    """The pipeline run once per session over tests/pipeline/collection.py's collection, with the
+    job of tests/pipeline/test_end_to_end.py's job_for (shard_size 3, the tiny models)."""
+    from pixcap.pipeline.run import run_job
+
+    from tests.pipeline.collection import write_collection
+    from tests.pipeline.test_end_to_end import job_for
+
+    root = tmp_path_factory.mktemp("pipeline-run")
+    expected = write_collection(root)
+    out = root / "out"
+    manifest = run_job(job_for(root, out, models_cache))
+    return PipelineRun(root, out, manifest, expected)
+
+
+@pytest.fixture
+def failpoint_env(monkeypatch):
+    """failpoint_env(name, value): set PIXCAP_KILL_AT (and its companions) in this process for one
+    test, with fresh arrival counts."""
+    from pixcap.output import failpoints
+
+    monkeypatch.setattr(failpoints, "_counts", {})
+    monkeypatch.delenv(failpoints.ONCE_ENV, raising=False)
+    return lambda name, value: monkeypatch.setenv(name, value)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_tokenizers():
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     yield
+

@@ -174,7 +174,7 @@ def test_caption_model_pickled_weights_are_refused(tmp_path, models_cache):
 
 
 def test_clip_checkpoint_pickle_is_refused(tmp_path, models_cache):
-    from pixcap.schemas.job import ClipConfig
+    from pixcap.schemas.stages import ClipConfig
     from pixcap.stages.clip import ClipStage
 
     marker = tmp_path / "marker"

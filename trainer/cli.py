@@ -4,8 +4,11 @@ Each handler turns its arguments into one typed call and returns the exit code; 
 raises JobError (exit code 2). Heavy modules (torch, diffusers) are imported inside the handlers so
 `pixcap --help` stays fast.
 """
+import argparse
+import logging
+
 from pixcap.schemas import JobError
-from pixcap.schemas.models import DEFAULT_MODELS_CACHE, TINY_T5, TINY_VAE
+from pixcap.schemas.models import DEFAULT_MODELS_CACHE, DEFAULT_T5, DEFAULT_VAE
 from pixcap.schemas.train_job import BUCKET_MODES, RESOLUTIONS
 
 
@@ -51,7 +54,8 @@ def sample_command(args) -> int:
 
     try:
         paths = sample_run(args.run_dir, args.prompt, out=args.out, steps=args.steps, seed=args.seed,
-                           guidance_scale=args.guidance_scale)
+                           guidance_scale=args.guidance_scale, lora=args.lora, controlnet=args.controlnet,
+                           controls=args.control)
     except FileNotFoundError as e:
         print(e)
         return 1
@@ -69,8 +73,10 @@ def add_encode_args(parser) -> None:
                         help="square: resize and centre-crop (PixArt's 256 stages); aspect: nearest-ratio bucket")
     parser.add_argument("--no-clean-captions", dest="clean_captions", action="store_false",
                         help="encode captions as written (lowercased), for a job with clean_captions: false")
-    parser.add_argument("--text-encoder", default=TINY_T5, help=f"T5 folder, hub id, or {TINY_T5}")
-    parser.add_argument("--vae", default=TINY_VAE, help=f"AutoencoderKL folder, hub id, or {TINY_VAE}")
+    parser.add_argument("--text-encoder", default=DEFAULT_T5,
+                        help="T5 folder, hub id, or a PixArt pipeline (text_encoder/); the train job must name the same")
+    parser.add_argument("--vae", default=DEFAULT_VAE,
+                        help="AutoencoderKL folder, hub id, or a PixArt pipeline (vae/); the train job must name the same")
     parser.add_argument("--models-cache", default=DEFAULT_MODELS_CACHE, help="where tiny:* models are built")
     parser.add_argument("--batch-size", type=int, default=16)
 
@@ -83,6 +89,14 @@ def add_convert_dit_args(parser) -> None:
     parser.add_argument("--t", type=int, default=500, help="timestep at which modulations are made equal")
 
 
+class _DeprecatedOut(argparse.Action):
+    """`sample --out`, the old spelling of --output (every other command says --output): kept working, with a warning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        logging.getLogger(__name__).warning("pixcap sample: --out is deprecated; use --output")
+        setattr(namespace, self.dest, values)
+
+
 def add_sample_args(parser) -> None:
     """The arguments of `pixcap sample`."""
     parser.add_argument("run_dir", help="training run folder; its exported pipeline is RUN_DIR/pipeline")
@@ -90,7 +104,14 @@ def add_sample_args(parser) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--guidance-scale", type=float, default=4.5)
-    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/sampling)")
+    parser.add_argument("--output", dest="out", default=None, help="output folder (default RUN_DIR/sampling)")
+    parser.add_argument("--out", dest="out", action=_DeprecatedOut, help=argparse.SUPPRESS)
+    parser.add_argument("--lora", default=None,
+                        help="a LoRA adapter folder (peft's, e.g. RUN_DIR/lora of a LoRA run) put onto the pipeline; "
+                             "a LoRA run's own is used without it")
+    parser.add_argument("--controlnet", default=None, help="a ControlNet folder (default RUN_DIR/controlnet, if any)")
+    parser.add_argument("--control", action="append", default=None, metavar="IMAGE",
+                        help="a ControlNet's control image (e.g. a KEY.canny.png); one for all prompts, or one each")
 
 
 def register(subparsers) -> None:

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .model import init_pixart_weights, load_component, transformer_config
+from .components import load_component
+from .model import init_pixart_weights, transformer_config
 
 
 @torch.no_grad()

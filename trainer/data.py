@@ -8,12 +8,16 @@ Two modes. Epoch mode (resampled=False): every shard is read once, shards split 
 across each rank's data-loader workers, so each sample is seen once per epoch over all ranks.
 Resampled mode (the trainer's): each rank draws shards with replacement from its own share
 (shards[rank::world]), forever; ranks never read the same shard. Every random choice is seeded by
-(seed, rank, segment, worker), so a stream is a pure function of its segment number; the trainer
-restarts the stream at every segment boundary, which is what makes resuming exact (see loop.py).
+(seed, rank, segment, worker), so a stream is a pure function of its segment number and of the
+samples carried into it; the trainer restarts the stream at every segment boundary, which is what
+makes resuming exact (see loop.py). Batches hold one bucket; a bucket's samples that did not fill a
+batch by a segment's end are carried into the next segment by their ids (shard, key, member
+offsets; see step_batches), which each checkpoint holds, so no bucket is starved however rare it is.
 """
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import random
@@ -21,7 +25,6 @@ import signal
 import sys
 from collections import Counter, defaultdict
 
-import fsspec
 import numpy as np
 import torch
 import webdataset as wds
@@ -33,77 +36,20 @@ from pixcap.schemas.records import (
     ORIG_WIDTH, RECORD_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT, WIDTH,
 )
 from pixcap.schemas.train_job import FilterConfig, TrainJob
+from pixcap.schemas.train_skips import (
+    BROKEN_SHARD, CARRIED_UNREADABLE, LATENT_NOT_POSTERIOR, LATENT_SIZE, NO_PIXELS, NO_RECORD, SMALLER_THAN_BUCKET,
+    UNREADABLE, filter_skip,
+)
 
 from .buckets import BUCKETS, covers, fit_bucket, fit_square, nearest_bucket, to_pixels
+from .control_maps import fit_control
 from .coverage import ShareCoverage
 from .features import load_text_features, npy
 from .latents import POSTERIOR_CHANNELS
+from .shard_read import expand_shards, one_line, read_again, sample_id, tar_samples  # noqa: F401  (expand_shards re-exported)
 
 
 SKIPS_BEFORE_WARNING = 10_000
-
-
-def expand_shards(uris) -> list:
-    """Shard URLs from paths, globs, braces ({000..009}), file:// and other fsspec URLs; pipe: kept as is."""
-    urls = []
-    for uri in uris:
-        for url in wds.shardlists.expand_urls(uri):
-            if url.startswith("pipe:") or not any(c in url for c in "*?["):
-                urls.append(url)
-                continue
-            fs, path = fsspec.core.url_to_fs(url)
-            local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-            urls += sorted(p if local else fs.unstrip_protocol(p) for p in fs.glob(path))
-    if not urls:
-        raise JobError(f"shards: nothing matches {', '.join(uris) or '(none given)'}")
-    return urls
-
-
-def open_shard(url: str):
-    """A shard's byte stream: pipe: through webdataset's gopen, everything else through fsspec."""
-    return wds.gopen(url) if url.startswith("pipe:") else fsspec.open(url, "rb").open()
-
-
-def shard_files(src, on_broken_shard=None):
-    """{url} -> the files of each shard ({fname, data, __url__}), then {} to end the shard.
-
-    A shard that cannot be opened or read to its end (truncated, unreachable) keeps the files
-    read before the break; on_broken_shard(url, error) is told once and the stream goes on.
-    Without it, the error is raised. (webdataset's tar_file_expander reports a truncated shard
-    twice and ends the stream when its handler says stop, so this loop is ours.)
-    """
-    for source in src:
-        url, errors = source["url"], []
-
-        def stop(error):
-            errors.append(error)
-            return False  # leave this shard; the next one is read as usual
-
-        stream = None
-        try:
-            stream = open_shard(url)
-            for file in wds.tariterators.tar_file_iterator(stream, handler=stop):
-                yield {**file, "__url__": url}
-        except Exception as e:
-            errors.append(e)
-        finally:
-            if stream is not None:
-                stream.close()
-        if errors:
-            if on_broken_shard is None:
-                raise errors[0]
-            on_broken_shard(url, errors[0])
-        yield {}  # the end of a shard: its last sample is never merged with the next shard's first
-
-
-def tar_samples(src, on_broken_shard=None):
-    """Shard URLs -> webdataset samples ({__key__, __url__, ext: bytes}); see shard_files."""
-    return wds.tariterators.group_by_keys(shard_files(src, on_broken_shard))
-
-
-def one_line(error: Exception) -> str:
-    text = str(error).split(" @ <", 1)[0]  # webdataset appends the stream object's repr
-    return f"{type(error).__name__}: {' '.join(text.split())}"
 
 
 def worker_rng(seed: int, segment: int) -> random.Random:
@@ -158,14 +104,16 @@ def latent_fit(posterior: np.ndarray, mode: str, resolutions):
 class PrepareSamples:
     """Raw samples -> filtered training samples fitted to their size; counts what it skips, and why."""
 
-    def __init__(self, mode: str, resolutions, filters: FilterConfig, coverage: ShareCoverage = None):
+    def __init__(self, mode: str, resolutions, filters: FilterConfig, coverage: ShareCoverage = None,
+                 control: str | None = None):
         self.mode, self.resolutions, self.filters = mode, list(resolutions), filters
+        self.control = control  # a ControlNet job's control map kind (KEY.<control>.png), fitted with the image
         self.coverage = coverage  # resampled streams: stop once every shard was read and nothing passed
         self.skipped = Counter()
 
     def broken_shard(self, url: str, error: Exception) -> None:
         """A shard that breaks off costs its remaining samples, never the training run."""
-        self.skipped["broken_shard"] += 1
+        self.skipped[BROKEN_SHARD] += 1
         print(f"pixcap: skipped the rest of {url}: {one_line(error)}", file=sys.stderr)
 
     def __call__(self, src):
@@ -186,12 +134,22 @@ class PrepareSamples:
                 print(f"pixcap: {in_a_row} samples in a row skipped ({dict(self.skipped)}); do the filters and "
                       f"the bucket settings fit these shards?", file=sys.stderr, flush=True)
 
+    def carried(self, ids):
+        """The samples `ids` (sample_id) name, read again and prepared; those that cannot be are counted."""
+        for sample in read_again(ids):
+            if sample is None:
+                self.skipped[CARRIED_UNREADABLE] += 1
+                continue
+            prepared = self.prepare_or_skip(sample)
+            if prepared is not None:
+                yield prepared
+
     def prepare_or_skip(self, sample: dict):
         """The prepared sample, or None after counting why it is skipped."""
         try:
             prepared = self.prepare(sample)
         except Exception:  # a corrupt member costs one sample, never the stream
-            prepared = "unreadable"
+            prepared = UNREADABLE
         if isinstance(prepared, str):
             self.skipped[prepared] += 1
             return None
@@ -200,33 +158,38 @@ class PrepareSamples:
     def prepare(self, sample: dict):
         """A training sample dict, or the reason (str) it is skipped."""
         if RECORD_EXT not in sample:
-            return "no_record"
+            return NO_RECORD
         record = json.loads(sample[RECORD_EXT])
         failed = filter_failures(record, self.filters)
         if failed:
-            return f"filter:{failed[0]}"
+            return filter_skip(failed[0])
         caption = sample[CAPTION_EXT].decode("utf-8") if CAPTION_EXT in sample else record.get(CAPTION) or ""
-        out = {KEY: sample["__key__"], CAPTION: caption}
+        out = {KEY: sample["__key__"], CAPTION: caption, SAMPLE_ID: sample_id(sample)}
         if LATENT_EXT in sample:
             posterior = npy(sample[LATENT_EXT])
             if posterior.shape[0] != POSTERIOR_CHANNELS:
-                return "latent_not_posterior"  # a single frozen draw, from an older pixcap encode
+                return LATENT_NOT_POSTERIOR  # a single frozen draw, from an older pixcap encode
             found = latent_fit(posterior, self.mode, self.resolutions)
             if found is None:
-                return "latent_size"
+                return LATENT_SIZE
             ratio, size = found
             out["posterior"] = torch.from_numpy(posterior.astype(np.float32))
         elif IMAGE_EXT in sample:
             image = Image.open(io.BytesIO(sample[IMAGE_EXT]))  # reads the header only; decoded when fitted
             found = choose_fit(image.height, image.width, self.mode, self.resolutions)
             if found is None:
-                return "smaller_than_bucket"
+                return SMALLER_THAN_BUCKET
             ratio, size = found
             image = image.convert("RGB")
             fitted = fit_square(image, size[0]) if self.mode == "square" else fit_bucket(image, size)
             out["pixels"] = torch.from_numpy(to_pixels(fitted))
         else:
-            return "no_image"
+            return NO_PIXELS
+        if self.control:
+            control = fit_control(sample, record, self.control, self.mode, size)
+            if isinstance(control, str):
+                return control
+            out["control"] = control
         if T5_EMBEDDING_EXT in sample and T5_MASK_EXT in sample:
             out["t5"], out["t5_mask"] = load_text_features(sample[T5_EMBEDDING_EXT], sample[T5_MASK_EXT])
         # PixArt's micro-conditions (used at 1024): in aspect mode the original image's (height, width) and
@@ -243,43 +206,76 @@ class PrepareSamples:
         return out
 
 
+# Batch fields a data-loader worker adds for step_batches alone: the samples it carries over the
+# segment boundary, with its worker number. step_batches takes them off before the trainer sees the batch.
+CARRY, WORKER = "carry", "worker"
+SAMPLE_ID = "sample_id"
+
+
 def collate(samples: list) -> dict:
     """Samples of one bucket -> a batch dict of stacked tensors and lists."""
     batch = {KEY: [s[KEY] for s in samples], CAPTION: [s[CAPTION] for s in samples]}
-    for name in ("pixels", "posterior", "t5", "t5_mask", "resolution", "aspect_ratio"):
+    for name in ("pixels", "posterior", "control", "t5", "t5_mask", "resolution", "aspect_ratio"):
         if name in samples[0]:
             batch[name] = torch.stack([s[name] for s in samples])
     return batch
 
 
-def bucket_batches(src, batch_size: int, prepare: PrepareSamples, partial: bool):
+def bucket_batches(src, batch_size: int, prepare: PrepareSamples, partial: bool, carried=(), quota=None):
     """Group samples by bucket; yield a batch when a bucket fills (and the remainders at the end if partial).
 
-    Each batch carries `skipped`: the samples this worker skipped since its previous batch, by reason.
+    carried: samples to put into the buckets first, those a previous segment left in them. quota: the
+    number of batches to yield; the last one carries CARRY, the ids of every sample left in a bucket
+    (to be carried into the next segment), and WORKER. Each batch carries `skipped`: the samples this
+    worker skipped since its previous batch, by reason.
     """
     pending = defaultdict(list)
     reported = Counter()
+    emitted = 0
+    if quota == 0:
+        return
 
     def emit(samples):
+        nonlocal emitted
         batch = collate(samples)
         batch["skipped"] = dict(prepare.skipped - reported)
         reported.update(batch["skipped"])
+        samples.clear()
+        emitted += 1
+        if emitted == quota:
+            batch[CARRY] = [s[SAMPLE_ID] for bucket in pending.values() for s in bucket]
+            batch[WORKER] = wds.utils.pytorch_worker_info()[2]
         return batch
 
-    for sample in src:
+    for sample in itertools.chain(carried, src):
         bucket = pending[sample["bucket"]]
         bucket.append(sample)
         if len(bucket) == batch_size:
             yield emit(bucket)
-            bucket.clear()
+            if emitted == quota:
+                return
     if partial:
         for samples in pending.values():
             if samples:
                 yield emit(samples)
 
 
-def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True):
-    """The webdataset pipeline of one rank's batches for `segment` (epoch mode: the epoch number)."""
+def worker_shares(carry, workers: int) -> list:
+    """The carried ids of each of `workers` data-loader workers, from those the previous segment's workers
+    left (list per worker): worker i's go to worker i % workers, so an unchanged count keeps them in place."""
+    shares = [[] for _ in range(workers)]
+    for i, ids in enumerate(carry or []):
+        shares[i % workers].extend(ids)
+    return shares
+
+
+def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True, carry=None):
+    """The webdataset pipeline of one rank's batches for `segment` (epoch mode: the epoch number).
+
+    Resampled: each data-loader worker yields its share of the segment's checkpoint_every batches (the
+    loader takes them round-robin), starting from the samples `carry` says the previous segment's
+    workers left in their buckets, and its last batch says which samples it leaves in its own.
+    """
     if resampled:
         share = list(wds.split_by_node(urls))
         if not share:
@@ -292,22 +288,31 @@ def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True):
         random.Random(f"pixcap-epoch-{job.seed}-{segment}").shuffle(order)  # the same order on every rank
         stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
         coverage = None  # an epoch ends by itself
-    prepare = PrepareSamples(job.buckets, job.resolutions, job.filters, coverage)
+    prepare = PrepareSamples(job.buckets, job.resolutions, job.filters, coverage,
+                             control=job.controlnet.control if job.adapter == "controlnet" else None)
     def shuffle(src):
         if job.shuffle_buffer < 2:
             return src
         return wds.shuffle(job.shuffle_buffer, min(100, job.shuffle_buffer), rng=worker_rng(job.seed, segment))(src)
 
+    def batches(src):
+        if not resampled:
+            return bucket_batches(src, job.batch_size, prepare, partial=True)
+        _, _, worker, workers = wds.utils.pytorch_worker_info()
+        carried = prepare.carried(worker_shares(carry, workers)[worker])
+        quota = len(range(worker, job.checkpoint_every, workers))
+        return bucket_batches(src, job.batch_size, prepare, partial=False, carried=carried, quota=quota)
+
     return wds.DataPipeline(
         *stages, lambda src: tar_samples(src, prepare.broken_shard), *([coverage] if coverage else []), shuffle, prepare,
-        lambda src: bucket_batches(src, job.batch_size, prepare, partial=not resampled),
+        batches,
     )
 
 
-def build_loader(job: TrainJob, urls, segment: int = 0, resampled: bool = True) -> torch.utils.data.DataLoader:
+def build_loader(job: TrainJob, urls, segment: int = 0, resampled: bool = True, carry=None) -> torch.utils.data.DataLoader:
     """A DataLoader over batch_stream; workers yield whole batches, taken in a fixed round-robin order."""
     return torch.utils.data.DataLoader(
-        batch_stream(job, urls, segment, resampled), batch_size=None, num_workers=job.num_workers,
+        batch_stream(job, urls, segment, resampled, carry), batch_size=None, num_workers=job.num_workers,
         persistent_workers=False, prefetch_factor=2 if job.num_workers else None,
         worker_init_fn=_quiet_exit_on_sigterm if job.num_workers else None,
     )
@@ -339,20 +344,35 @@ def _in_the_trainer(loader):
             shutdown()
 
 
-def step_batches(job: TrainJob, urls, start_step: int):
+def step_batches(job: TrainJob, urls, start_step: int, data_state: dict | None = None):
     """Yield (step, batch) from start_step on; the stream restarts, reseeded, every checkpoint_every steps.
 
+    A segment starts with the samples the previous one left in partly filled buckets, so a bucket
+    too rare to fill within one segment still trains in proportion to its share of the data (as
+    PixArt's AspectRatioBatchSampler, which fills buckets over a whole epoch). data_state holds their
+    ids ({"carry": [ids per worker]}): give the one a checkpoint of start_step holds. It is updated in
+    place as batches are taken: after the batch of step N it is what a checkpoint of step N + 1 must hold.
     A resume from a step inside a segment replays the segment's first batches and drops them.
     """
+    state = {} if data_state is None else data_state
+    workers = max(1, job.num_workers)
     step = start_step
     while True:
         segment, offset = divmod(step, job.checkpoint_every)
-        batches = _in_the_trainer(build_loader(job, urls, segment))
-        for _ in range(offset):
-            next(batches)
-        for batch in batches:
-            yield step, batch
-            step += 1
-            if step % job.checkpoint_every == 0:
-                break
-        batches.close()  # shuts the segment's workers down before the next segment starts its own
+        carry_in = state.get(CARRY, [])
+        carry_out = dict(enumerate(worker_shares(carry_in, workers)))  # a worker with no batch this segment keeps its own
+        batches = _in_the_trainer(build_loader(job, urls, segment, carry=carry_in))
+        try:
+            for index, batch in enumerate(batches):
+                if CARRY in batch:
+                    carry_out[batch.pop(WORKER)] = batch.pop(CARRY)
+                if index < offset:
+                    continue
+                if (step + 1) % job.checkpoint_every == 0:  # every worker has given its last batch of the segment
+                    state[CARRY] = [carry_out[w] for w in range(workers)]
+                yield step, batch
+                step += 1
+                if step % job.checkpoint_every == 0:
+                    break
+        finally:
+            batches.close()  # shuts the segment's workers down before the next segment starts its own

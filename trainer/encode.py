@@ -23,7 +23,8 @@ from pixcap.schemas.records import CAPTION, IMAGE_EXT, LATENT_EXT, T5_EMBEDDING_
 from pixcap.schemas.train_job import FilterConfig
 
 from .data import PrepareSamples, expand_shards, one_line, tar_samples
-from .features import NULL_CAPTION, check_settings, posterior_bytes, read_null_caption, text_feature_bytes, write_null_caption
+from .features import (NULL_CAPTION, check_revisions, check_settings, model_revisions, posterior_bytes,
+                       read_null_caption, text_feature_bytes, write_null_caption)
 
 CHUNK = 64  # samples read before encoding, so each bucket gets batches
 FEATURE_EXTS = (LATENT_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT)
@@ -143,9 +144,13 @@ def encode_shards(shards: typing.Sequence[str], output: str, text_encoder: str, 
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    encoder = ShardEncoder(resolve_model("text_encoder", text_encoder, models_cache),
-                           resolve_model("vae", vae, models_cache), settings, batch_size, device)
-    write_null_caption(out_dir, *encoder.text.null(), settings)
+    text_encoder, vae = resolve_model("text_encoder", text_encoder, models_cache), resolve_model("vae", vae, models_cache)
+    encoder = ShardEncoder(text_encoder, vae, settings, batch_size, device)
+    revisions = model_revisions(text_encoder, vae, models_cache)  # once loaded: a hub model's commit is cached now
+    if (out_dir / NULL_CAPTION).exists():  # the folder's other shards were made by these models, or none are added
+        with open(out_dir / NULL_CAPTION, "rb") as f:
+            check_revisions(read_null_caption(f)[2], revisions, where=f"output {out_dir}")
+    write_null_caption(out_dir, *encoder.text.null(), {**settings, **revisions})
     broken = []
     for url, out_path in todo:
         encoder.prepare.skipped.clear()

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .model import load_component, unwrap
-
-RAW_TRANSFORMER = "transformer_raw"
-TRAIN_JOB = "train_job.json"
+from .components import load_component, unwrap
+from .run_folder import RAW_TRANSFORMER, TRAIN_JOB
 
 # PixArt-alpha's shipped scheduler, on the schedule it was trained with.
 SCHEDULER_CONFIG = dict(

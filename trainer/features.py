@@ -8,7 +8,9 @@ Per sample (member names in schemas/records.py):
   attention anyway); KEY.t5mask.npy: uint8 [120].
 Per folder: null_caption.npz, the empty caption's T5 features for caption dropout, and the settings the
 folder was encoded with. A train job must agree with them: captions cleaned or not, square or aspect
-buckets, and the resolution, since each changes what the features are.
+buckets, and the resolution, since each changes what the features are; and the revisions of the T5 and
+the VAE that made them (models/revisions.py), since latents decode only with their own VAE and a
+transformer trained on one T5's embeddings is sampled with that T5.
 """
 from __future__ import annotations
 
@@ -22,6 +24,10 @@ from pixcap.schemas import JobError
 
 NULL_CAPTION = "null_caption.npz"
 SETTINGS = ("clean_captions", "buckets", "resolution")  # kept in null_caption.npz beside the features
+# The models' revisions, kept beside the settings; component -> the subfolders of a pipeline that hold it.
+MODEL_COMPONENTS = {"text_encoder": ("text_encoder", "tokenizer"), "vae": ("vae",)}
+REVISIONS = tuple(f"{component}_revision" for component in MODEL_COMPONENTS)
+STORED = SETTINGS + REVISIONS
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -57,13 +63,26 @@ def load_text_features(emb_bytes: bytes, mask_bytes: bytes):
     return pad_text_features(npy(emb_bytes), npy(mask_bytes))
 
 
+def model_revisions(text_encoder: str, vae: str, models_cache: str) -> dict:
+    """{text_encoder_revision, vae_revision} of resolved model names (paths or hub ids)."""
+    from pixcap.models.revisions import RevisionCache, component_revision
+
+    cache = RevisionCache(models_cache)
+    names = {"text_encoder": text_encoder, "vae": vae}
+    revisions = {f"{key}_revision": component_revision(names[key], subfolders, cache)
+                 for key, subfolders in MODEL_COMPONENTS.items()}
+    cache.save()
+    return revisions
+
+
 def write_null_caption(out_dir, emb: torch.Tensor, mask: torch.Tensor, settings: dict) -> None:
-    """null_caption.npz: the empty caption's features (emb [1, 120, D], mask [1, 120]) and the settings."""
+    """null_caption.npz: the empty caption's features (emb [1, 120, D], mask [1, 120]), the settings and
+    the models' revisions (every key of STORED that `settings` holds)."""
     n = int(mask[0].sum())
     tmp = os.path.join(out_dir, f".{NULL_CAPTION}.tmp")
     with open(tmp, "wb") as f:
         np.savez(f, emb=emb[0, :n].cpu().numpy().astype(np.float16), mask=mask[0].cpu().numpy().astype(np.uint8),
-                 **{key: np.array(settings[key]) for key in SETTINGS})
+                 **{key: np.array(settings[key]) for key in STORED if key in settings})
     os.replace(tmp, os.path.join(out_dir, NULL_CAPTION))
 
 
@@ -71,7 +90,7 @@ def read_null_caption(file) -> tuple:
     """(emb [120, D], mask [120], settings) from an open null_caption.npz; settings are {} if it has none."""
     with np.load(file, allow_pickle=False) as stored:
         emb, mask = pad_text_features(stored["emb"], stored["mask"])
-        settings = {key: stored[key].item() for key in SETTINGS if key in stored}
+        settings = {key: stored[key].item() for key in STORED if key in stored}
     return emb, mask, settings
 
 
@@ -101,3 +120,29 @@ def check_settings(settings: dict, clean_captions: bool, buckets: str, resolutio
     if settings.get("resolution") not in resolutions:
         raise JobError(f"resolution: {where} was encoded at {settings.get('resolution')!r}, this job fits images to"
                        f" {', '.join(map(str, resolutions))}; encode again with the job's resolution")
+
+
+def _same_model(stored: str, mine: str) -> bool:
+    """Equal revisions; or the same hub id where one side's cache did not hold it, so its commit is unknown."""
+    if stored == mine:
+        return True
+    if stored.startswith("hub:") and mine.startswith("hub:") and ("@" not in stored or "@" not in mine):
+        return stored.partition("@")[0] == mine.partition("@")[0]
+    return False
+
+
+def check_revisions(settings: dict, revisions: dict, where: str) -> None:
+    """Refuse features made by another T5 or VAE than the job's. Features from before pixcap recorded
+    its models carry none: they are taken, with a warning, as nothing says they differ."""
+    for key, mine in revisions.items():
+        component = key.removesuffix("_revision")
+        stored = settings.get(key)
+        if stored is None:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                f"pixcap: {where} does not record which {component} made its features (encoded by an older"
+                f" pixcap); make sure it was this job's {component}")
+        elif not _same_model(stored, mine):
+            raise JobError(f"{component}: {where} was encoded with {component} {stored}, this job's is {mine};"
+                           f" encode again with the job's {component}, or name the one the features were made with")

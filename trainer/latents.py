@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import load_component
+from .components import load_component
 
 VAE_SCALE = 0.18215
 LATENT_CHANNELS = 4

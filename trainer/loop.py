@@ -27,15 +27,20 @@ from pixcap.schemas import JobError
 from pixcap.schemas.records import CAPTION
 from pixcap.schemas.train_job import TrainJob
 
-from .checkpoint import barrier, latest_checkpoint, load_checkpoint, save_checkpoint
+from .adapters import adapt, export_trained, sampling_controlnet, sampling_transformer, trainable_parameters
+from .checkpoint import barrier, latest_checkpoint, load_checkpoint, load_data_state, save_checkpoint
+from .components import load_component
 from .data import expand_shards, step_batches
+from .controlnet import conditioned
 from .diffusion import GaussianDiffusion
-from .export import assemble_pipeline, export_pipeline
-from .features import check_settings, null_caption_path, stored_null_caption
+from .dreambooth import prior_weighted_loss, with_class_batches
+from .export import assemble_pipeline
+from .features import check_revisions, check_settings, model_revisions, null_caption_path, stored_null_caption
 from .latents import sample_posterior
-from .model import build_transformer, load_component, model_forward
+from .model import build_transformer, model_forward
 from .resolve import resolve_models
-from .sampling import PIPELINE_DIR, SAMPLING_DIR, sample_images
+from .run_folder import LOG, SAMPLING_DIR, step_name
+from .sampling import sample_images
 
 
 def setup_distributed():
@@ -98,6 +103,7 @@ def check_features(job: TrainJob, urls) -> None:
     stored = stored_null_caption(path)
     if stored is not None:
         check_settings(stored[2], job.clean_captions, job.buckets, job.resolutions, path)
+        check_revisions(stored[2], model_revisions(job.text_encoder, job.vae, job.models_cache), path)
 
 
 def caption_channels(job: TrainJob) -> int:
@@ -110,12 +116,13 @@ def caption_channels(job: TrainJob) -> int:
 @torch.no_grad()
 def update_ema(ema, model, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1.0 - decay)
+        if p.requires_grad:  # a frozen base (LoRA, ControlNet) stays as it is
+            e.lerp_(p, 1.0 - decay)
 
 
 def log(run_dir: Path, entry: dict) -> None:
     print(json.dumps(entry), flush=True)
-    with open(run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+    with open(run_dir / LOG, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")
 
 
@@ -126,10 +133,11 @@ def sampling_pipeline(job: TrainJob, transformer, device):
     return pipe.to(device)
 
 
-def sample_at(job: TrainJob, pipe, run_dir: Path, step: int) -> None:
+def sample_at(job: TrainJob, pipe, run_dir: Path, step: int, controlnet=None) -> None:
     """The job's sampling prompts through `pipe` (a pipeline or its folder) into RUN_DIR/sampling/step-N."""
-    sample_images(pipe, job.sampling_prompts, run_dir / SAMPLING_DIR / f"step-{step:07d}", steps=job.sampling_steps,
-                  seed=job.seed, height=job.resolution, width=job.resolution, clean_captions=job.clean_captions)
+    sample_images(pipe, job.sampling_prompts, run_dir / SAMPLING_DIR / step_name(step), steps=job.sampling_steps,
+                  seed=job.seed, height=job.resolution, width=job.resolution, clean_captions=job.clean_captions,
+                  controlnet=controlnet, controls=job.controlnet.sampling_controls)
 
 
 def train(job: TrainJob) -> dict:
@@ -150,18 +158,20 @@ def train(job: TrainJob) -> dict:
                               seed=job.seed).to(device)
     if job.gradient_checkpointing:
         model.enable_gradient_checkpointing()
+    model = adapt(job, model)  # LoRA or ControlNet: the base frozen, only the adapter trained
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     # PixArt's auto_lr: the configured lr is for a global batch of 256 (see TrainJob.lr_scale).
     lr = job.lr * job.lr_scale(world)
     if rank == 0:
         print(f"lr {lr:.4g}: {job.lr:g} scaled by {job.lr_scaling} for a global batch of {job.batch_size * world}", flush=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=job.weight_decay, eps=job.eps)
+    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=lr, weight_decay=job.weight_decay, eps=job.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, job.warmup_steps)))
     generator = torch.Generator(device).manual_seed(job.seed * 1000 + rank)
-    step = 0
+    step, data_state = 0, {}  # data_state: what the data stream carries over segments (data.step_batches)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
         step = load_checkpoint(checkpoint, model, ema, optimizer, scheduler, generator, rank)
+        data_state = load_data_state(checkpoint, rank)
         if rank == 0:
             print(f"resuming from {checkpoint} at step {step}", flush=True)
     net = model
@@ -176,7 +186,8 @@ def train(job: TrainJob) -> dict:
 
     # The loop
     skipped, window, t0 = Counter(), [], time.time()
-    batches = step_batches(job, urls, step) if step < job.max_steps else iter(())
+    batches = step_batches(job, urls, step, data_state) if step < job.max_steps else iter(())
+    batches = with_class_batches(job, batches, step)  # DreamBooth's class images, when prior preservation is on
     for step, batch in batches:
         skipped.update(batch["skipped"])
         x0 = conditioning.latents(batch, generator)
@@ -191,10 +202,11 @@ def train(job: TrainJob) -> dict:
         extra = {}
         if micro_conditions:
             extra = {"resolution": batch["resolution"].to(device), "aspect_ratio": batch["aspect_ratio"].to(device)}
-        with autocast:
+        control = conditioning.latents({"pixels": batch["control"]}, generator) if "control" in batch else None
+        with autocast, conditioned(model, control):
             output = model_forward(net, x_t, t, emb, mask, **extra)
         losses = diffusion.training_losses(output, x0, x_t, t, noise)
-        loss = losses["loss"].mean()
+        loss = prior_weighted_loss(losses["loss"], batch, job.prior.loss_weight)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), job.grad_clip) if job.grad_clip > 0 else None
         optimizer.step()
@@ -214,17 +226,17 @@ def train(job: TrainJob) -> dict:
             log(run_dir, entry)
             window = []
         if step % job.checkpoint_every == 0 or step == job.max_steps:
-            save_checkpoint(run_dir, step, model, ema, optimizer, scheduler, generator, job.to_dict(), rank)
+            save_checkpoint(run_dir, step, model, ema, optimizer, scheduler, generator, job.to_dict(), rank,
+                            data_state=data_state)
         if rank == 0 and job.sampling_every and step % job.sampling_every == 0 and step < job.max_steps:
-            pipe = pipe or sampling_pipeline(job, ema, device)
-            sample_at(job, pipe, run_dir, step)
+            pipe = pipe or sampling_pipeline(job, sampling_transformer(ema), device)
+            sample_at(job, pipe, run_dir, step, sampling_controlnet(ema))
         if step >= job.max_steps:
             break
 
     if rank == 0:
-        pipeline_dir = export_pipeline(ema, job.text_encoder, job.vae, run_dir / PIPELINE_DIR,
-                                       raw_transformer=model, train_job=job.to_dict())
+        final, controlnet = export_trained(job, model, ema, run_dir)  # read back from what was written
         if job.sampling_prompts:
-            sample_at(job, pipeline_dir, run_dir, step)
+            sample_at(job, final, run_dir, step, controlnet)
     barrier()
     return {"model": model, "ema": ema, "step": step}

@@ -1,35 +1,17 @@
 """The PixArt-alpha transformer: diffusers' PixArtTransformer2DModel, its sizes, initialisation and forward call."""
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
 from pixcap.schemas.models import TRANSFORMER_SIZES
 
+from .components import unwrap
+from .weights import starting_weights
+
 VAE_DOWNSAMPLE = 8
 # Embedders only the 1024 model has; a 256/512 checkpoint loaded into it starts them fresh.
 SIZE_EMBEDDERS = ("adaln_single.emb.resolution_embedder.", "adaln_single.emb.aspect_ratio_embedder.")
-
-
-def load_component(cls, path: str, subfolder: str, **kwargs):
-    """cls.from_pretrained(path, subfolder=...) when `path` is a pipeline holding `subfolder`, else from `path` itself.
-
-    Never runs a folder's own python: transformers would import the files its auto_map names if asked
-    (or if a user answers its prompt), so it is told no; diffusers never imports them for a model class.
-    """
-    path = str(path)
-    if cls.__module__.startswith("transformers"):
-        kwargs["trust_remote_code"] = False
-    if os.path.isdir(path):
-        if os.path.isdir(os.path.join(path, subfolder)):
-            return cls.from_pretrained(path, subfolder=subfolder, **kwargs)
-        return cls.from_pretrained(path, **kwargs)
-    try:  # a hub id: pipeline repos (PixArt-alpha/...) keep each part in a subfolder, model repos do not
-        return cls.from_pretrained(path, subfolder=subfolder, **kwargs)
-    except (OSError, ValueError):
-        return cls.from_pretrained(path, **kwargs)
 
 
 def transformer_config(size: str | dict, resolution: int, caption_channels: int) -> dict:
@@ -108,8 +90,6 @@ def build_transformer(size: str, resolution: int, caption_channels: int, load_fr
     (its raw weights unless load_ema; see weights.py)."""
     from diffusers import PixArtTransformer2DModel
 
-    from .weights import starting_weights
-
     config = transformer_config(size, resolution, caption_channels)
     torch.manual_seed(seed)
     model = PixArtTransformer2DModel(**config)
@@ -131,13 +111,6 @@ def build_transformer(size: str, resolution: int, caption_channels: int, load_fr
     if bad:
         raise ValueError(f"{load_from} does not fit a PixArt {size} transformer: {bad[:5]}")
     print(f"load_from: {which}", flush=True)
-    return model
-
-
-def unwrap(model):
-    """The bare model inside DDP (.module) and torch.compile (._orig_mod) wrappers."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = model.module if hasattr(model, "module") else model._orig_mod
     return model
 
 

@@ -5,6 +5,7 @@ clean_captions was on, read from the train job exported beside the pipeline.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import typing
 from pathlib import Path
@@ -13,17 +14,20 @@ import torch
 
 from .captions import check_cleaning_available
 from .export import read_train_job
-
-PIPELINE_DIR = "pipeline"  # the training loop exports RUN_DIR/pipeline
-SAMPLING_DIR = "sampling"  # RUN_DIR/sampling/step-NNNNNNN/ holds the images generated at that step
+from .run_folder import PIPELINE_DIR, SAMPLING_DIR
 
 
-def load_pipeline(path, device=None):
-    """PixArtAlphaPipeline from a folder, on the GPU when there is one."""
+def load_pipeline(path, device=None, lora=None):
+    """PixArtAlphaPipeline from a folder, on the GPU when there is one; with a LoRA adapter folder put onto
+    its transformer when `lora` is given (peft's PeftModel.from_pretrained, as PixArt's LoRA script loads it)."""
     from diffusers import PixArtAlphaPipeline
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = PixArtAlphaPipeline.from_pretrained(str(path))
+    if lora is not None:
+        from .lora import load_lora
+
+        load_lora(pipe.transformer, lora)  # in place: the pipeline's transformer now carries the adapter
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -36,8 +40,10 @@ def slug(text: str, n: int = 40) -> str:
 @torch.no_grad()
 def sample_images(pipeline_dir_or_pipeline, prompts: typing.Sequence[str], out_dir, steps: int = 20, seed: int = 0,
                   height: int | None = None, width: int | None = None, guidance_scale: float = 4.5,
-                  clean_captions: bool = True) -> typing.List[Path]:
-    """Generate one image per prompt (seeded) and write them as PNGs in `out_dir`; return their paths."""
+                  clean_captions: bool = True, controlnet=None, controls=None) -> typing.List[Path]:
+    """Generate one image per prompt (seeded) and write them as PNGs in `out_dir`; return their paths.
+
+    With a ControlNet, `controls` gives the control image of each prompt (paths or PIL images; one serves all)."""
     if clean_captions:
         check_cleaning_available()  # diffusers would skip the cleaning without a word
     pipe = pipeline_dir_or_pipeline
@@ -46,12 +52,19 @@ def sample_images(pipeline_dir_or_pipeline, prompts: typing.Sequence[str], out_d
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator("cpu").manual_seed(seed)
-    images = pipe(
-        list(prompts), num_inference_steps=steps, guidance_scale=guidance_scale, generator=generator,
-        height=height, width=width, clean_caption=clean_captions,
-        # Sizes are the caller's; binning would snap them to PixArt's buckets (and fails on other sample sizes).
-        use_resolution_binning=False,
-    ).images
+    steering = contextlib.nullcontext()
+    if controlnet is not None:
+        from .controlnet import control_latents
+
+        latents = control_latents(pipe, controls, len(prompts), height, width)
+        steering = controlnet.placed_like(pipe.transformer).steering(pipe.transformer, latents)
+    with steering:
+        images = pipe(
+            list(prompts), num_inference_steps=steps, guidance_scale=guidance_scale, generator=generator,
+            height=height, width=width, clean_caption=clean_captions,
+            # Sizes are the caller's; binning would snap them to PixArt's buckets (and fails on other sample sizes).
+            use_resolution_binning=False,
+        ).images
     paths = []
     for i, (prompt, image) in enumerate(zip(prompts, images)):
         path = out_dir / f"{i:03d}_{slug(prompt)}.png"
@@ -61,12 +74,19 @@ def sample_images(pipeline_dir_or_pipeline, prompts: typing.Sequence[str], out_d
 
 
 def sample_run(run_dir, prompts: typing.Sequence[str], out=None, steps: int = 20, seed: int = 0,
-               guidance_scale: float = 4.5) -> typing.List[Path]:
-    """Images from RUN_DIR/pipeline into `out` (default RUN_DIR/sampling), prompts treated as in training."""
+               guidance_scale: float = 4.5, lora=None, controlnet=None, controls=None) -> typing.List[Path]:
+    """Images from RUN_DIR/pipeline into `out` (default RUN_DIR/sampling), prompts treated as in training.
+
+    A LoRA run's adapter (RUN_DIR/lora) and a ControlNet run's ControlNet (RUN_DIR/controlnet) are used
+    unless `lora` or `controlnet` names another folder; a ControlNet needs `controls`."""
+    from .adapters import run_adapters
+
     run_dir = Path(run_dir)
     pipeline_dir = run_dir / PIPELINE_DIR
     if not (pipeline_dir / "model_index.json").exists():
         raise FileNotFoundError(f"no exported pipeline at {pipeline_dir}")
+    lora, controlnet = run_adapters(run_dir, lora, controlnet, controls)
     clean = read_train_job(pipeline_dir).get("clean_captions", True)  # True: diffusers' own default
-    return sample_images(pipeline_dir, prompts, Path(out or run_dir / SAMPLING_DIR), steps=steps, seed=seed,
-                         guidance_scale=guidance_scale, clean_captions=clean)
+    pipe = load_pipeline(pipeline_dir, lora=lora)
+    return sample_images(pipe, prompts, Path(out or run_dir / SAMPLING_DIR), steps=steps, seed=seed,
+                         guidance_scale=guidance_scale, clean_captions=clean, controlnet=controlnet, controls=controls)

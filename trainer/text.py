@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .captions import check_cleaning_available, prepare_captions
-from .model import load_component
+from .components import load_component
 
 
 class TextEncoder:

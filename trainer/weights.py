@@ -11,10 +11,8 @@ import os
 import sys
 
 from .checkpoint import load_plain
-from .export import RAW_TRANSFORMER
-from .model import load_component
-
-STATE = "state.pt"
+from .components import load_component
+from .run_folder import RAW_TRANSFORMER, STATE
 
 
 def starting_weights(load_from: str, load_ema: bool) -> tuple:

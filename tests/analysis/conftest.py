@@ -1,18 +1,10 @@
-"""A real output for the report tests: the pipeline run once on the end-to-end tests' collection
-(two SA-1B tars and a folder, three broken inputs among them) with the tiny models."""
+"""A real output for the report tests: the session's one pipeline run (tests/conftest.py's
+pipeline_run: the end-to-end tests' collection, two SA-1B tars and a folder with three broken
+inputs among them, run with the tiny models)."""
 import pytest
-
-from tests.pipeline.collection import write_collection
 
 
 @pytest.fixture(scope="session")
-def pipeline_output(tmp_path_factory, ray_session, models_cache):
-    from pixcap.pipeline.run import run_job
-
-    from tests.pipeline.test_end_to_end import job_for
-
-    root = tmp_path_factory.mktemp("analysis-collection")
-    write_collection(root)
-    out = root / "out"
-    manifest = run_job(job_for(root, out, models_cache, shard_size=4))
-    return out, manifest
+def pipeline_output(pipeline_run):
+    """(output folder, manifest); shared with the pipeline tests, so read-only."""
+    return pipeline_run.out, pipeline_run.manifest

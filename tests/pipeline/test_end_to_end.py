@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import shutil
 
 import duckdb
 import pytest
@@ -12,7 +13,6 @@ from pixcap.analysis.stats import concept_density
 from pixcap.schemas import REASONS, load_job
 from pixcap.schemas.manifest import MANIFEST_KEYS
 
-from .collection import write_collection
 from .tarfiles import jpeg_bytes, sa1b_members, write_tar
 
 pytestmark = pytest.mark.slow
@@ -34,12 +34,9 @@ def job_for(root, out, models_cache, **overrides):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, ray_session, models_cache):
-    root = tmp_path_factory.mktemp("collection")
-    expected = write_collection(root)
-    out = root / "out"
-    manifest = run_job(job_for(root, out, models_cache))
-    return root, out, manifest, expected
+def finished_run(pipeline_run):
+    """The session's one run over write_collection's collection (tests/conftest.py): read-only."""
+    return pipeline_run.root, pipeline_run.out, pipeline_run.manifest, pipeline_run.expected
 
 
 def test_every_input_is_written_or_rejected_once(finished_run):
@@ -92,8 +89,10 @@ def test_stats_with_duckdb_and_manifest(finished_run):
     assert set(on_disk["totals"]["rejected_by_reason"]) <= set(REASONS)
 
 
-def test_rerun_on_finished_output_does_nothing_new(finished_run, models_cache):
-    root, out, manifest, _ = finished_run
+def test_rerun_on_finished_output_does_nothing_new(finished_run, models_cache, tmp_path):
+    root, shared, manifest, _ = finished_run
+    out = tmp_path / "out"  # a copy: the finished output is shared by the session's tests
+    shutil.copytree(shared, out)
     before = {s["name"]: s["tar"] for s in manifest["shards"]}
     again = run_job(job_for(root, out, models_cache))
     assert {s["name"]: s["tar"] for s in again["shards"]} == before

@@ -5,7 +5,6 @@ The helpers and the shared reference run are used by test_faults.py too.
 import glob
 import hashlib
 import io
-import json
 import os
 import shutil
 import signal
@@ -22,24 +21,17 @@ from pixcap.schemas.manifest import LOCK_NAME
 from pixcap.pipeline.run import run_job
 from pixcap.schemas.manifest import TMP_SUFFIX, SHARD_META_BYTES, SHARD_META_REJECTED, SHARD_META_SHA256
 
-from .collection import write_collection
 from .test_end_to_end import job_for
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, ray_session, models_cache):
-    """(collection root, output, manifest) of one uninterrupted run. The crash tests read the same
-    inputs; the run is kept under the session's base temp, so test_faults.py reuses it."""
-    root = tmp_path_factory.getbasetemp() / "faults-reference"
-    out = root / "reference"
-    if not (out / "manifest.json").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        write_collection(root)
-        run_job(job_for(root, out, models_cache))
-    with open(out / "manifest.json") as f:
-        return root, out, json.load(f)
+@pytest.fixture
+def reference(pipeline_run):
+    """(collection root, output, manifest) of one uninterrupted run: the session's pipeline_run
+    (tests/conftest.py), shared with test_faults.py, the end-to-end and the report tests. The
+    crash tests read the same inputs and write their outputs beside it, under root."""
+    return pipeline_run.root, pipeline_run.out, pipeline_run.manifest
 
 
 def contents(out):

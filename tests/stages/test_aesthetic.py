@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pixcap.schemas import batch as cols
-from pixcap.schemas.job import AestheticConfig, ClipConfig
+from pixcap.schemas.stages import AestheticConfig, ClipConfig
 from pixcap.schemas.records import AESTHETIC_SCORE
 from pixcap.stages.aesthetic import AestheticStage
 from pixcap.stages.clip import ClipStage

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pixcap.schemas import batch as cols
-from pixcap.schemas.job import CaptionConfig, ClipConfig
+from pixcap.schemas.stages import CaptionConfig, ClipConfig
 from pixcap.schemas.records import CAPTION, CAPTION_MODEL
 from pixcap.stages.caption import CaptionStage, SidecarCaptionStage, chat_prompt, generate_captions
 from pixcap.stages.model_inputs import ModelInputsStage

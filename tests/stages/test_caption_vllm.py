@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import CaptionConfig
+from pixcap.schemas.stages import CaptionConfig
 from pixcap.stages.caption import CaptionStage, generate_captions
 from pixcap.stages.caption_vllm import VllmCaptionStage, captioning_request, one_per_request, output_texts
 
@@ -143,7 +143,7 @@ def test_vllm_takes_the_engine_arguments_and_knows_the_model(config):
 
 def test_the_cpus_crop_is_the_image_sent_and_gives_the_same_captions(config, hf_stage, tiny_models, model_images,
                                                                     stage_batch):
-    from pixcap.schemas.job import ClipConfig
+    from pixcap.schemas.stages import ClipConfig
     from pixcap.stages.model_inputs import ModelInputsStage
 
     images = model_images(4, seed=7)

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from pixcap.schemas import batch as cols
-from pixcap.schemas.job import CaptionConfig, ClipConfig
+from pixcap.schemas.stages import CaptionConfig, ClipConfig
 from pixcap.schemas.records import CAPTION, CLIP_MODEL, CLIP_SCORE, GROUNDED_NOUNS, N_GROUNDED
 from pixcap.stages.clip import ClipStage
 from pixcap.stages.model_inputs import ModelInputsStage

@@ -11,7 +11,7 @@ from PIL import Image, ImageCms, ImageFile
 
 from pixcap.demo.sa1b import write_demo_collection
 from pixcap.schemas import batch as B
-from pixcap.schemas.job import DecodeConfig
+from pixcap.schemas.stages import DecodeConfig
 from pixcap.schemas.rejects import REASONS
 from pixcap.stages.decode import DecodeStage
 

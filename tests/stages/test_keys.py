@@ -1,9 +1,23 @@
 """Sample keys are unique by construction: a renamed key is checked again, so crafted names
 cannot make two samples share a key in a tar, a folder, or a shard."""
+import glob
+import hashlib
+import io
+import json
+import os
+import tarfile
+
+import duckdb
 import webdataset as wds
 
+from pixcap.output.commit import commit_shard
+from pixcap.output.fragments import FragmentWriter
+from pixcap.output.ledger import Ledger
+from pixcap.output.storage import Storage
 from pixcap.schemas import batch as B
-from pixcap.stages.keys import KeyMaker, UniqueNames, short_hash
+from pixcap.schemas.stages import DecodeConfig
+from pixcap.stages.decode import DecodeStage
+from pixcap.stages.keys import KeyMaker, UniqueNames, printable_name, short_hash
 from tests.pipeline.hostile import crafted_names
 from tests.pipeline.tarfiles import jpeg_bytes, write_tar
 from tests.pipeline.test_read import list_parts, read_all
@@ -55,3 +69,47 @@ def test_crafted_names_in_a_folder_give_distinct_keys(tmp_path):
     rows = read_all(list_parts([str(root)], 100), shard_size=100)
     keys = [r[B.KEY] for r in rows]
     assert len(keys) == 3 and len(set(keys)) == 3, keys
+
+
+LATIN1 = "caf\udce9"  # b"caf\xe9" (latin-1) as Python lists it: the byte that is not UTF-8 as a surrogate
+
+
+def test_names_that_are_not_utf8_hash_and_print_without_error():
+    assert printable_name(f"{LATIN1}.jpg") == "caf\\xe9.jpg"  # the byte kept, as a \xNN escape
+    assert printable_name("café 写真.jpg") == "café 写真.jpg"  # valid names unchanged
+    assert short_hash("x.png") == hashlib.sha1(b"x.png").hexdigest()[:8]  # earlier keys stay the same
+    keys = KeyMaker("p")  # the latin-1 and the UTF-8 spelling sanitise to one key: the second is hashed
+    assert keys.make(f"{LATIN1}.jpg") == "p/caf_"
+    assert keys.make("café.jpg") == f"p/caf_-{short_hash('café.jpg')}"
+
+
+def test_a_file_name_that_is_not_utf8_in_a_folder_and_in_a_tar_is_written(tmp_path):
+    """Read, decode, fragment and commit, as a run does: the sample is written with a sanitised key
+    and its source keeps the byte as `\\xe9`; an orphan sidecar with such a name is a reject row."""
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "ok.jpg").write_bytes(jpeg_bytes(1))
+    with open(os.fsencode(root) + b"/caf\xe9.jpg", "wb") as f:
+        f.write(jpeg_bytes(2))
+    with tarfile.open(root / "t.tar", "w", encoding="utf-8", errors="surrogateescape") as tar:
+        for name, data in ((f"{LATIN1}.jpg", jpeg_bytes(3)), (f"{LATIN1}-alone.json", b"{}")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    rows = read_all(list_parts([str(root)], 8), shard_size=8)
+    out = Storage(str(tmp_path / "out"))
+    ledger = Ledger(out, {row[B.SHARD].rsplit("-", 1)[0] for row in rows})
+    batch = DecodeStage(DecodeConfig())({column: [row[column] for row in rows] for column in rows[0]})
+    batch[B.CAPTION] = ["a caption"] * len(rows)  # what the caption stage adds
+    summary = FragmentWriter(out)(batch)
+    ledger.add(summary[B.FRAGMENT][0], summary)
+    for shard in ledger.complete_shards():
+        commit_shard(out, shard, sorted(ledger.shards[shard].fragments))
+    stats = duckdb.sql(f"select source, key from '{out.path('stats')}/*.parquet' order by source").fetchall()
+    assert stats == [(f"{root}/caf\\xe9.jpg", "in/caf_"), (f"{root}/ok.jpg", "in/ok"),
+                     (f"{root}/t.tar::caf\\xe9.jpg", "t/caf_")]
+    rejects = duckdb.sql(f"select source, reason, error from '{out.path('rejects')}/*.parquet'").fetchall()
+    assert [(source, reason) for source, reason, _ in rejects] == [(f"{root}/t.tar::caf\\xe9-alone.json", "no_image")]
+    assert "-alone.json" in rejects[0][2]  # the error names the member (repr escapes the byte)
+    samples = list(wds.WebDataset(sorted(glob.glob(out.path("shards") + "/*.tar")), shardshuffle=False))
+    assert sorted(json.loads(s["json"])["source"] for s in samples) == [source for source, _ in stats]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pixcap.schemas import batch as cols
-from pixcap.schemas.job import CaptionConfig, ClipConfig
+from pixcap.schemas.stages import CaptionConfig, ClipConfig
 from pixcap.stages.model_inputs import ModelInputsStage
 
 

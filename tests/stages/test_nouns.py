@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pixcap.schemas import batch as cols
-from pixcap.schemas.job import NounsConfig
+from pixcap.schemas.stages import NounsConfig
 from pixcap.schemas.records import N_NOUNS, NOUNS
 from pixcap.stages.nouns import NounsStage, load_tagger
 

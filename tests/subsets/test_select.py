@@ -26,7 +26,7 @@ from pixcap.schemas import JobError
 from pixcap.schemas.manifest import EMBEDDINGS_DIR, MANIFEST_NAME, REJECTS_DIR, SHARDS_DIR, STATS_DIR
 from pixcap.schemas.selection import Selection, parse_dedup
 
-from ..object_store import upload
+from tests.object_store import upload
 from .subset_collection import EXACT_COPY, NEAR_COPY, NEAR_COSINE, write_subset_collection
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from pixcap.cli.main import main
 from pixcap.output.lock import LEASE_SECONDS, LOCK_NAME, LockLost, OutputInUse, OutputLock
 from pixcap.output.storage import Storage
 
-from .test_faults import fake_graph  # noqa: F401 (a fixture)
+from tests.pipeline.test_faults import fake_graph  # noqa: F401 (a fixture: `pixcap run` with the Ray graph replaced)
 
 HOLD = """
 import sys, time

@@ -16,7 +16,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from .tarfiles import write_tar
+from tests.pipeline.tarfiles import write_tar
 
 SIZE = (320, 256)
 NEAR_COSINE = 0.999
