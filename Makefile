@@ -6,7 +6,7 @@ PIXCAP := $(VENV)/bin/pixcap
 STAMP := $(VENV)/.installed
 DEMO := data/demo
 
-.PHONY: run test test-fast bench bench-train demo clean
+.PHONY: run test test-fast test-unit chromium bench bench-train demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,21 +21,46 @@ demo: $(STAMP)
 run: demo
 	$(PIXCAP) run jobs/local.yaml
 
-test: $(STAMP)
+# Debian's chromium, which the report's browser tests open the report in (tests/analysis/browser.py):
+# installed here when it is missing, with sudo when not root, so that `make test` on a fresh machine
+# passes by itself. The tests fail rather than skip without it: a skipped browser test would pass
+# without a browser.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  echo "make: installing Debian's chromium for the report's browser tests"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The markers below are set in tests/conftest.py from the fixtures a test uses, not by hand:
+# `ray` (the session's Ray, or a Ray a `pixcap run` subprocess starts), `s3` (the S3 server).
+# `slow` marks the long end-to-end, fault and memory tests. pytest prints the 20 slowest tests.
+
+# Every test: the slow end-to-end, fault, cluster and memory tests too. Under 20 minutes on 2 cores.
+test: $(STAMP) chromium
 	$(PY) -m pytest
 
-test-fast: $(STAMP)
+# Every test but the slow ones: the unit tests, and the quick tests on the session's one Ray.
+test-fast: $(STAMP) chromium
 	$(PY) -m pytest -m "not slow"
 
+# The tests that need neither Ray nor the S3 server (so no `pixcap run` either): under 3 minutes.
+test-unit: $(STAMP) chromium
+	$(PY) -m pytest -m "not ray and not s3"
+
+# Each benchmark runs as a module (`python -m bench.bench_cluster`), its servers on free loopback
+# ports; BENCH_TIMEOUT seconds each at most, so a bench that hangs ends `make bench` with an error.
+BENCH_TIMEOUT ?= 1800
+BENCH := timeout --kill-after=30 $(BENCH_TIMEOUT) $(PY) -m
 bench: $(STAMP)
-	$(PY) bench/bench_stages.py
-	$(PY) bench/bench_decode.py
-	$(PY) bench/bench_pipeline.py
-	$(PY) bench/bench_cluster.py
-	$(PY) bench/bench_ledger.py
+	$(BENCH) bench.bench_stages
+	$(BENCH) bench.bench_decode
+	$(BENCH) bench.bench_pipeline
+	$(BENCH) bench.bench_cluster
+	$(BENCH) bench.bench_ledger
 
 bench-train: $(STAMP)
-	$(PY) bench/bench_train.py
+	$(BENCH) bench.bench_train
 
 clean:
 	rm -rf out $(DEMO)

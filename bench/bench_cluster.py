@@ -1,7 +1,7 @@
 """`pixcap run` on Ray clusters on 127.0.0.1: one node against a head and two worker nodes, a local
 output against S3, and what crosses Ray's object store (a benchmark).
 
-    .venv/bin/python bench/bench_cluster.py [--images 384] [--tars 8] [--shard-size 16] [--rounds 2]
+    .venv/bin/python -m bench.bench_cluster [--images 384] [--tars 8] [--shard-size 16] [--rounds 2]
 
 Every run captions the same SA-1B-style tars (the demo photographs, 35-265 KB JPEGs) with the
 tiny models, from a fresh output, with the driver as a subprocess (`python -m pixcap.cli.main run
@@ -35,15 +35,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_pipeline import write_tars  # noqa: E402
-from loopback import LOOPBACK, free_port, s3_environment, start_cluster, start_moto, stop  # noqa: E402
-
-from pixcap.output.manifest import read_manifest  # noqa: E402
-from pixcap.output.storage import Storage  # noqa: E402
-from pixcap.schemas import records as R  # noqa: E402
-from pixcap.schemas.manifest import STATS_DIR  # noqa: E402
+from bench.bench_pipeline import write_tars
+from bench.loopback import LOOPBACK, free_port, s3_environment, start_cluster, start_moto, stop
+from pixcap.output.manifest import read_manifest
+from pixcap.output.storage import Storage
+from pixcap.schemas import records as R
+from pixcap.schemas.manifest import STATS_DIR
 
 OBJECT_STORE_BYTES = 256 << 20  # per node
 STATS_ENV = {"RAY_DATA_ENABLE_STATS_SUMMARY_COLLECTION": "1"}

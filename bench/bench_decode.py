@@ -1,6 +1,6 @@
 """The CPU path side by side with img2dataset's resizer, per core, on the same SA-1B-size photos.
 
-    .venv/bin/python bench/bench_decode.py [--images 12] [--repeats 3]
+    .venv/bin/python -m bench.bench_decode [--images 12] [--repeats 3]
 
 img2dataset is the real thing: the bench builds it once in a virtualenv of its own
 (~/.cache/pixcap/bench/img2dataset-1.47.0, from the package registry), and runs its `Resizer`
@@ -66,8 +66,7 @@ def parse_args():
 
 
 def sa1b_jpegs(count: int) -> list:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_stages import is_png, sa1b_inputs
+    from bench.bench_stages import is_png, sa1b_inputs
 
     made = sa1b_inputs(count + count // 7 + 1)  # one input in eight is a PNG; keep the JPEGs
     return [data for data in made if not is_png(data)][:count]

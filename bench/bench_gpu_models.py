@@ -1,6 +1,6 @@
 """Captioning and CLIP scoring on one GPU at the 7B job's model sizes: hf eager, hf static cache, vllm.
 
-    python bench/bench_gpu_models.py [--tokens 120] [--images 256] [--hf-batch-size 64]
+    python -m bench.bench_gpu_models [--tokens 120] [--images 256] [--hf-batch-size 64]
                                      [--backends clip hf-eager hf-static vllm]
 
 Hub weights cannot be fetched offline, so this builds LLaVA-1.5-7B's architecture (CLIP

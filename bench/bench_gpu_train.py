@@ -4,7 +4,7 @@ Times the trainer's own step (model_forward under bf16 autocast, the hybrid MSE 
 AdamW, gradient clipping, EMA) on precomputed-feature-shaped inputs: 4x32x32 latents (256 px)
 and 120 T5-XXL tokens of 4096 channels, the stage-2 setting. Random weights; figures only.
 
-    python bench/bench_gpu_train.py [--batch-sizes 32 64] [--steps 10] [--resolution 256]
+    python -m bench.bench_gpu_train [--batch-sizes 32 64] [--steps 10] [--resolution 256]
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 (1,000,000 rows): the bounded-memory tests measure them, so this runs those tests and shows
 what they print, rather than keeping a second copy of the measuring code.
 
-    python bench/bench_memory.py [run|stats|bomb|all]
+    python -m bench.bench_memory [run|stats|bomb|all]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ SELECTION = {
 def main() -> int:
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
     if which not in SELECTION:
-        print(f"usage: python bench/bench_memory.py [{'|'.join(SELECTION)}]", file=sys.stderr)
+        print(f"usage: python -m bench.bench_memory [{'|'.join(SELECTION)}]", file=sys.stderr)
         return 2
     command = [sys.executable, "-m", "pytest", "tests/pipeline/test_memory.py", "-s", "-q", "-p", "no:cacheprovider"]
     if SELECTION[which]:

@@ -5,7 +5,7 @@ runs `run_job` on them from a fresh output, and prints inputs/s and the driver's
 tiny models make caption and CLIP cheap, so this measures the plumbing: read, decode, Ray's
 hand-offs, fragments and commits.
 
-    python bench/bench_pipeline.py [--images 96] [--shard-size 16]
+    python -m bench.bench_pipeline [--images 96] [--shard-size 16]
 """
 from __future__ import annotations
 
@@ -13,18 +13,14 @@ import argparse
 import io
 import os
 import resource
-import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_stages import sa1b_inputs  # noqa: E402
-
-from pixcap.pipeline.run import run_job  # noqa: E402
-from pixcap.schemas import load_job  # noqa: E402
+from bench.bench_stages import sa1b_inputs
+from pixcap.pipeline.run import run_job
+from pixcap.schemas import load_job
 
 
 def write_tars(folder: Path, datas: list, per_tar: int) -> None:

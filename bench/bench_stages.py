@@ -1,6 +1,6 @@
 """Time each stage over SA-1B-size photographs and print images/s and CPU ms per image.
 
-    .venv/bin/python bench/bench_stages.py --images 32 [--device auto|cpu|cuda]
+    .venv/bin/python -m bench.bench_stages --images 32 [--device auto|cpu|cuda]
 
 The inputs are the bundled photographs upscaled to SA-1B's size (2250x1500 and 1500x2250,
 JPEG q90, with a little grain so they compress like camera photos), and every eighth is a PNG.

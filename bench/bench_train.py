@@ -1,6 +1,6 @@
 """Trainer throughput: data-loader samples/s per worker (raw shards vs precomputed features), tiny steps/s.
 
-    python bench/bench_train.py [--samples 256] [--workers 1 2] [--steps 15]
+    python -m bench.bench_train [--samples 256] [--workers 1 2] [--steps 15]
 
 Writes synthetic shards (photo-sized JPEGs in the shard contract), encodes them with the tiny T5 and
 VAE, then times the loaders and a short tiny-model training run on each. CPU figures.

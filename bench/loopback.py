@@ -1,7 +1,9 @@
 """Servers on 127.0.0.1 only, for the benchmarks and the tests: moto's S3 server and a Ray cluster of
 several nodes, each with its own raylet and object store.
 
-The tests import it as `bench.loopback` (bench/ does not import tests/, so the shared part lives here).
+Every server takes free ports, so that a bench or a test runs beside another Ray or server on the
+machine. The tests import it as `bench.loopback` (bench/ does not import tests/, so the shared part
+lives here).
 """
 from __future__ import annotations
 
@@ -15,9 +17,19 @@ LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list:
+    """Ports free on loopback now; all held open together, so they are distinct."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((LOOPBACK, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def s3_environment(endpoint: str) -> dict:
@@ -68,7 +80,11 @@ def start_cluster(head_cpus: float, worker_cpus: list, object_store_bytes: int |
     node = {"node_ip_address": LOOPBACK}
     if object_store_bytes:
         node["object_store_memory"] = object_store_bytes
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False, **node})
+    # Ray gives a head node fixed ports for its API server (8265, started even without the dashboard)
+    # and its dashboard agent (52365); another Ray on the machine holds them. Free ones instead.
+    ports = dict(zip(("dashboard_port", "dashboard_agent_listen_port"), free_ports(2)))
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": head_cpus, "include_dashboard": False, **ports, **node})
     workers = [cluster.add_node(num_cpus=cpus, **node) for cpus in worker_cpus]
     cluster.wait_for_nodes()
     return cluster, workers

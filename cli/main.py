@@ -9,6 +9,7 @@ output went away (`pixcap stats OUT | head`), quietly.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -16,7 +17,7 @@ import threading
 
 from pixcap.schemas import JobError
 
-from .console import configure_console
+from .console import LOGGER, configure_console
 
 
 SIGTERM_EXIT = 143  # 128 + SIGTERM: what a shell reports for a process SIGTERM stopped
@@ -101,6 +102,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from pixcap.analysis.cli import register as register_analysis
+    from pixcap.evaluation.cli import register as register_evaluation
     from pixcap.pipeline.cli import register as register_pipeline
     from pixcap.subsets.cli import register as register_select
     from pixcap.trainer.cli import register as register_trainer
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_select(sub)
     register_analysis(sub)
     register_trainer(sub)
+    register_evaluation(sub)
     register_jobs(sub)
     for command in sub.choices.values():  # --quiet after the command too; SUPPRESS keeps one given before it
         command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -124,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     previous = _handle_sigterm()
+    level = logging.getLogger(LOGGER).level  # a --quiet command does not quiet what its caller does next
     try:
         args = build_parser().parse_args(argv)
         configure_console(quiet=args.quiet)
@@ -149,6 +153,7 @@ def main(argv=None) -> int:
         _say(f"pixcap: failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         return 1
     finally:
+        logging.getLogger(LOGGER).setLevel(level)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

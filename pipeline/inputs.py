@@ -137,40 +137,56 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
+def _normal(fs, path: str) -> str:
+    """A local path in one spelling (`d/./photos`, `d//photos` -> `d/photos`); other filesystems'
+    keys are kept as they are (an object key may hold `//`)."""
+    return os.path.normpath(path) if isinstance(fs, LocalFileSystem) else path
+
+
+def _place(fs, path: str) -> str:
+    """Where a path leads: a local one with its links resolved, so a link to a folder or a tar
+    already named is known as the same input."""
+    return os.path.realpath(path) if isinstance(fs, LocalFileSystem) else path
+
+
 def list_sources(inputs: list, storage_options: Optional[dict] = None) -> list:
     """The inputs of a job as Sources, each input once, in a stable order; storage_options go to
-    fsspec with every URL (the job's key: an endpoint, credentials)."""
+    fsspec with every URL (the job's key: an endpoint, credentials). An input named several ways
+    (`d/photos`, `d/./photos`, a link to it) is listed once, under its first name in sorted order."""
     named = []  # (fs, path, is_glob_match)
     for uri in inputs:
         fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-        path = path.rstrip("/") or path
+        path = _normal(fs, path.rstrip("/") or path)
         if any(c in path for c in "*?["):
             matches = sorted(fs.glob(path))
             if not matches:
                 raise InputError(f"no inputs match {uri}")
-            named += [(fs, match.rstrip("/"), len(matches) > 1) for match in matches]
+            named += [(fs, _normal(fs, match.rstrip("/")), len(matches) > 1) for match in matches]
         elif fs.exists(path):
             named.append((fs, path, False))
         else:
             raise InputError(f"no inputs match {uri}")
+    named.sort(key=lambda entry: (entry[1], not entry[2]))
 
-    folders = {}  # (protocol, path) -> fs
+    folders = {}  # (protocol, place) -> (fs, path): a folder reached by several names, once
     for fs, path, _ in named:
         if fs.isdir(path):
-            folders[(fs.protocol, path)] = fs
+            folders.setdefault((fs.protocol, _place(fs, path)), (fs, path))
     # A folder inside another named folder is listed with it, once.
-    roots = {k: fs for k, fs in folders.items()
+    roots = {k: v for k, v in folders.items()
              if not any(other != k and other[0] == k[0] and _inside(k[1], other[1]) for other in folders)}
 
     def covered(fs, path: str) -> bool:
-        return any(proto == fs.protocol and _inside(path, root) for proto, root in roots)
+        return any(proto == fs.protocol and _inside(_place(fs, path), place) for proto, place in roots)
 
-    sources, tars, loose = [], {}, {}
-    for (_, root), fs in sorted(roots.items(), key=lambda kv: kv[0][1]):
+    sources, tars, loose, seen = [], {}, {}, set()
+    for fs, root in sorted(roots.values(), key=lambda v: v[1]):
         sources += _folder_sources(fs, root, tars)
     for fs, path, from_glob in named:
-        if covered(fs, path):
+        place = (fs.protocol, _place(fs, path))
+        if covered(fs, path) or place in seen:
             continue
+        seen.add(place)
         if is_tar(path):
             if path not in tars:
                 tars[path] = (fs, "")

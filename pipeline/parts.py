@@ -1,12 +1,15 @@
 """Parts: the units the read stage takes (a tar, or shard_size files of a folder), named once.
 
 An output folder records every input it was made from (manifest "inputs": URI, kind, identity,
-shard prefix). A listed input is matched against that record by its full URI: the same URI with
+shard prefix). A listed input is matched against that record by its full URI (or, for a local
+path, by where it leads once links are resolved): the same input with
 the same identity keeps its prefix (so its done parts are skipped and its keys stay the same);
 the same URI with other content is refused; a new URI gets a prefix no other input of the
 output has, so two inputs with the same base name never share keys or shards.
 """
 from __future__ import annotations
+
+import os
 
 from pixcap.schemas import JobError
 from pixcap.schemas import batch as B
@@ -25,15 +28,25 @@ def _changes(recorded: dict, listed: dict) -> str:
     return ", ".join(f"{k} {recorded.get(k)!r} -> {listed.get(k)!r}" for k in keys if recorded.get(k) != listed.get(k))
 
 
+def _place(uri: str, kind: str) -> str:
+    """Where an input's URI leads now: a local path with its links resolved, so a link to an input
+    the output was made from (or another spelling of its path) is known as that input."""
+    if "://" in uri:
+        return uri
+    path, mark, names = uri.rpartition("#") if kind == "files" else (uri, "", "")
+    return os.path.realpath(path) + mark + names
+
+
 def record_sources(sources: list, recorded: list, output: str) -> list:
     """The input records for the listed sources: recorded ones as they were, new ones with a
     fresh prefix. Raises InputChanged naming every input whose content changed."""
     by_uri = {entry["uri"]: entry for entry in recorded}
+    by_place = {_place(entry["uri"], entry["kind"]): entry for entry in recorded}
     prefixes = UniqueNames()  # a new input's prefix is its base name, hashed with its URI when taken
     prefixes.taken.update(entry["prefix"] for entry in recorded)
     records, changed = [], []
     for source in sources:
-        entry = by_uri.get(source.uri)
+        entry = by_uri.get(source.uri) or by_place.get(_place(source.uri, source.kind))
         if entry is None:
             entry = {"uri": source.uri, "kind": source.kind, "identity": source.identity,
                      "prefix": prefixes.claim(sanitise(source.name).replace("/", "_"), source.uri)}

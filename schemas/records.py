@@ -72,3 +72,8 @@ def control_ext(kind: str) -> str:
 
 
 CONTROL_EXT = control_ext(CANNY)
+
+
+def control_column(kind: str) -> str:
+    """The in-flight batch column holding a control map's PNG bytes, until the shard's member is written."""
+    return f"control_{kind}"

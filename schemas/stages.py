@@ -104,6 +104,22 @@ class AestheticConfig:
     choices: typing.ClassVar[dict] = {}
 
 
+@dataclass
+class ControlConfig:
+    # Control maps for a ControlNet, written beside each sample as KEY.<kind>.png (stages/control.py).
+    # [] is off; "canny": Canny edges of the stored image (scikit-image; no weights).
+    kinds: typing.List[str] = dataclasses.field(default_factory=list)
+    canny_sigma: float = 2.0  # Gaussian blur before the gradient, in stored-image pixels
+    # Hysteresis thresholds as quantiles of the image's gradient magnitude (scikit-image's use_quantiles):
+    # the same share of pixels is edge in a dim photo as in a bright one.
+    canny_low: float = 0.8
+    canny_high: float = 0.9
+
+    speed_keys: typing.ClassVar[tuple] = ()
+    positive: typing.ClassVar[tuple] = ("canny_sigma",)
+    choices: typing.ClassVar[dict] = {}
+
+
 # -- the registry -------------------------------------------------------------------------------
 TASK = "task"  # runs inside the per-part CPU task (read, decode, model inputs)
 ACTORS = "actors"  # an actor pool: loads its model once, in __init__; GPUs where the job asks

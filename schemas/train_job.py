@@ -25,6 +25,11 @@ BUCKET_MODES = ("square", "aspect")
 # PixArt's auto_lr: lr x sqrt(global batch / 256) (its configs' rule), or x global batch / 256.
 LR_SCALING = ("sqrt", "linear", "none")
 LR_BASE_BATCH = 256
+# official: as PixArt's train.py runs under accelerate, which steps the scheduler once per process each
+# iteration, so warm-up ends after warmup_steps / ranks optimiser steps; literal: after warmup_steps of them.
+WARMUP_MODES = ("official", "literal")
+# The scheduler of the sampling during training and of `pixcap sample`: PixArt's inference.py offers both.
+SAMPLERS = ("dpm-solver", "sa-solver")
 DEFAULT_SAMPLING_PROMPTS = ["a red house under a blue sky", "a photo of a cat on the grass"]
 # What is trained: none (every weight of the transformer), lora (peft adapters, the base frozen) or
 # controlnet (PixArt's ControlNet-Transformer beside the frozen base).
@@ -97,6 +102,7 @@ class TrainJob:
     weight_decay: float = 3e-2
     eps: float = 1e-10
     warmup_steps: int = 1000
+    warmup_mode: str = "official"  # official | literal (see WARMUP_MODES)
     grad_clip: float = 1.0  # max grad norm; 0 = off
     ema_decay: float = 0.9999
     mixed_precision: str = "bf16"  # bf16 autocast on CUDA; CPU always runs float32
@@ -110,6 +116,10 @@ class TrainJob:
     sampling_every: int = 0  # steps between image grids; 0 = only after the last step
     sampling_prompts: typing.List[str] = field(default_factory=lambda: list(DEFAULT_SAMPLING_PROMPTS))
     sampling_steps: int = 20
+    sampling_scheduler: str = "dpm-solver"  # dpm-solver | sa-solver (see SAMPLERS)
+    # Besides log.jsonl and TensorBoard's event files (RUN_DIR/tensorboard): a W&B project to log to,
+    # where the wandb package is installed; None: W&B is not used.
+    wandb_project: typing.Optional[str] = None
     filters: FilterConfig = field(default_factory=FilterConfig)
     adapter: str = "none"  # none | lora | controlnet (see ADAPTERS)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -129,9 +139,16 @@ class TrainJob:
         ratio = self.batch_size * world_size / LR_BASE_BATCH
         return {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[self.lr_scaling]
 
+    def warmup_factor(self, step: int, world_size: int) -> float:
+        """The factor on lr for optimiser step `step` (0-based): linear warm-up, then 1. The first step
+        trains (the official schedule starts at 0); official mode advances world_size scheduler steps a step."""
+        per_step = world_size if self.warmup_mode == "official" else 1
+        return min(1.0, (step + 1) * per_step / max(1, self.warmup_steps))
+
 
 CHOICES = {"model": MODEL_SIZES, "resolution": RESOLUTIONS, "mixed_precision": MIXED_PRECISION,
-           "buckets": BUCKET_MODES, "lr_scaling": LR_SCALING, "adapter": ADAPTERS, "lora.init": LORA_INITS}
+           "buckets": BUCKET_MODES, "lr_scaling": LR_SCALING, "adapter": ADAPTERS, "lora.init": LORA_INITS,
+           "warmup_mode": WARMUP_MODES, "sampling_scheduler": SAMPLERS}
 POSITIVE = {"max_steps", "batch_size", "lr", "checkpoint_every", "log_every", "sampling_steps",
             "lora.rank", "lora.alpha", "controlnet.blocks"}
 NON_NEGATIVE = {"weight_decay", "eps", "warmup_steps", "grad_clip", "shuffle_buffer", "num_workers", "sampling_every",

@@ -13,7 +13,10 @@ import torch
 from pixcap.models.aesthetic_mlp import load_aesthetic_mlp
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import AestheticConfig
+from pixcap.schemas import rejects as R
 from pixcap.schemas.records import AESTHETIC_SCORE
+
+from .outcomes import RowOutcomes, error_text, in_chunks
 
 STAGE = "aesthetic"
 
@@ -25,23 +28,33 @@ class AestheticStage:
         self.model = load_aesthetic_mlp(config.model)  # once per actor; config.model is a resolved path
         self.batch_size = config.batch_size
 
-    @torch.inference_mode()
-    def score(self, vectors: np.ndarray) -> np.ndarray:
-        """Scores of (n, d) embeddings, L2-normalised in float32 first, as LAION's predictor was trained."""
+    def _check_width(self, vectors: np.ndarray) -> None:
         if vectors.shape[1] != self.model.input_size:
             # Every row would be wrong, not one: a job pairing weights with another CLIP stops here.
             raise ValueError(f"the aesthetic predictor takes {self.model.input_size}-dim CLIP embeddings; the clip "
                              f"stage gives {vectors.shape[1]}: use the CLIP it was trained on (ViT-L-14, openai)")
+
+    @torch.inference_mode()
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        """Scores of (n, d) embeddings, L2-normalised in float32 first, as LAION's predictor was trained."""
+        self._check_width(vectors)
         x = torch.from_numpy(vectors.astype(np.float32))
         x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return np.concatenate([self.model(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)])
 
     def __call__(self, batch: dict) -> dict:
         embeddings = batch[B.CLIP_EMBEDDING]
-        reasons = batch[B.REJECT_REASON]
-        rows = [i for i, (e, r) in enumerate(zip(embeddings, reasons)) if not r and e is not None and len(e)]
+        outcomes = RowOutcomes(batch, STAGE)
+        rows = [i for i in outcomes.live_rows() if embeddings[i] is not None and len(embeddings[i])]
         scores = np.full(len(embeddings), np.nan, dtype=np.float32)
         if rows:
             vectors = np.stack([np.frombuffer(bytes(embeddings[i]), dtype=np.float16) for i in rows])
-            scores[rows] = self.score(vectors)
-        return {**batch, AESTHETIC_SCORE: scores}
+            self._check_width(vectors)  # a job pairing weights with another CLIP: every row is wrong, so it stops
+
+            position = {row: n for n, row in enumerate(rows)}
+
+            def run(chunk: list) -> None:
+                scores[chunk] = self.score(vectors[[position[i] for i in chunk]])
+
+            in_chunks(rows, self.batch_size, run, lambda i, e: outcomes.reject(i, R.AESTHETIC_ERROR, error_text(e)))
+        return {**batch, AESTHETIC_SCORE: scores, **outcomes.columns()}

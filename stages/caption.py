@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import CaptionConfig
 
@@ -106,7 +107,7 @@ class CaptionStage:
                 captions[i], models[i] = text, self.config.model
 
         in_chunks(rows.live_rows(), self.config.batch_size, caption_chunk,
-                  lambda i, e: rows.reject(i, "caption_error", error_text(e)))
+                  lambda i, e: rows.reject(i, R.CAPTION_ERROR, error_text(e)))
         return _with_captions(batch, rows, captions, models)
 
 
@@ -125,5 +126,5 @@ class SidecarCaptionStage:
             if text:
                 captions[i], models[i] = text, SIDECAR_MODEL
             else:
-                rows.reject(i, "no_caption")
+                rows.reject(i, R.NO_CAPTION)
         return _with_captions(batch, rows, captions, models)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import CaptionConfig
 
@@ -107,7 +108,7 @@ class VllmCaptionStage:
                 captions[i], models[i] = text, self.config.model
 
         in_chunks(rows.live_rows(), self.config.batch_size, caption_chunk,
-                  lambda i, e: rows.reject(i, "caption_error", error_text(e)))
+                  lambda i, e: rows.reject(i, R.CAPTION_ERROR, error_text(e)))
         out = {k: v for k, v in batch.items() if k != B.CAPTION_PIXELS}
         out.update(rows.columns())
         out[B.CAPTION], out[B.CAPTION_MODEL] = captions, models

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import ClipConfig
 
@@ -134,7 +135,7 @@ class ClipStage:
         results = {}
         in_chunks(live, self.config.batch_size,
                   lambda chunk: results.update(self.score_rows(chunk, images, captions, nouns, noun_vectors, cropped)),
-                  lambda i, e: rows.reject(i, "clip_error", error_text(e)))
+                  lambda i, e: rows.reject(i, R.CLIP_ERROR, error_text(e)))
 
         out = {k: v for k, v in batch.items() if k not in (B.MODEL_IMAGE, B.CLIP_PIXELS)}
         out.update(rows.columns())

@@ -19,11 +19,12 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import DecodeConfig
 
 from .colour import needs_conversion, to_srgb
-from .outcomes import MAX_ERROR_CHARS, error_text
+from .outcomes import MAX_ERROR_CHARS, RowOutcomes, error_text
 from .pixels import resize
 
 STAGE = "decode"
@@ -70,24 +71,24 @@ def scaled_size(width: int, height: int, scale: float) -> tuple:
 def open_image(data: bytes, config: DecodeConfig) -> Image.Image:
     """Identify the bytes and check the header's size; nothing is decoded yet."""
     if not data:
-        raise Reject("empty_file", "zero bytes")
+        raise Reject(R.EMPTY_FILE, "zero bytes")
     try:
         with warnings.catch_warnings():
             # Sizes between PIL's limit and ours are ours to judge, below; don't warn per image.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise Reject("not_an_image", "no image format recognises these bytes") from None
+        raise Reject(R.NOT_AN_IMAGE, "no image format recognises these bytes") from None
     except Image.DecompressionBombError as e:  # PIL's own, fixed limit; stricter than ours can be
-        raise Reject("too_large", str(e)) from None
+        raise Reject(R.TOO_LARGE, str(e)) from None
     width, height = image.size
     if width * height > config.max_pixels:
-        raise Reject("too_large", f"{width}x{height} is more than {config.max_pixels} pixels")
+        raise Reject(R.TOO_LARGE, f"{width}x{height} is more than {config.max_pixels} pixels")
     short, long = min(width, height), max(width, height)
     if short < config.min_side:
-        raise Reject("too_small", f"{width}x{height}: a side is shorter than {config.min_side}")
+        raise Reject(R.TOO_SMALL, f"{width}x{height}: a side is shorter than {config.min_side}")
     if long / short > config.max_aspect_ratio:
-        raise Reject("bad_aspect", f"{width}x{height}: aspect ratio {long / short:.2f} is beyond "
+        raise Reject(R.BAD_ASPECT, f"{width}x{height}: aspect ratio {long / short:.2f} is beyond "
                                    f"{config.max_aspect_ratio}")
     return image
 
@@ -116,9 +117,9 @@ def codec_errors():
     try:
         yield
     except Image.DecompressionBombError as e:
-        raise Reject("too_large", str(e)) from None
+        raise Reject(R.TOO_LARGE, str(e)) from None
     except Exception as e:  # truncated or corrupt data, in whatever way the codec says it
-        raise Reject("decode_error", f"{type(e).__name__}: {e}") from None
+        raise Reject(R.DECODE_ERROR, f"{type(e).__name__}: {e}") from None
 
 
 def load_pixels(image: Image.Image, decode_scale: float) -> None:
@@ -188,20 +189,20 @@ class DecodeStage:
         out = {column: values for column, values in batch.items() if column != B.DATA}
         rows = len(batch[B.KEY])
         columns = {name: [] for name in (B.STORED, B.MODEL_IMAGE, *NEUTRAL)}
-        stages, reasons, errors = (list(batch[c]) for c in
-                                   (B.REJECT_STAGE, B.REJECT_REASON, B.REJECT_ERROR))
+        outcomes = RowOutcomes(batch, STAGE)
+        live = set(outcomes.live_rows())
         for i in range(rows):
             decoded = None
-            if not reasons[i]:
+            if i in live:
                 try:
                     decoded = decode_image(batch[B.DATA][i], self.config)
                 except Reject as e:
-                    stages[i], reasons[i], errors[i] = STAGE, e.reason, one_line(str(e))
+                    outcomes.reject(i, e.reason, one_line(str(e)))
                 except Exception as e:  # a codec bug must cost one row, not the batch
-                    stages[i], reasons[i], errors[i] = STAGE, "decode_error", error_text(e)
+                    outcomes.reject(i, R.DECODE_ERROR, error_text(e))
             self._append(columns, decoded, batch[B.DATA][i])
         out.update(columns)
-        out[B.REJECT_STAGE], out[B.REJECT_REASON], out[B.REJECT_ERROR] = stages, reasons, errors
+        out.update(outcomes.columns())
         return out
 
     @staticmethod

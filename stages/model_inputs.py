@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import CAPTION_BACKENDS
 from pixcap.schemas.stages import CaptionConfig, ClipConfig
@@ -54,7 +55,7 @@ class ModelInputsStage:
                 image = np.asarray(images[i], dtype=np.uint8)
                 crops = {column: view.crop(image) for column, view in self.views.items()}
             except Exception as e:  # one image that cannot be cropped must not cost the batch
-                rows.reject(i, "preprocess_error", error_text(e))
+                rows.reject(i, R.PREPROCESS_ERROR, error_text(e))
                 continue
             for column, crop in crops.items():
                 columns[column][i] = crop

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import spacy
 
+from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import NounsConfig
 
@@ -58,7 +59,7 @@ class NounsStage:
                 try:
                     nouns[i] = doc_nouns(self.nlp(captions[i] or ""))
                 except Exception as e:
-                    rows.reject(i, "nouns_error", error_text(e))
+                    rows.reject(i, R.NOUNS_ERROR, error_text(e))
         out = dict(batch)
         out.update(rows.columns())
         out[B.NOUNS], out[B.N_NOUNS] = nouns, [len(n) for n in nouns]

@@ -12,6 +12,8 @@ import warnings
 
 from PIL import Image
 
+from pixcap.schemas import rejects as R
+
 PEEK_ABOVE = 4 << 20  # smaller members are read whole at once: a batch's byte bound covers them
 PEEK_BYTES = 1 << 20  # holds any header PIL reads (JPEG markers up to the scan, PNG chunks up to IDAT)
 # What an image may carry beside its pixels (EXIF, ICC profiles, XMP, thumbnails, MPO pictures).
@@ -51,16 +53,16 @@ def size_problem(name: str, size: int, prefix: bytes) -> tuple:
             warnings.simplefilter("ignore")  # a truncated header or a bomb warning: judged below
             image = Image.open(io.BytesIO(prefix))
     except Image.DecompressionBombError:
-        return "too_large", f"{name}: its header declares more pixels than PIL opens; not read"
+        return R.TOO_LARGE, f"{name}: its header declares more pixels than PIL opens; not read"
     except Exception:  # PIL raises what its parser meets on a cut header: not an error here
         if _has_image_signature(prefix):
             return "", ""
-        return "not_an_image", (f"{name}: {size} bytes whose first {len(prefix)} no image format "
+        return R.NOT_AN_IMAGE, (f"{name}: {size} bytes whose first {len(prefix)} no image format "
                                 "recognises; not read")
     bound = plausible_bytes(image)
     if size > bound:
         width, height = image.size
-        return "too_large", (f"{name}: {size} bytes is more than a {width}x{height} {image.format} "
+        return R.TOO_LARGE, (f"{name}: {size} bytes is more than a {width}x{height} {image.format} "
                              f"can take ({bound}); not read")
     return "", ""
 

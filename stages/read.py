@@ -21,6 +21,7 @@ from typing import Iterator, Optional
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import DecodeConfig
 from pixcap.schemas.shards import shard_name
@@ -138,7 +139,7 @@ class ReadStage:
         except OSError:
             problem = ""  # gone or unreadable: opening it below says so as a read_error row
         if problem:  # one row for the tar; nothing in it is read
-            yield Member(name=uri, source=uri, key=None, reason="unsafe_member", error=problem)
+            yield Member(name=uri, source=uri, key=None, reason=R.UNSAFE_MEMBER, error=problem)
             return
         keys = KeyMaker(part[B.PART_KEY_PREFIX])
         sidecars = SidecarTracker()
@@ -170,14 +171,14 @@ class ReadStage:
                         continue
                     member.reason, member.error = _member_problem(uri, info.name, member.key, info.isfile())
                     if not member.reason and info.size > self.max_file_bytes:
-                        member.reason, member.error = "too_large", self._too_large(info.name, info.size)
+                        member.reason, member.error = R.TOO_LARGE, self._too_large(info.name, info.size)
                     if not member.reason:
                         try:
                             # A member too big for its own header is rejected before it is held whole.
                             member.data, member.reason, member.error = read_checked(tar.extractfile(info), info.name, info.size)
                         except TAR_ERRORS as e:
                             # Cut inside this member: it is rejected and the part ends here.
-                            member.reason, member.error = "read_error", f"{info.name}: {e}"
+                            member.reason, member.error = R.READ_ERROR, f"{info.name}: {e}"
                             pending = member
                             break
                         if captions_fs is not None and not member.reason:
@@ -185,7 +186,7 @@ class ReadStage:
                     pending = member
         except (*TAR_ERRORS, ValueError) as e:
             # The archive itself broke (unreadable, or truncated between members): one row for it.
-            broken = Member(name=uri, source=uri, key=None, reason="read_error", error=f"{uri}: {e}")
+            broken = Member(name=uri, source=uri, key=None, reason=R.READ_ERROR, error=f"{uri}: {e}")
         if pending is not None:
             yield pending
         for name, is_file in sidecars.orphans():
@@ -214,25 +215,25 @@ class ReadStage:
                 continue
             member = Member(name=url, source=url, key=key)
             if listing_error:  # a folder the listing could not enter: accounted for, never dropped
-                member.reason, member.error = "read_error", f"{url}: {listing_error}"
+                member.reason, member.error = R.READ_ERROR, f"{url}: {listing_error}"
                 yield member
                 continue
             try:
                 fs, path = fsspec.core.url_to_fs(url, **self.options)
                 problem = local_file_problem(fs, path, root_path)
                 if problem:
-                    member.reason, member.error = "unsafe_member", problem
+                    member.reason, member.error = R.UNSAFE_MEMBER, problem
                 elif not is_image_name(path):
-                    member.reason, member.error = "no_image", f"{url}: not an image, and no image in its folder has its name"
+                    member.reason, member.error = R.NO_IMAGE, f"{url}: not an image, and no image in its folder has its name"
                 elif (size := fs.size(path)) > self.max_file_bytes:
-                    member.reason, member.error = "too_large", self._too_large(url, size)
+                    member.reason, member.error = R.TOO_LARGE, self._too_large(url, size)
                 else:
                     with open_regular(fs, path) as f:
                         member.data, member.reason, member.error = read_checked(f, url, size)
                     if self.read_captions and not member.reason:
                         member.caption = self._folder_caption(fs, path, root_path, captions_fs, captions_dir)
             except (OSError, ValueError) as e:
-                member.reason, member.error = "read_error", f"{url}: {e}"
+                member.reason, member.error = R.READ_ERROR, f"{url}: {e}"
             yield member
 
     def _too_large(self, name: str, size: int) -> str:
@@ -251,11 +252,11 @@ class ReadStage:
 def _member_problem(uri: str, name: str, key: Optional[str], is_file: bool) -> tuple:
     """(reason, error) for a tar member that may not be read, or ("", "")."""
     if key is None:
-        return "duplicate", f"member {name!r} appears again in {uri}"
+        return R.DUPLICATE, f"member {name!r} appears again in {uri}"
     if is_unsafe_path(name):
-        return "unsafe_member", f"member path {name!r} leaves the archive"
+        return R.UNSAFE_MEMBER, f"member path {name!r} leaves the archive"
     if not is_file:
-        return "unsafe_member", f"member {name!r} is a link or device, not a file"
+        return R.UNSAFE_MEMBER, f"member {name!r} is a link or device, not a file"
     return "", ""
 
 
@@ -264,7 +265,7 @@ def _orphan(uri: str, name: str, is_file: bool, key: Optional[str]) -> Member:
     member = Member(name=name, source=f"{uri}::{name}", key=key)
     member.reason, member.error = _member_problem(uri, name, key, is_file)
     if not member.reason:
-        member.reason, member.error = "no_image", f"member {name!r} is not an image, and no image in {uri} has its name"
+        member.reason, member.error = R.NO_IMAGE, f"member {name!r} is not an image, and no image in {uri} has its name"
     return member
 
 

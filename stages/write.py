@@ -12,9 +12,13 @@ import math
 import pyarrow as pa
 
 from pixcap.schemas import batch as B
+from pixcap.schemas import rejects as R
 from pixcap.schemas.fragments import FRAGMENT_SCHEMA
 
 from .keys import printable_name
+from .outcomes import RowOutcomes, error_text
+
+STAGE = "write"
 
 # A rejected row keeps only who it is and why; its partial results are not data.
 KEPT_ON_REJECT = frozenset(B.LEDGER_COLUMNS + [B.KEY, B.SOURCE, B.REJECT_STAGE, B.REJECT_REASON, B.REJECT_ERROR])
@@ -49,19 +53,36 @@ def _text(value) -> str:
         return printable_name(text)
 
 
-def fragment_table(batch: dict) -> pa.Table:
-    """The batch as a fragment: every FRAGMENT_SCHEMA column, rejected rows stripped of data."""
-    n = len(batch[B.SHARD])
-    rejected = [bool(r) for r in batch[B.REJECT_REASON]]
+def _table(batch: dict, rows: list) -> pa.Table:
+    """The given rows of the batch as a fragment table, rejected rows stripped of data."""
+    rejected = [bool(batch[B.REJECT_REASON][i]) for i in rows]
     columns = {}
     for field in FRAGMENT_SCHEMA:
-        values = _column(batch, field, n)
+        values = _column(batch, field, len(batch[B.SHARD]))
+        values = [values[i] for i in rows]
         if field.name not in KEPT_ON_REJECT:
             values = [None if r else v for v, r in zip(values, rejected)]
         if not field.nullable:
             values = ["" if v is None else v for v in values]
         columns[field.name] = values
     return pa.table(columns, schema=FRAGMENT_SCHEMA)
+
+
+def fragment_table(batch: dict) -> pa.Table:
+    """The batch as a fragment: every FRAGMENT_SCHEMA column, rejected rows stripped of data. A row
+    whose values the table cannot hold becomes a reject row (write_error) instead of failing the batch."""
+    rows = list(range(len(batch[B.SHARD])))
+    try:
+        return _table(batch, rows)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        pass
+    outcomes = RowOutcomes(batch, STAGE)
+    for i in outcomes.live_rows():
+        try:
+            _table(batch, [i])
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+            outcomes.reject(i, R.WRITE_ERROR, error_text(e))
+    return _table({**batch, **outcomes.columns()}, rows)
 
 
 def ledger_summary(table: pa.Table, fragment: str) -> dict:

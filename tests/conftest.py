@@ -17,9 +17,9 @@ keeps `make test` within its 20 minutes on two cores.
 - s3_server, bucket: moto's S3 server on 127.0.0.1 (AWS variables set at import, before Ray
   starts), and a fresh bucket per test. tests/pipeline/conftest.py adds s3_collection and
   s3_run: the same collection uploaded to S3 and run once from S3 to S3.
-- ray_subprocess: the environment for a subprocess that starts a Ray of its own (`pixcap run`
-  without --address, `ray start`). Request it in any test or fixture that does so: it is how
-  such a test is marked `ray` (see below).
+- ray_subprocess: env(**extra), the environment for a subprocess that starts a Ray of its own
+  (`pixcap run` without --address, `ray start`). Request it in any test or fixture that starts
+  one: it is how such a test is marked `ray` (see below).
 - failpoint_env: sets PIXCAP_KILL_AT (output/failpoints.py) in this process for one test.
 
 Markers, set below from the fixtures a test uses (directly or through other fixtures), never by
@@ -74,13 +74,17 @@ def ray_session():
     ray.shutdown()
 
 
-@pytest.fixture
-def ray_subprocess() -> dict:
-    """The environment for a subprocess that starts a Ray of its own: this one's without
-    RAY_ADDRESS (which would make it join a Ray that `ray start` left on the machine), with
-    TOKENIZERS_PARALLELISM=false. Requesting it marks the test `ray`."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["TOKENIZERS_PARALLELISM"] = "false"
+@pytest.fixture(scope="session")
+def ray_subprocess():
+    """env(**extra): the environment for a subprocess that starts a Ray of its own: this process's
+    as it is at the call, without RAY_ADDRESS (with it the subprocess would join a Ray that `ray
+    start` left on the machine), with TOKENIZERS_PARALLELISM=false and extra. A test or fixture
+    that starts such a subprocess requests this fixture, even where it builds the environment
+    itself: that marks the test `ray`."""
+    def env(**extra) -> dict:
+        found = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        return {**found, "TOKENIZERS_PARALLELISM": "false", **extra}
+
     return env
 
 
@@ -126,6 +130,15 @@ def failpoint_env(monkeypatch):
     monkeypatch.setattr(failpoints, "_counts", {})
     monkeypatch.delenv(failpoints.ONCE_ENV, raising=False)
     return lambda name, value: monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _console():
+    """pixcap's messages (the `pixcap` logger) on stdout and stderr as the command shows them, for the
+    tests that call the library and read its lines with capsys."""
+    from pixcap.cli.console import configure_console
+
+    configure_console()
 
 
 @pytest.fixture(autouse=True, scope="session")

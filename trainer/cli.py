@@ -45,7 +45,7 @@ def convert_dit_command(args) -> int:
     from .convert_dit import convert_dit
 
     out = convert_dit(args.dit_path, args.out_dir, args.caption_channels, args.t)
-    print(f"wrote PixArt transformer to {out}")
+    logging.getLogger(__name__).info(f"wrote PixArt transformer to {out}")
     return 0
 
 
@@ -57,7 +57,7 @@ def sample_command(args) -> int:
                            guidance_scale=args.guidance_scale, lora=args.lora, controlnet=args.controlnet,
                            controls=args.control)
     except FileNotFoundError as e:
-        print(e)
+        logging.getLogger(__name__).error(f"pixcap: failed: {e}")
         return 1
     for path in paths:
         print(path)

@@ -21,8 +21,8 @@ import itertools
 import json
 import os
 import random
+import logging
 import signal
-import sys
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -47,6 +47,8 @@ from .coverage import ShareCoverage
 from .features import load_text_features, npy
 from .latents import POSTERIOR_CHANNELS
 from .shard_read import expand_shards, one_line, read_again, sample_id, tar_samples  # noqa: F401  (expand_shards re-exported)
+
+logger = logging.getLogger(__name__)
 
 
 SKIPS_BEFORE_WARNING = 10_000
@@ -114,7 +116,7 @@ class PrepareSamples:
     def broken_shard(self, url: str, error: Exception) -> None:
         """A shard that breaks off costs its remaining samples, never the training run."""
         self.skipped[BROKEN_SHARD] += 1
-        print(f"pixcap: skipped the rest of {url}: {one_line(error)}", file=sys.stderr)
+        logger.warning(f"pixcap: skipped the rest of {url}: {one_line(error)}")
 
     def __call__(self, src):
         in_a_row, kept_any = 0, False
@@ -131,8 +133,8 @@ class PrepareSamples:
                                f"filters and fits the buckets (skipped: {dict(self.skipped)}); check filters.*, "
                                "resolution and buckets against these shards")
             if in_a_row % SKIPS_BEFORE_WARNING == 0:  # the resampled stream never ends: say why nothing comes
-                print(f"pixcap: {in_a_row} samples in a row skipped ({dict(self.skipped)}); do the filters and "
-                      f"the bucket settings fit these shards?", file=sys.stderr, flush=True)
+                logger.warning(f"pixcap: {in_a_row} samples in a row skipped ({dict(self.skipped)}); do the filters"
+                               f" and the bucket settings fit these shards?")
 
     def carried(self, ids):
         """The samples `ids` (sample_id) name, read again and prepared; those that cannot be are counted."""

@@ -8,8 +8,8 @@ to a temporary name and renamed, and finished shards are skipped.
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import tarfile
 import typing
 from collections import defaultdict
@@ -23,9 +23,11 @@ from pixcap.schemas.records import CAPTION, IMAGE_EXT, LATENT_EXT, T5_EMBEDDING_
 from pixcap.schemas.train_job import FilterConfig
 
 from .data import PrepareSamples, expand_shards, one_line, tar_samples
+from .training_log import quiet_libraries
 from .features import (NULL_CAPTION, check_revisions, check_settings, model_revisions, posterior_bytes,
                        read_null_caption, text_feature_bytes, write_null_caption)
 
+logger = logging.getLogger(__name__)
 CHUNK = 64  # samples read before encoding, so each bucket gets batches
 FEATURE_EXTS = (LATENT_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT)
 
@@ -139,11 +141,12 @@ def encode_shards(shards: typing.Sequence[str], output: str, text_encoder: str, 
     settings = {"clean_captions": clean_captions, "buckets": buckets, "resolution": resolution}
     check_folder(out_dir, settings)
     todo = [(url, out_dir / name) for url, name in zip(urls, names) if not (out_dir / name).exists()]
-    print(f"{len(urls) - len(todo)} of {len(urls)} shards already encoded")
+    logger.info(f"{len(urls) - len(todo)} of {len(urls)} shards already encoded")
     if not todo and (out_dir / NULL_CAPTION).exists():
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    quiet_libraries()
     text_encoder, vae = resolve_model("text_encoder", text_encoder, models_cache), resolve_model("vae", vae, models_cache)
     encoder = ShardEncoder(text_encoder, vae, settings, batch_size, device)
     revisions = model_revisions(text_encoder, vae, models_cache)  # once loaded: a hub model's commit is cached now
@@ -158,11 +161,11 @@ def encode_shards(shards: typing.Sequence[str], output: str, text_encoder: str, 
             count = encoder.encode_shard(url, out_path)
         except (OSError, EOFError, tarfile.TarError, ValueError) as e:  # the shard, not the encoder
             broken.append(url)
-            print(f"pixcap: cannot read {url}: {one_line(e)}; not encoded", file=sys.stderr)
+            logger.error(f"pixcap: cannot read {url}: {one_line(e)}; not encoded")
             continue
         skipped = dict(encoder.prepare.skipped)
-        print(f"{out_path}: {count} samples" + (f", skipped {skipped}" if skipped else ""))
+        logger.info(f"{out_path}: {count} samples" + (f", skipped {skipped}" if skipped else ""))
     if broken:
-        print(f"pixcap: failed: {len(broken)} of {len(todo)} shards could not be read; the others are"
-              f" encoded, and a rerun retries only these", file=sys.stderr)
+        logger.error(f"pixcap: failed: {len(broken)} of {len(todo)} shards could not be read; the others are"
+                     f" encoded, and a rerun retries only these")
     return broken

@@ -13,7 +13,7 @@ resumed run reads the very batches the uninterrupted run would have.
 from __future__ import annotations
 
 import copy
-import json
+import logging
 import os
 import time
 from collections import Counter
@@ -39,8 +39,11 @@ from .features import check_revisions, check_settings, model_revisions, null_cap
 from .latents import sample_posterior
 from .model import build_transformer, model_forward
 from .resolve import resolve_models
-from .run_folder import LOG, SAMPLING_DIR, step_name
+from .run_folder import SAMPLING_DIR, step_name
 from .sampling import sample_images
+from .training_log import TrainingLog, check_wandb, quiet_libraries
+
+logger = logging.getLogger(__name__)
 
 
 def setup_distributed():
@@ -120,12 +123,6 @@ def update_ema(ema, model, decay: float) -> None:
             e.lerp_(p, 1.0 - decay)
 
 
-def log(run_dir: Path, entry: dict) -> None:
-    print(json.dumps(entry), flush=True)
-    with open(run_dir / LOG, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-
-
 def sampling_pipeline(job: TrainJob, transformer, device):
     """An in-memory PixArtAlphaPipeline around the EMA transformer, for sampling during training."""
     pipe = assemble_pipeline(transformer, job.text_encoder, job.vae)
@@ -152,6 +149,8 @@ def train(job: TrainJob) -> dict:
         job = resolve_models(job)
     urls = expand_shards(job.shards)
     check_features(job, urls)
+    check_wandb(job)
+    quiet_libraries()
 
     # The model, its EMA, the optimiser and the schedule
     model = build_transformer(job.model, job.resolution, caption_channels(job), job.load_from, job.load_ema,
@@ -163,9 +162,9 @@ def train(job: TrainJob) -> dict:
     # PixArt's auto_lr: the configured lr is for a global batch of 256 (see TrainJob.lr_scale).
     lr = job.lr * job.lr_scale(world)
     if rank == 0:
-        print(f"lr {lr:.4g}: {job.lr:g} scaled by {job.lr_scaling} for a global batch of {job.batch_size * world}", flush=True)
+        logger.info(f"lr {lr:.4g}: {job.lr:g} scaled by {job.lr_scaling} for a global batch of {job.batch_size * world}")
     optimizer = torch.optim.AdamW(trainable_parameters(model), lr=lr, weight_decay=job.weight_decay, eps=job.eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, job.warmup_steps)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: job.warmup_factor(s, world))
     generator = torch.Generator(device).manual_seed(job.seed * 1000 + rank)
     step, data_state = 0, {}  # data_state: what the data stream carries over segments (data.step_batches)
     checkpoint = latest_checkpoint(run_dir)
@@ -173,7 +172,7 @@ def train(job: TrainJob) -> dict:
         step = load_checkpoint(checkpoint, model, ema, optimizer, scheduler, generator, rank)
         data_state = load_data_state(checkpoint, rank)
         if rank == 0:
-            print(f"resuming from {checkpoint} at step {step}", flush=True)
+            logger.info(f"resuming from {checkpoint} at step {step}")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -183,6 +182,7 @@ def train(job: TrainJob) -> dict:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and job.mixed_precision == "bf16")
     micro_conditions = job.resolution == 1024  # only PixArt's 1024 model takes image size and ratio
     pipe = None
+    training_log = TrainingLog(job, run_dir, step) if rank == 0 else None
 
     # The loop
     skipped, window, t0 = Counter(), [], time.time()
@@ -223,7 +223,7 @@ def train(job: TrainJob) -> dict:
                      "skipped": dict(skipped)}  # rank 0's own data: samples its workers skipped, by reason
             if grad_norm is not None:
                 entry["grad_norm"] = grad_norm.item()
-            log(run_dir, entry)
+            training_log.write(entry)
             window = []
         if step % job.checkpoint_every == 0 or step == job.max_steps:
             save_checkpoint(run_dir, step, model, ema, optimizer, scheduler, generator, job.to_dict(), rank,
@@ -235,6 +235,7 @@ def train(job: TrainJob) -> dict:
             break
 
     if rank == 0:
+        training_log.close()
         final, controlnet = export_trained(job, model, ema, run_dir)  # read back from what was written
         if job.sampling_prompts:
             sample_at(job, final, run_dir, step, controlnet)

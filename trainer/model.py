@@ -1,6 +1,8 @@
 """The PixArt-alpha transformer: diffusers' PixArtTransformer2DModel, its sizes, initialisation and forward call."""
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -110,7 +112,7 @@ def build_transformer(size: str, resolution: int, caption_channels: int, load_fr
         k for k in unexpected if not k.startswith(SIZE_EMBEDDERS)]
     if bad:
         raise ValueError(f"{load_from} does not fit a PixArt {size} transformer: {bad[:5]}")
-    print(f"load_from: {which}", flush=True)
+    logging.getLogger(__name__).info(f"load_from: {which}")
     return model
 
 

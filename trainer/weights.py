@@ -7,8 +7,8 @@ load_from may name
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 
 from .checkpoint import load_plain
 from .components import load_component
@@ -30,5 +30,5 @@ def starting_weights(load_from: str, load_ema: bool) -> tuple:
     source = load_component(PixArtTransformer2DModel, load_from, "transformer")
     if not load_ema and os.path.isdir(load_from) and os.path.isdir(os.path.join(load_from, "transformer")):
         # A pipeline pixcap did not export: its transformer/ is all there is (often an EMA).
-        print(f"load_from: {load_from} has no {RAW_TRANSFORMER}/; starting from its transformer/", file=sys.stderr)
+        logging.getLogger(__name__).warning(f"load_from: {load_from} has no {RAW_TRANSFORMER}/; starting from its transformer/")
     return source.state_dict(), source.config, f"weights of {load_from}"

@@ -15,6 +15,7 @@ from pixcap.output.lock import LEASE_SECONDS, LOCK_NAME, LockLost, OutputInUse, 
 from pixcap.output.storage import Storage
 
 from tests.pipeline.test_faults import fake_graph  # noqa: F401 (a fixture: `pixcap run` with the Ray graph replaced)
+from tests.tiny_jobs import with_tiny_models_yaml
 
 HOLD = """
 import sys, time
@@ -167,7 +168,7 @@ def test_cli_refuses_an_output_in_use_with_exit_code_2(tmp_path, holder, capsys,
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(b"x")
     job = tmp_path / "job.yaml"
-    job.write_text(f"inputs: ['{tmp_path}/images']\noutput: {tmp_path}/out\nmodels_cache: {models_cache}\n")
+    job.write_text(with_tiny_models_yaml(f"inputs: ['{tmp_path}/images']\noutput: {tmp_path}/out\nmodels_cache: {models_cache}\n"))
     code = main(["run", str(job)])
     out, err = capsys.readouterr()
     assert code == 2, err

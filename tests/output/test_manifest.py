@@ -12,7 +12,7 @@ from pixcap.output.manifest_check import ManifestTampered
 from pixcap.output.session import existing_manifest
 from pixcap.output.storage import Storage
 from pixcap.schemas.manifest import MANIFEST_NAME
-from tests.pipeline.test_write import finished_batch
+from tests.output.batches import finished_batch
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from pixcap.analysis.stats import concept_density
 from pixcap.schemas import JobError, load_job
 from pixcap.schemas.records import SAMPLE_SCHEMA
 
+from tests.tiny_jobs import with_tiny_models_yaml
+
 
 def run_cli(capsys, *argv):
     code = main(list(argv))
@@ -38,7 +40,7 @@ def test_bad_job_files_exit_2_with_one_line_naming_the_key(tmp_path, capsys, job
 
 def test_bad_set_and_missing_inputs_exit_2(tmp_path, capsys):
     job = tmp_path / "job.yaml"
-    job.write_text(f"inputs: ['{tmp_path}/nothing-*.tar']\noutput: {tmp_path}/out\n")
+    job.write_text(with_tiny_models_yaml(f"inputs: ['{tmp_path}/nothing-*.tar']\noutput: {tmp_path}/out\n"))
     code, _, err = run_cli(capsys, "run", str(job), "--set", "clip.grounding_threshold=high")
     assert code == 2 and "clip.grounding_threshold: expected float" in err
     code, _, err = run_cli(capsys, "run", str(job))
@@ -53,7 +55,7 @@ def job_over_one_image(tmp_path, text: str):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(b"x")
     job = tmp_path / "job.yaml"
-    job.write_text(f"inputs: ['{tmp_path}/images']\n" + text)
+    job.write_text(with_tiny_models_yaml(f"inputs: ['{tmp_path}/images']\n" + text))
     return str(job)
 
 
@@ -87,7 +89,7 @@ def test_yaml_tags_that_would_run_code_are_refused(tmp_path, capsys):
 
 def test_asking_for_gpus_without_any_is_refused(ray_session, tmp_path, capsys, models_cache):
     with pytest.raises(JobError, match=r"caption.gpus_per_actor=1.0 but the Ray cluster has no GPU"):
-        check_gpus(load_job({"caption": {"gpus_per_actor": 1}}))
+        check_gpus(load_job({"caption": {"model": "tiny:llava", "gpus_per_actor": 1}}))
     check_gpus(load_job({"caption": {"backend": "sidecar", "gpus_per_actor": 1}}))  # sidecar needs none
     job = job_over_one_image(tmp_path, f"output: {tmp_path}/out\nmodels_cache: {models_cache}\n")
     line = refused(capsys, "run", job, "--set", "clip.gpus_per_actor=1")
@@ -137,6 +139,6 @@ def test_unreachable_address_exits_2_quickly(tmp_path, capsys, models_cache):
 
 def test_no_inputs_matching_is_refused_and_nothing_is_written(tmp_path, capsys):
     job = tmp_path / "job.yaml"
-    job.write_text(f"inputs: ['{tmp_path}/nothing-*.tar', '{tmp_path}/nowhere']\noutput: {tmp_path}/out\n")
+    job.write_text(with_tiny_models_yaml(f"inputs: ['{tmp_path}/nothing-*.tar', '{tmp_path}/nowhere']\noutput: {tmp_path}/out\n"))
     assert "no inputs match" in refused(capsys, "run", str(job))
     assert not (tmp_path / "out").exists()

@@ -1,7 +1,6 @@
 """pixcap on a real multi-node Ray cluster (a head and two worker nodes on 127.0.0.1, separate
 raylets and object stores) with its output on S3, as no cluster shares a local disk: the same
 output as one node, also when a worker node is lost while it holds a model actor or commits."""
-import io
 import json
 import subprocess
 import sys
@@ -10,22 +9,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pixcap.pipeline.run import run_job
 
 from .test_end_to_end import job_for
-from .test_object_store import rows, s3, s3_collection, s3_job  # noqa: F401 (a fixture)
+from .test_object_store import rows, s3_job
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def single_node(s3_collection, models_cache):
-    """The reference: the same job on the test session's one-node Ray."""
-    inputs_url, _ = s3_collection
-    s3().mkdir("pixcap-cluster")
-    out = "s3://pixcap-cluster/one-node"
-    run_job(s3_job(inputs_url, out, models_cache), stream=io.StringIO())
+def single_node(s3_run):
+    """The reference: the same job on the test session's one-node Ray (tests/pipeline/conftest.py)."""
+    out, _, _ = s3_run
     return rows(out)
 
 

@@ -13,6 +13,8 @@ from pixcap.analysis.stats import concept_density
 from pixcap.schemas import REASONS, load_job
 from pixcap.schemas.manifest import MANIFEST_KEYS
 
+from tests.tiny_jobs import with_tiny_models
+
 from .tarfiles import jpeg_bytes, sa1b_members, write_tar
 
 pytestmark = pytest.mark.slow
@@ -30,7 +32,7 @@ def job_for(root, out, models_cache, **overrides):
         "progress_seconds": 1.0,
     }
     data.update(overrides)
-    return load_job(data)
+    return load_job(with_tiny_models(data))
 
 
 @pytest.fixture(scope="module")

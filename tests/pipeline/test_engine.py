@@ -22,6 +22,8 @@ from pixcap.pipeline.handshake import NoCluster, probe
 from pixcap.pipeline.resources import describe_waiting, fit_to_cluster
 from pixcap.schemas import JobError, load_job
 
+from tests.tiny_jobs import with_tiny_models
+
 from .tarfiles import sa1b_members, write_tar
 
 
@@ -75,9 +77,10 @@ def test_a_real_gcs_answers_the_handshake(ray_session):
 def collection_job(tmp_path, models_cache, **keys) -> dict:
     (tmp_path / "in").mkdir(exist_ok=True)
     write_tar(tmp_path / "in" / "sa_000000.tar", sa1b_members(1, 4))
-    return {"inputs": [str(tmp_path / "in")], "output": str(tmp_path / "out"), "shard_size": 2,
-            "models_cache": models_cache, "progress_seconds": 1.0,
-            "caption": {"max_new_tokens": 4, "batch_size": 2}, "clip": {"grounding_threshold": 0.0}, **keys}
+    return with_tiny_models({"inputs": [str(tmp_path / "in")], "output": str(tmp_path / "out"), "shard_size": 2,
+                             "models_cache": models_cache, "progress_seconds": 1.0,
+                             "caption": {"max_new_tokens": 4, "batch_size": 2}, "clip": {"grounding_threshold": 0.0},
+                             **keys})
 
 
 @pytest.mark.parametrize("scheme", ["", "ray://"])
@@ -214,7 +217,7 @@ def run_cli_subprocess(tmp_path, data: dict, seconds: float = 400, watch=None) -
 
 
 @pytest.mark.slow
-def test_a_run_with_a_ray_of_its_own_listens_on_loopback_and_logs_ray_to_a_file(tmp_path, models_cache):
+def test_a_run_with_a_ray_of_its_own_listens_on_loopback_and_logs_ray_to_a_file(tmp_path, models_cache, ray_subprocess):
     """Every listener of the Ray a run starts is on loopback, and Ray's output is in
     OUT/_logs/ray.log, not on the console."""
     seen = {}
@@ -237,7 +240,7 @@ def test_a_run_with_a_ray_of_its_own_listens_on_loopback_and_logs_ray_to_a_file(
 
 
 @pytest.mark.slow
-def test_a_job_asking_more_cpus_than_the_cluster_has_runs_with_one_line_of_warning(tmp_path, models_cache):
+def test_a_job_asking_more_cpus_than_the_cluster_has_runs_with_one_line_of_warning(tmp_path, models_cache, ray_subprocess):
     """Each actor asks for every CPU of the machine: Ray would wait forever; pixcap scales the
     requests down, says so, and finishes."""
     cpus = os.cpu_count()

@@ -1,14 +1,12 @@
-"""Faults: the failpoints themselves, Ray workers killed mid-job, and a full disk while a shard
-is committed or a fragment written. Driver kills are in test_resume.py, the lock in test_lock.py."""
+"""Faults: Ray workers killed mid-job, and a full disk while a shard is committed or a fragment
+written. Driver kills are in test_resume.py; the failpoints themselves and the lock are in
+tests/output/ (test_failpoints.py, test_lock.py)."""
 import errno
 import glob
 import io
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from types import SimpleNamespace
 
@@ -27,73 +25,10 @@ from pixcap.output.storage import Storage
 from .tarfiles import jpeg_bytes
 from .test_end_to_end import job_for
 from .test_resume import assert_committed_output_valid, assert_same_as_reference, reference, run_driver  # noqa: F401
-from .test_write import finished_batch
+from tests.output.batches import finished_batch
+from tests.tiny_jobs import with_tiny_models_yaml
 
 NO_SPACE = os.strerror(errno.ENOSPC)
-
-
-@pytest.fixture
-def failpoint_env(monkeypatch):
-    """Set PIXCAP_KILL_AT in this process, with fresh arrival counts."""
-    monkeypatch.setattr(failpoints, "_counts", {})
-    monkeypatch.delenv(failpoints.ONCE_ENV, raising=False)
-    return lambda name, value: monkeypatch.setenv(name, value)
-
-
-# -- the failpoints ---------------------------------------------------------------------------
-
-def test_failpoints_are_a_no_op_when_unset(monkeypatch):
-    monkeypatch.delenv(failpoints.ENV, raising=False)
-    failpoints.reached("fragment")
-    assert failpoints.worker_env() == {}
-
-
-def test_a_failpoint_acts_at_the_nth_arrival_and_once_with_a_marker(failpoint_env, tmp_path):
-    failpoint_env(failpoints.ENV, "shard_tar:2:enospc")
-    failpoints.reached("fragment")
-    failpoints.reached("shard_tar")
-    with pytest.raises(OSError) as raised:
-        failpoints.reached("shard_tar")
-    assert raised.value.errno == errno.ENOSPC
-    failpoints.reached("shard_tar")  # the third arrival passes
-    marker = tmp_path / "fired"
-    failpoint_env(failpoints.ONCE_ENV, str(marker))
-    failpoints._counts.clear()  # as in a restarted worker
-    failpoints.reached("shard_tar")
-    with pytest.raises(OSError):
-        failpoints.reached("shard_tar")
-    assert marker.exists()
-    failpoints._counts.clear()
-    failpoints.reached("shard_tar")
-    failpoints.reached("shard_tar")  # the marker is there: fired once already
-
-
-def test_workers_get_the_spec_and_the_driver_pid(failpoint_env, tmp_path):
-    failpoint_env(failpoints.ENV, "caption:1:driver")
-    failpoint_env(failpoints.ONCE_ENV, str(tmp_path / "fired"))
-    assert failpoints.worker_env() == {"runtime_env": {"env_vars": {
-        failpoints.ENV: "caption:1:driver", failpoints.ONCE_ENV: str(tmp_path / "fired"),
-        failpoints.DRIVER_ENV: str(os.getpid())}}}
-
-
-REACH_TWICE = """
-from pixcap.output import failpoints
-failpoints.reached("read")
-print("first", flush=True)
-failpoints.reached("read")
-print("second", flush=True)
-"""
-
-
-def test_kill_actions_sigkill_this_process_or_the_driver():
-    env = {**os.environ, failpoints.ENV: "read:2"}
-    worker = subprocess.run([sys.executable, "-c", REACH_TWICE], env=env, capture_output=True, text=True, timeout=60)
-    assert worker.returncode == -signal.SIGKILL and worker.stdout == "first\n"
-    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    env = {**os.environ, failpoints.ENV: "read:1:driver", failpoints.DRIVER_ENV: str(driver.pid)}
-    worker = subprocess.run([sys.executable, "-c", REACH_TWICE], env=env, capture_output=True, text=True, timeout=60)
-    assert worker.returncode == 0 and worker.stdout == "first\nsecond\n"
-    assert driver.wait(timeout=10) == -signal.SIGKILL
 
 
 # -- a failed commit, without Ray -------------------------------------------------------------
@@ -144,7 +79,7 @@ def fake_graph(monkeypatch, tmp_path):
     (tmp_path / "images" / "a.jpg").write_bytes(jpeg_bytes(1))
     fake.out = tmp_path / "out"
     fake.job_file = str(tmp_path / "job.yaml")
-    (tmp_path / "job.yaml").write_text(f"inputs: ['{tmp_path}/images']\noutput: {fake.out}\n")
+    (tmp_path / "job.yaml").write_text(with_tiny_models_yaml(f"inputs: ['{tmp_path}/images']\noutput: {fake.out}\n"))
     return fake
 
 
@@ -205,7 +140,7 @@ def test_disk_full_while_committing_stops_cleanly_and_the_rerun_completes(refere
     shard = failed[0].split("could not commit shard ")[1].split(":")[0]
     assert failed[0].startswith(f"pixcap: failed: CommitError: could not commit shard {shard}: [Errno {errno.ENOSPC}] {NO_SPACE}")
     assert not (out / LOCK_NAME).exists()
-    # The commits under way were let finish (test_write.py tests that on its own); one still
+    # The commits under way were let finish (tests/output/test_commit.py tests that on its own); one still
     # running after commit.DRAIN_SECONDS on a loaded machine is cancelled and may leave a tar
     # without its stats: not committed, and removed by the rerun (checked below).
     committed = assert_committed_output_valid(out, orphans=True)

@@ -44,3 +44,27 @@ def test_the_same_input_named_several_ways_is_listed_once(tmp_path):
     (folder / "a.jpg").write_bytes(jpeg_bytes(1))
     sources = list_sources([str(folder), f"{folder}/", str(folder / "a.jpg"), f"file://{folder}"])
     assert len(sources) == 1 and [relative for _, relative, _ in sources[0].files] == ["a.jpg"]
+
+
+def test_a_folder_named_three_ways_and_through_a_link_is_read_once(tmp_path, monkeypatch):
+    photos = tmp_path / "d" / "photos"
+    photos.mkdir(parents=True)
+    for i in range(3):
+        (photos / f"{i}.jpg").write_bytes(jpeg_bytes(i))
+    (tmp_path / "d" / "t.tar").write_bytes(b"")
+    (tmp_path / "link").symlink_to(photos)
+    (tmp_path / "tlink.tar").symlink_to(tmp_path / "d" / "t.tar")
+    monkeypatch.chdir(tmp_path)
+    sources = list_sources(["d/photos", "d/./photos", "d//photos", "link", "d/t.tar", "./tlink.tar", "d//t.tar"])
+    assert [(s.kind, s.uri) for s in sources] == [("folder", str(photos)), ("tar", str(tmp_path / "d" / "t.tar"))]
+    assert [relative for _, relative, _ in sources[0].files] == ["0.jpg", "1.jpg", "2.jpg"]
+
+
+def test_a_link_to_an_input_the_output_was_made_from_is_that_input(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(jpeg_bytes(1))
+    (tmp_path / "link").symlink_to(photos)
+    recorded = record_sources(list_sources([str(photos)]), [], "out")
+    again = record_sources(list_sources([str(tmp_path / "link")]), recorded, "out")
+    assert again == recorded  # the same record, prefix and URI: nothing is added, nothing read again

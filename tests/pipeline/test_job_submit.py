@@ -122,7 +122,7 @@ def close(head: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def head():
+def head(ray_subprocess):
     """A Ray head on loopback with its dashboard, as `ray start --head` makes one."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update({

@@ -230,8 +230,8 @@ def pipeline_job(inputs: str, out: Path, models_cache: str, backend: str) -> dic
         "shard_size": 1000,
         "models_cache": models_cache,
         "progress_seconds": 5.0,
-        "caption": {"backend": backend, "max_new_tokens": 8, "batch_size": 16},
-        "clip": {"grounding_threshold": 0.0, "batch_size": 64},
+        "caption": {"backend": backend, "model": "tiny:llava", "max_new_tokens": 8, "batch_size": 16},
+        "clip": {"model": "tiny:clip", "pretrained": "tiny:clip", "grounding_threshold": 0.0, "batch_size": 64},
         "ray": {"cpus_per_task": 0.5, "cpus_per_actor": 0.5},
     }
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 
 import fsspec
 import pyarrow.parquet as pq
@@ -18,8 +17,6 @@ from pixcap.output import failpoints
 from pixcap.pipeline.run import run_job
 from pixcap.schemas.manifest import LOCK_NAME
 
-from ..object_store import upload
-from .collection import write_collection
 from .hostile import build_corpus
 from .test_end_to_end import job_for
 
@@ -46,29 +43,8 @@ def rows(out_url: str) -> dict:
     return found, sorted(rejects)
 
 
-@pytest.fixture(scope="session")
-def s3_collection(tmp_path_factory, s3_server, ray_session):
-    # test_cluster.py imports this fixture, which makes it a second session fixture there: each
-    # instance uploads to its own bucket, so neither finds the other's
-    root = tmp_path_factory.mktemp("s3-collection")
-    expected = write_collection(root)
-    bucket = f"pixcap-in-{uuid.uuid4().hex[:8]}"
-    s3().mkdir(bucket)
-    upload(root, f"s3://{bucket}/c")
-    return f"s3://{bucket}/c", expected
-
-
 def s3_job(inputs_url, out_url, models_cache):
     return job_for(None, out_url, models_cache, inputs=[f"{inputs_url}/tars/sa_*.tar", f"{inputs_url}/photos"])
-
-
-@pytest.fixture(scope="module")
-def s3_run(s3_collection, models_cache):
-    inputs_url, expected = s3_collection
-    s3().mkdir("pixcap-out")
-    out = "s3://pixcap-out/whole"
-    manifest = run_job(s3_job(inputs_url, out, models_cache), stream=io.StringIO())
-    return out, manifest, expected
 
 
 def test_a_run_from_s3_to_s3_accounts_for_every_input_once(s3_collection, s3_run):

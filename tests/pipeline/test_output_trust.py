@@ -15,6 +15,8 @@ from pixcap.cli.main import main
 from pixcap.pipeline.run import run_job
 from pixcap.schemas import load_job
 
+from tests.tiny_jobs import with_tiny_models
+
 from .tarfiles import jpeg_bytes, sa1b_members, write_tar
 
 pytestmark = pytest.mark.slow
@@ -27,7 +29,7 @@ def job_dict(inputs, out, models_cache, **overrides):
         "ray": {"cpus_per_task": 0.25, "cpus_per_actor": 0.25}, "progress_seconds": 0.5,
     }
     data.update(overrides)
-    return data
+    return with_tiny_models(data)
 
 
 def run(inputs, out, models_cache, stream=None, **overrides):

@@ -32,7 +32,8 @@ def output_as_printed(request, tmp_path_factory, ray_session, models_cache):
     out = root / "cwd" / "out" / "sample"
     run_job(load_job({
         "inputs": [str(root / "sa_000000.tar")], "output": str(out), "shard_size": 2, "models_cache": models_cache,
-        "caption": {"max_new_tokens": 6}, "ray": {"cpus_per_task": 0.25, "cpus_per_actor": 0.25},
+        "caption": {"model": "tiny:llava", "max_new_tokens": 6}, "clip": {"model": "tiny:clip", "pretrained": "tiny:clip"},
+        "ray": {"cpus_per_task": 0.25, "cpus_per_actor": 0.25},
     }), stream=open(os.devnull, "w"))
     return root / "cwd"
 

@@ -30,7 +30,8 @@ def start_run(tmp_path, models_cache, images: int = 24, max_new_tokens: int = 24
         write_tar(tmp_path / "in" / f"sa_{t:06d}.tar", sa1b_members(1 + t * images // 2, images // 2))
     job = {"inputs": [str(tmp_path / "in")], "output": str(tmp_path / "out"), "shard_size": 4,
            "models_cache": models_cache, "progress_seconds": 1.0,
-           "caption": {"max_new_tokens": max_new_tokens, "batch_size": 2}, "clip": {"grounding_threshold": 0.0},
+           "caption": {"model": "tiny:llava", "max_new_tokens": max_new_tokens, "batch_size": 2},
+           "clip": {"model": "tiny:clip", "pretrained": "tiny:clip", "grounding_threshold": 0.0},
            "ray": {"cpus_per_actor": 0.25, "cpus_per_task": 0.5}}
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -81,7 +82,7 @@ def finish_and_check(tmp_path, images: int) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_before_ray_starts_releases_the_lock_and_says_so(tmp_path, models_cache):
+def test_sigterm_before_ray_starts_releases_the_lock_and_says_so(tmp_path, models_cache, ray_subprocess):
     run = start_run(tmp_path, models_cache)
     wait_for(lambda: (tmp_path / "out" / LOCK_NAME).exists(), run)  # locked; Ray takes seconds more
     code, err, seconds, left = terminate(run)
@@ -91,7 +92,7 @@ def test_sigterm_before_ray_starts_releases_the_lock_and_says_so(tmp_path, model
 
 
 @pytest.mark.slow
-def test_sigterm_while_captioning_stops_promptly_and_the_next_run_continues(tmp_path, models_cache):
+def test_sigterm_while_captioning_stops_promptly_and_the_next_run_continues(tmp_path, models_cache, ray_subprocess):
     run = start_run(tmp_path, models_cache)
     fragments = tmp_path / "out" / WORK_DIR / FRAGMENTS_DIR
     wait_for(lambda: fragments.is_dir() and any(fragments.iterdir()), run)  # Ray runs, rows are finishing

@@ -106,3 +106,22 @@ def test_weights_for_another_clip_stop_the_stage(tiny_models):
     stage = AestheticStage(AestheticConfig(str(tiny_models["aesthetic"])))
     with pytest.raises(ValueError, match="32-dim.*gives 768"):
         stage(embedding_batch([np.ones(768)]))
+
+
+def test_a_row_the_predictor_fails_on_is_a_reject_row_and_its_neighbours_are_scored(tiny_models, monkeypatch):
+    rng = np.random.default_rng(2)
+    vectors = [rng.normal(size=32) for _ in range(4)]
+    stage = AestheticStage(AestheticConfig(str(tiny_models["aesthetic"]), batch_size=4))
+    real_score = stage.score
+    poisoned = vectors[2].astype(np.float16).astype(np.float32)
+
+    def score(x):
+        if any(np.allclose(row, poisoned) for row in x):
+            raise RuntimeError("a NaN in the weights' path")
+        return real_score(x)
+
+    monkeypatch.setattr(stage, "score", score)
+    out = stage(embedding_batch(vectors))
+    assert out[cols.REJECT_REASON] == ["", "", "aesthetic_error", ""]
+    assert out[cols.REJECT_STAGE][2] == "aesthetic" and "NaN in the weights" in out[cols.REJECT_ERROR][2]
+    assert all(math.isfinite(out[AESTHETIC_SCORE][i]) for i in (0, 1, 3))

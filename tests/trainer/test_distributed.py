@@ -61,7 +61,8 @@ def test_two_ranks_disjoint_samples_identical_weights(tmp_path, tiny_trainer_mod
     assert (tmp_path / "run" / "checkpoints" / "step-0000004" / "rng-rank1.pt").exists()
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 4  # rank 0 logs alone
-    # The effective lr: 1e-4 x sqrt(global batch 2 x 2 / 256), PixArt's auto_lr, under the warm-up.
+    # The effective lr: 1e-4 x sqrt(global batch 2 x 2 / 256), PixArt's auto_lr, under the warm-up, which
+    # advances 2 (ranks) of its 3 steps at every optimiser step, as accelerate steps PixArt's scheduler.
     scaled = 1e-4 * math.sqrt(2 * 2 / 256)
     for entry in log:
-        assert math.isclose(entry["lr"], scaled * min(1.0, (entry["step"] + 1) / 3), rel_tol=1e-9)
+        assert math.isclose(entry["lr"], scaled * min(1.0, (entry["step"] + 1) * 2 / 3), rel_tol=1e-9)

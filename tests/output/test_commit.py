@@ -1,4 +1,5 @@
-"""Fragments, shard commits and the resume ledger, without Ray."""
+"""Shard commits (output/commit.py), without Ray: fragments to a tar, its stats and rejects in input
+order, deterministic, cleaned up and redone identically after a failure."""
 import errno
 import json
 import os
@@ -8,45 +9,15 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from pixcap.output.blobs import BlobWriter
-from pixcap.output.layout import blob as blob_path, shard_blobs
 from pixcap.output.commit import commit_shard
 from pixcap.output.fragments import FragmentWriter
 from pixcap.output.ledger import Ledger
 from pixcap.output.storage import Storage
 from pixcap.schemas import batch as B
 from pixcap.schemas.manifest import TMP_SUFFIX, WORK_DIR
+from tests.pipeline.tarfiles import jpeg_bytes
 
-from .tarfiles import jpeg_bytes
-
-
-def finished_batch(shard, indices, count=None, rejected=(), part_end=False):
-    """Rows as the clip stage hands them to the writer."""
-    n = len(indices)
-    last = max(indices)
-    return {
-        B.KEY: [f"p/k{i}" for i in indices],
-        B.SHARD: [shard] * n,
-        B.INDEX: list(indices),
-        B.SHARD_COUNT: [count if (count and i == last) else -1 for i in indices],
-        B.PART_END: [part_end and i == last for i in indices],
-        B.PART_ID: ["p"] * n,
-        B.SOURCE: [f"in.tar::k{i}.jpg" for i in indices],
-        B.STORED: [b"" if i in rejected else jpeg_bytes(i) for i in indices],
-        B.REJECT_STAGE: ["decode" if i in rejected else "" for i in indices],
-        B.REJECT_REASON: ["decode_error" if i in rejected else "" for i in indices],
-        B.REJECT_ERROR: ["broken" if i in rejected else "" for i in indices],
-        "sha256": [f"{i:064x}" for i in indices],
-        "format": ["jpeg"] * n,
-        "width": [64] * n, "height": [48] * n, "orig_width": [64] * n, "orig_height": [48] * n,
-        "passthrough": [True] * n,
-        "caption": [f"a red car number {i}" for i in indices],
-        "caption_model": ["tiny"] * n,
-        "nouns": [["car", "number"] for _ in indices], "n_nouns": [2] * n,
-        "clip_score": [0.25] * n,
-        "grounded_nouns": [["car"] for _ in indices], "n_grounded": [1] * n,
-        "clip_model": ["tiny:ckpt"] * n,
-    }
+from .batches import big_batch, finished_batch
 
 
 def test_fragments_commit_in_input_order_with_rejects(tmp_path):
@@ -79,23 +50,6 @@ def test_fragments_commit_in_input_order_with_rejects(tmp_path):
     assert os.listdir(os.path.join(out, WORK_DIR, "fragments")) == []
     assert ledger.done_parts() == {"p"}
 
-
-def test_stored_bytes_travel_as_a_path_and_leave_with_the_commit(tmp_path):
-    out = str(tmp_path)
-    storage = Storage(out)
-    batch = finished_batch("p-00000", [0, 1, 2], count=3, rejected={1})
-    blobbed = BlobWriter(storage)(batch)
-    assert B.STORED not in blobbed  # what goes on to the models
-    assert blobbed[B.STORED_AT] == [blob_path("p-00000", 0), "", blob_path("p-00000", 2)]
-    assert (tmp_path / blob_path("p-00000", 2)).read_bytes() == jpeg_bytes(2)
-    fragment = FragmentWriter(storage)(blobbed)["fragment"][0]
-    assert str(pq.read_table(os.path.join(out, fragment)).schema.field(B.STORED_AT).type) == "string"
-    commit_shard(storage, "p-00000", [fragment])
-    samples = list(wds.WebDataset(os.path.join(out, "shards", "p-00000.tar"), shardshuffle=False))
-    assert [s["jpg"] for s in samples] == [jpeg_bytes(0), jpeg_bytes(2)]
-    assert not (tmp_path / shard_blobs("p-00000")).exists()
-
-
 def test_a_commit_reads_its_images_in_groups(tmp_path, monkeypatch):
     """A shard's images are fetched a few at a time, never all held at once."""
     from pixcap.output import commit
@@ -109,7 +63,6 @@ def test_a_commit_reads_its_images_in_groups(tmp_path, monkeypatch):
     commit_shard(storage, "p-00000", [fragment])
     assert groups == [2, 2, 1]
 
-
 def test_commit_is_deterministic(tmp_path):
     digests = []
     for run in ("a", "b"):
@@ -117,54 +70,6 @@ def test_commit_is_deterministic(tmp_path):
         summary = FragmentWriter(Storage(out))(finished_batch("p-00000", [0, 1], count=2))
         digests.append(commit_shard(Storage(out), "p-00000", [summary["fragment"][0]])["files"])
     assert digests[0] == digests[1]
-
-
-def test_ledger_cleans_half_written_output_and_resumes_fragments(tmp_path):
-    out = str(tmp_path)
-    Ledger(Storage(out), {"p"})
-    writer = FragmentWriter(Storage(out))
-    writer(finished_batch("p-00000", [0, 1], count=3))
-    # A run killed between a shard's tar and its parquet, and one killed mid-write.
-    (tmp_path / "shards" / "p-00001.tar").write_bytes(b"half")
-    (tmp_path / "rejects" / "p-00001.parquet").write_bytes(b"half")
-    (tmp_path / "stats" / f"p-00002.parquet.1234abcd{TMP_SUFFIX}").write_bytes(b"half")
-    # Files pixcap did not name: another dataset's shards, an audit table, a user's notes.
-    (tmp_path / "shards" / "my-own-dataset-000.tar").write_bytes(b"mine")
-    (tmp_path / "shards" / "other-00001.tar").write_bytes(b"not an input of this output")
-    (tmp_path / "rejects" / "audit.parquet").write_bytes(b"mine")
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "draft.tmp").write_bytes(b"mine")
-    ledger = Ledger(Storage(out), {"p"})
-    removed = sorted(ledger.clean_uncommitted())
-    assert removed == ["rejects/p-00001.parquet", "shards/p-00001.tar", f"stats/p-00002.parquet.1234abcd{TMP_SUFFIX}"]
-    for kept in ("shards/my-own-dataset-000.tar", "shards/other-00001.tar", "rejects/audit.parquet", "notes/draft.tmp"):
-        assert (tmp_path / kept).read_bytes() in (b"mine", b"not an input of this output"), kept
-    ledger.load_fragments()
-    assert ledger.complete_shards() == []
-    assert ledger.skip_positions("p", 0, None, shard_size=3) == [0, 1]
-    assert (tmp_path / blob_path("p-00000", 1)).exists()  # uncommitted: the next commit reads it
-
-
-def test_the_blobs_of_a_committed_shard_left_by_a_killed_commit_are_swept(tmp_path):
-    out = str(tmp_path)
-    storage = Storage(out)
-    Ledger(storage, {"p"})
-    fragment = FragmentWriter(storage)(finished_batch("p-00000", [0, 1], count=2))["fragment"][0]
-    commit_shard(storage, "p-00000", [fragment])
-    # Killed after the stats (the commit point), before the blobs went; another output's blobs.
-    BlobWriter(storage)(finished_batch("p-00000", [0, 1], count=2))
-    BlobWriter(storage)(finished_batch("other-00000", [0], count=1))
-    removed = Ledger(storage, {"p"}).clean_uncommitted()
-    assert removed == [shard_blobs("p-00000")]
-    assert not (tmp_path / shard_blobs("p-00000")).exists() and (tmp_path / blob_path("other-00000", 0)).exists()
-
-
-def big_batch():
-    """A shard of three inputs, one rejected, whose tar is over 10 KB (one tar stream block)."""
-    batch = finished_batch("p-00000", [0, 1, 2], count=3, rejected={2})
-    batch[B.STORED] = [jpeg_bytes(i, size=(160, 120)) if s else s for i, s in enumerate(batch[B.STORED])]
-    return batch
-
 
 def test_commit_failpoints_fire_partway_through_the_tar_and_between_tar_and_stats(tmp_path):
     out = str(tmp_path)
@@ -184,7 +89,6 @@ def test_commit_failpoints_fire_partway_through_the_tar_and_between_tar_and_stat
     assert 0 < partial < os.path.getsize(tmp_path / "shards" / "p-00000.tar")
     assert commit_point == "shard_commit"
     assert between == ["rejects/p-00000.parquet", "shards/p-00000.tar"]  # no stats yet: not committed
-
 
 @pytest.mark.parametrize("point", ["shard_tar", "shard_commit"])
 def test_a_commit_that_fails_is_cleaned_up_and_redone_identically(tmp_path, point):
@@ -211,7 +115,6 @@ def test_a_commit_that_fails_is_cleaned_up_and_redone_identically(tmp_path, poin
     assert ledger.complete_shards() == ["p-00000"]
     assert commit_shard(Storage(out), "p-00000", [fragment]) == clean
 
-
 def test_a_shard_with_no_samples_has_no_tar_and_every_shard_has_its_rejects(tmp_path):
     out = str(tmp_path)
     storage = Storage(out)
@@ -226,7 +129,6 @@ def test_a_shard_with_no_samples_has_no_tar_and_every_shard_has_its_rejects(tmp_
     assert pq.read_table(tmp_path / "rejects" / "p-00001.parquet").num_rows == 0  # the schema is always there
     assert full["files"]["shards/p-00001.tar"]["bytes"] == os.path.getsize(tmp_path / "shards" / "p-00001.tar")
 
-
 def test_clip_embeddings_are_stored_row_aligned_with_the_stats_in_float16(tmp_path):
     import numpy as np
 
@@ -240,7 +142,6 @@ def test_clip_embeddings_are_stored_row_aligned_with_the_stats_in_float16(tmp_pa
     keys = pq.read_table(tmp_path / "stats" / "p-00000.parquet").column("key").to_pylist()
     assert keys == ["p/k0", "p/k2"]
     assert result["files"]["embeddings/p-00000.npy"]["bytes"] == os.path.getsize(tmp_path / "embeddings" / "p-00000.npy")
-
 
 def test_a_failed_commit_lets_the_commits_under_way_finish(tmp_path, monkeypatch):
     """One shard's commit fails (a full disk) while another is part-way through its tar: the run
