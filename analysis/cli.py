@@ -6,25 +6,22 @@ The report is imported inside its handler, so `pixcap --help` does not load matp
 from __future__ import annotations
 
 import json
-import sys
+import logging
+
+from pixcap.schemas import JobError
 
 from .rejects import format_rejects
 from .stats import VALID_NOUN_MIN_COUNT, concept_density, format_table  # pyarrow only, as pixcap.schemas
 
 DEFAULT_REPORT = "report.html"
-
-
-def _usage_error(message: str) -> int:
-    """A problem with what was asked (no stats where an output should be): one line, exit code 2."""
-    print(f"pixcap: error: {message}", file=sys.stderr)
-    return 2
+logger = logging.getLogger(__name__)
 
 
 def stats_command(args) -> int:
     try:
         table = concept_density(args.output, args.valid_min_count)
-    except FileNotFoundError as e:
-        return _usage_error(str(e))
+    except FileNotFoundError as e:  # no stats where an output should be: a usage error, exit code 2
+        raise JobError(str(e)) from None
     if args.json:
         print(json.dumps(table, indent=2))
         return 0
@@ -40,9 +37,9 @@ def report_command(args) -> int:
         report = write_report(list(args.outputs), args.output, t5_tokenizer=args.t5_tokenizer,
                               valid_min_count=args.valid_min_count)
     except FileNotFoundError as e:
-        return _usage_error(str(e))
-    print(f"pixcap: report on {len(report.summaries)} output(s) written to {report.path} "
-          f"({report.bytes / 1e6:.1f} MB)")
+        raise JobError(str(e)) from None
+    logger.info(f"pixcap: report on {len(report.summaries)} output(s) written to {report.path} "
+                f"({report.bytes / 1e6:.1f} MB)")
     return 0
 
 
@@ -56,7 +53,7 @@ def register(subparsers) -> None:
 
     report = subparsers.add_parser("report", help="write one self-contained HTML report on one or more outputs")
     report.add_argument("outputs", nargs="+", metavar="OUT", help="output folders of pixcap run, shown side by side")
-    report.add_argument("--output", default=DEFAULT_REPORT, help=f"the HTML file to write (default {DEFAULT_REPORT})")
+    report.add_argument("--output", default=DEFAULT_REPORT, help="the HTML file to write")
     report.add_argument("--t5-tokenizer", metavar="PATH",
                         help="a T5 tokenizer folder (or a PixArt pipeline) to count caption tokens exactly; "
                              "without it the count is approximated")

@@ -21,6 +21,7 @@ from pixcap.stages.read import ReadStage
 from pixcap.output import failpoints
 from pixcap.output.blobs import BlobWriter
 from pixcap.output.fragments import FragmentWriter
+from .progress import PARTS_READ, PARTS_READ_BYTES, PARTS_READ_INPUTS
 from .resources import actor_pools
 from pixcap.output.storage import Storage
 
@@ -98,8 +99,15 @@ def _read_part(parts, shard_size, read_captions, max_file_bytes, storage_options
     cropped for the models, a read batch at a time. One map_batches rather than three: Ray Data
     fuses the three anyway, and a fused task takes as many parts as its largest batch size, so
     16 tars were read, one after the other, by one task on one node."""
+    inputs = 0
     for rows in _read(parts, shard_size, read_captions, max_file_bytes, storage_options, counter):
+        inputs += len(rows[B.KEY])
         yield _model_inputs(_decode(rows, decode, storage, counter), caption, clip)
+    # A part read through gives the progress line its true count of inputs for its bytes (sidecars
+    # and tar headers included), from which it estimates the parts not read yet.
+    counter.add.remote(PARTS_READ, len(parts[B.PART_ID]))
+    counter.add.remote(PARTS_READ_BYTES, int(sum(parts[B.PART_BYTES])))
+    counter.add.remote(PARTS_READ_INPUTS, inputs)
 
 
 def _write(batch, storage):

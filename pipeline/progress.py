@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import ray
 
+# Counter names besides the stages': parts read through, their bytes, and the inputs they held.
+PARTS_READ, PARTS_READ_BYTES, PARTS_READ_INPUTS = "parts_read", "parts_read_bytes", "parts_read_inputs"
+
 
 @ray.remote(num_cpus=0)
 class ProgressCounter:
@@ -52,6 +55,7 @@ class Progress:
         self._seen = None  # what _refresh saw last: counts and commits; a change resets the stall clock
         self.start = time.monotonic()
         self.last_change = self.start
+        self._printed = None  # the counts of the last line printed in log mode: an unchanged one is not repeated
         self.stop_event = threading.Event()
         self.bar = self._bar() if getattr(stream, "isatty", lambda: False)() else None
         self.thread = threading.Thread(target=self._loop, name="pixcap-progress", daemon=True)
@@ -103,29 +107,39 @@ class Progress:
         waits = self.waiting() or "Ray reports nothing pending"
         return f"{stage} waits: {waits}"
 
+    def done(self) -> int:
+        """Inputs through every stage (the last stage's count), or committed, whichever is more: the
+        line moves from the first batch that the last stage finishes, not only at the first commit."""
+        return max(self.counts.get(self.stages[-1], 0), self.committed.written + self.committed.rejected)
+
     def estimate(self, final: bool = False) -> tuple:
         """(inputs expected in this run, or None while unknown; seconds left, or None).
-        Until every part is read, the total is extrapolated from the bytes read so far."""
+        The total counts inputs (images, and what is rejected), not the sidecars beside them: it is
+        the inputs of the parts read through, and for the rest of the bytes the same inputs per byte.
+        Until a first part is read through, it is unknown."""
         if final:
             return self.committed.written + self.committed.rejected, None
-        read, read_bytes = self.counts.get("read", 0), self.counts.get("read_bytes", 0)
-        if not read or not read_bytes:
+        parts_bytes, parts_inputs = self.counts.get(PARTS_READ_BYTES, 0), self.counts.get(PARTS_READ_INPUTS, 0)
+        if not parts_bytes:
             return None, None
-        expected = max(round(read * self.part_bytes / read_bytes), read)
-        done = self.committed.written + self.committed.rejected
+        unread = max(self.part_bytes - parts_bytes, 0)
+        expected = max(parts_inputs + round(unread * parts_inputs / parts_bytes), self.counts.get(self.stages[0], 0))
+        done = self.done()
         elapsed = time.monotonic() - self.start
         left = (expected - done) * elapsed / done if done else None
         return expected, left
+
+    def stage_counts(self) -> str:
+        return " | ".join(f"{stage} {self.counts.get(stage, 0)}" for stage in self.stages)
 
     def line(self, final: bool = False) -> str:
         expected, left = self.estimate(final)
         c = self.committed
         total = "" if final or not expected else f"/~{expected}"
-        rate = (c.written + c.rejected) / max(time.monotonic() - self.start, 1e-9)
-        stages = " | ".join(f"{stage} {self.counts.get(stage, 0)}" for stage in self.stages)
+        rate = self.done() / max(time.monotonic() - self.start, 1e-9)
         eta = f" | ETA {_duration(left)}" if left is not None else ""
-        return (f"parts {c.parts}/{self.parts} | inputs {c.written + c.rejected}{total} committed "
-                f"({c.written} written + {c.rejected} rejected) | {stages} | {rate:.2f} inputs/s{eta}")
+        return (f"parts {c.parts}/{self.parts} | inputs {self.done()}{total} done, {c.written + c.rejected} committed "
+                f"({c.written} written + {c.rejected} rejected) | {self.stage_counts()} | {rate:.2f} inputs/s{eta}")
 
     def _say(self, text: str) -> None:
         if self.bar is not None:
@@ -135,10 +149,15 @@ class Progress:
 
     def _show(self, final: bool = False) -> None:
         if self.bar is None:
-            self._say(f"pixcap: {self.line(final)}")
+            state = (self.counts, self.committed.parts, self.committed.written, self.committed.rejected)
+            if final or state != self._printed:  # a log gets a line when something moved, not the same line again
+                self._printed = dict(self.counts), *state[1:]
+                self._say(f"pixcap: {self.line(final)}")
             return
         expected, _ = self.estimate(final)
         self.bar.total = expected
-        self.bar.n = self.committed.written + self.committed.rejected
-        self.bar.set_postfix_str(f"parts {self.committed.parts}/{self.parts}, {self.committed.rejected} rejected", refresh=False)
+        self.bar.n = self.done()
+        c = self.committed
+        self.bar.set_postfix_str(f"parts {c.parts}/{self.parts}, {c.written + c.rejected} committed, {c.rejected} rejected"
+                                 f" | {self.stage_counts()}", refresh=False)
         self.bar.refresh()

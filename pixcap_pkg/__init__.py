@@ -33,6 +33,9 @@ _API = {
     "encode_shards": "pixcap.trainer.encode",
     "train": "pixcap.trainer.loop",
     "sample_run": "pixcap.trainer.sampling",
+    "EvalJob": "pixcap.schemas.eval_job",
+    "load_eval_job": "pixcap.schemas.eval_job",
+    "run_eval": "pixcap.evaluation.run",
     "job_path": "pixcap.jobs",
     "shipped_jobs": "pixcap.jobs",
 }

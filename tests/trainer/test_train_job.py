@@ -10,7 +10,9 @@ from pixcap.schemas import JobError, load_train_job, read_job_yaml
 from pixcap.trainer.cli import register
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
-STAGES = ["stage1_dit_init", "stage2_alignment", "stage3_aesthetic_512", "stage3_aesthetic_1024"]
+# The paper's stages: 1, pixel dependency, is the converted DiT-XL/2 (no train job); 2, text-image alignment;
+# 3, high resolution and aesthetics, at 256, 512 and 1024 px.
+STAGES = ["stage2_alignment_256", "stage3_aesthetic_256", "stage3_aesthetic_512", "stage3_aesthetic_1024"]
 
 
 def test_defaults_and_named_keys():
@@ -70,18 +72,22 @@ def test_shipped_jobs_are_valid(name):
 
 
 def test_stage_jobs_follow_the_official_schedule():
-    """256 square (PixArt_xl2_img256_*: multi_scale=False), then 512 and 1024 multi-scale, each on its
-    own table (img512_internalms, img1024_internalms), each from the previous stage, lr scaled by sqrt."""
+    """256 square (PixArt_xl2_img256_SAM, then _internal: multi_scale=False), then 512 and 1024 multi-scale, each
+    on its own table (img512_internalms, img1024_internalms), each from the previous stage, lr scaled by sqrt;
+    the stage-3 jobs keep high-aesthetic samples only, and stage 2 starts from the converted DiT (stage 1)."""
     jobs = {name: load_train_job(read_job_yaml(str(JOBS / f"train_{name}.yaml"))) for name in STAGES}
     assert [(j.resolution, j.buckets, j.resolutions) for j in jobs.values()] == [
         (256, "square", [256]), (256, "square", [256]), (512, "aspect", [512]), (1024, "aspect", [1024])]
     assert [j.batch_size for j in jobs.values()] == [176, 176, 40, 12]  # the official per-GPU batches
+    assert [j.max_steps for j in jobs.values()] == [150_000, 90_000, 100_000, 16_000]  # the paper's steps
+    assert [j.filters.min_aesthetic_score for j in jobs.values()] == [None, 5.0, 5.0, 5.0]
+    assert "convert-dit" in (JOBS / "train_stage2_alignment_256.yaml").read_text()
     assert all(j.lr_scaling == "sqrt" and j.lr == 2e-5 and j.grad_clip == 0.01 and not j.load_ema
                and j.clean_captions for j in jobs.values())
     names = list(jobs)
     for previous, current in zip(names, names[1:]):
         assert jobs[current].load_from == str(Path(jobs[previous].output) / "pipeline")
-    assert sorted(p.stem for p in JOBS.glob("train_*.yaml")) == sorted(f"train_{n}" for n in ["tiny", *STAGES])
+    assert sorted(p.stem for p in JOBS.glob("train_stage*.yaml")) == sorted(f"train_{n}" for n in STAGES)
 
 
 def test_train_command_refuses_a_bad_override_with_a_job_error():
@@ -91,3 +97,12 @@ def test_train_command_refuses_a_bad_override_with_a_job_error():
     args = parser.parse_args(["train", str(JOBS / "train_tiny.yaml"), "--set", "filters.min_side=big"])
     with pytest.raises(JobError, match=r"^filters.min_side: expected int, got str 'big'$"):
         args.func(args)
+
+
+def test_the_data_job_feeding_the_stages_scores_aesthetics():
+    """Stage 3 keeps samples by LAION's aesthetic score, so the SAM-LLaVA job computes it, on the CLIP it was trained on."""
+    from pixcap.schemas import load_job
+
+    job = load_job(read_job_yaml(str(JOBS / "sam_llava_7b.yaml")))
+    assert job.aesthetic.model.endswith("/sac+logos+ava1-l14-linearMSE.pth")
+    assert (job.clip.model, job.clip.pretrained) == ("ViT-L-14", "openai")
