@@ -29,6 +29,7 @@ from . import failpoints
 from .layout import shard_blobs
 from .layout import shard_files
 from .ledger import Ledger
+from .parquet import parquet_bytes
 from .lock import LockLost
 from .storage import Storage
 
@@ -106,10 +107,8 @@ def _reject_row(row: dict, shard: str) -> dict:
 
 
 def _write_parquet(storage: Storage, path: str, table: pa.Table) -> dict:
-    buffer = io.BytesIO()  # a shard's parquet is small; pyarrow wants a real file object
-    pq.write_table(table, buffer)
     with storage.writer(path) as f:
-        f.write(buffer.getvalue())
+        f.write(parquet_bytes(table))  # no rows: no row group, which every reader takes
     return {"bytes": f.bytes, "sha256": f.digest.hexdigest()}
 
 

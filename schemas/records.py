@@ -51,6 +51,68 @@ SAMPLE_SCHEMA = pa.schema(
 )
 SAMPLE_COLUMNS = SAMPLE_SCHEMA.names
 
+# -- columns a job adds to its output's record (one schema per output: the job's, fixed by its fingerprint) --
+# Each named captioner has its own columns, the base column's name + "_" + its name (caption_long,
+# clip_score_long, nouns_long, ...); the base columns above repeat the primary (first) captioner's, so every
+# reader of one caption still works. A field's metadata says whose it is, and which shard member it becomes.
+CAPTIONER_META = b"pixcap.captioner"  # field metadata: the captioner the column belongs to
+MEMBER_META = b"pixcap.member"  # field metadata: the shard member suffix a text column is also written as
+T5_TOKENS = "t5_tokens"  # the caption's exact T5 token count, </s> included (t5_tokens stage)
+T5_TRUNCATED = "t5_truncated"  # more T5 tokens than the trainer's max_length (PixArt: 120)
+CAPTIONER_BASES = (CAPTION, CAPTION_MODEL, NOUNS, N_NOUNS, CLIP_SCORE, GROUNDED_NOUNS, N_GROUNDED)
+T5_BASES = (T5_TOKENS, T5_TRUNCATED)
+_BASE_TYPES = {CAPTION: pa.string(), CAPTION_MODEL: pa.string(), NOUNS: pa.list_(pa.string()), N_NOUNS: pa.int32(),
+               CLIP_SCORE: pa.float32(), GROUNDED_NOUNS: pa.list_(pa.string()), N_GROUNDED: pa.int32(),
+               T5_TOKENS: pa.int32(), T5_TRUNCATED: pa.bool_()}
+
+
+def captioner_column(base: str, name: str) -> str:
+    """A captioner's own column: caption_long for (caption, long); the base column itself for name ""
+    (the single captioner of a `caption:` job)."""
+    return f"{base}_{name}" if name else base
+
+
+def caption_member(name: str) -> str:
+    """The shard member suffix of a named captioner's caption: KEY.long.txt."""
+    return f"{name}.{CAPTION_EXT}"
+
+
+def captioner_fields(name: str, bases=CAPTIONER_BASES) -> list:
+    """The record fields of a named captioner (its caption also becomes the member KEY.NAME.txt)."""
+    fields = []
+    for base in bases:
+        metadata = {CAPTIONER_META: name.encode()}
+        if base == CAPTION:
+            metadata[MEMBER_META] = caption_member(name).encode()
+        fields.append(pa.field(captioner_column(base, name), _BASE_TYPES[base], metadata=metadata))
+    return fields
+
+
+def t5_fields(names: list) -> list:
+    """t5_tokens and t5_truncated for the primary caption, then for each named captioner."""
+    fields = [pa.field(base, _BASE_TYPES[base]) for base in T5_BASES]
+    return fields + [field for name in names if name for field in captioner_fields(name, T5_BASES)]
+
+
+def score_field(column: str) -> pa.Field:
+    """A classifier's column: one label's probability, float32 (null where the image was not scored)."""
+    return pa.field(column, pa.float32())
+
+
+def record_schema(extra_fields=()) -> pa.Schema:
+    """SAMPLE_SCHEMA, then the columns the job's stages add (schemas/stages.py: record_schema(job))."""
+    return pa.schema([*SAMPLE_SCHEMA, *extra_fields])
+
+
+def captioners_of(schema: pa.Schema) -> list:
+    """The named captioners whose columns a stats schema holds, in order ([] for a `caption:` output)."""
+    names = []
+    for field in schema:
+        owner = (field.metadata or {}).get(CAPTIONER_META)
+        if owner is not None and owner.decode() not in names:
+            names.append(owner.decode())
+    return names
+
 # Shard members: KEY.jpg (the stored image), KEY.txt (the caption), KEY.json (the record).
 IMAGE_EXT = "jpg"
 CAPTION_EXT = "txt"

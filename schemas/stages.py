@@ -27,6 +27,13 @@ DEFAULT_PROMPT = "Describe this image and its style in a very detailed manner"
 POOL_SPEED_KEYS = ("batch_size", "actors", "gpus_per_actor")  # how an actor pool runs, never what it writes
 
 
+class PoolConfig:
+    """What an actor-pool stage's config says of its keys, unless it says otherwise."""
+    speed_keys: typing.ClassVar[tuple] = POOL_SPEED_KEYS
+    positive: typing.ClassVar[tuple] = ("batch_size", "actors")
+    choices: typing.ClassVar[dict] = {}
+
+
 @dataclass
 class DecodeConfig:
     max_side: int = 1024  # longest side of the stored image; larger ones are re-encoded
@@ -66,18 +73,14 @@ class CaptionConfig:
 
 
 @dataclass
-class NounsConfig:
+class NounsConfig(PoolConfig):
     model: str = "en_core_web_sm"
     batch_size: int = 256
     actors: int = 1
 
-    speed_keys: typing.ClassVar[tuple] = POOL_SPEED_KEYS
-    positive: typing.ClassVar[tuple] = ("batch_size", "actors")
-    choices: typing.ClassVar[dict] = {}
-
 
 @dataclass
-class ClipConfig:
+class ClipConfig(PoolConfig):
     model: str = DEFAULT_CLIP_MODEL  # an open_clip name, a config JSON path, or tiny:clip (tests)
     pretrained: str = DEFAULT_CLIP_PRETRAINED  # an open_clip tag, a checkpoint path, or tiny:clip (tests)
     grounding_threshold: float = 0.2  # cosine of image and "a photo of a {noun}"
@@ -85,23 +88,15 @@ class ClipConfig:
     actors: int = 1
     gpus_per_actor: float = 0.0
 
-    speed_keys: typing.ClassVar[tuple] = POOL_SPEED_KEYS
-    positive: typing.ClassVar[tuple] = ("batch_size", "actors")
-    choices: typing.ClassVar[dict] = {}
-
 
 @dataclass
-class AestheticConfig:
+class AestheticConfig(PoolConfig):
     # "" is off. Else LAION's improved aesthetic predictor as a state dict (a .pth loaded tensors
     # only, or .safetensors), e.g. sac+logos+ava1-l14-linearMSE.pth with clip ViT-L-14/openai;
     # or tiny:aesthetic (for tiny:clip). Scores the CLIP image embedding: stages/aesthetic.py.
     model: str = ""
     batch_size: int = 256
     actors: int = 1
-
-    speed_keys: typing.ClassVar[tuple] = POOL_SPEED_KEYS
-    positive: typing.ClassVar[tuple] = ("batch_size", "actors")
-    choices: typing.ClassVar[dict] = {}
 
 
 @dataclass

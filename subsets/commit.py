@@ -25,6 +25,7 @@ from pixcap.schemas.manifest import (
 from pixcap.schemas.records import KEY
 
 from pixcap.output.layout import shard_files
+from pixcap.output.parquet import parquet_bytes
 from pixcap.output.storage import Storage
 
 FAILPOINT = "subset_commit"  # between a subset shard's tar and its stats (pipeline/failpoints.py)
@@ -85,9 +86,7 @@ def _copy_members(parent: Storage, entry: dict, keys: set, sink) -> set:
 
 
 def _write_parquet(storage: Storage, path: str, table: pa.Table) -> dict:
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    return _write_bytes(storage, path, buffer.getvalue())
+    return _write_bytes(storage, path, parquet_bytes(table))  # no rows: no row group (output/parquet.py)
 
 
 def _write_bytes(storage: Storage, path: str, data: bytes) -> dict:
