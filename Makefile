@@ -29,8 +29,10 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
 	  echo "make: installing Debian's chromium for the report's browser tests"; \
-	  $$sudo apt-get update -qq && \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	  log=$$(mktemp); \
+	  { $$sudo apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >$$log 2>&1 \
+	    || { cat $$log; rm -f $$log; exit 1; }; rm -f $$log; }
 
 # The markers below are set in tests/conftest.py from the fixtures a test uses, not by hand:
 # `ray` (the session's Ray, or a Ray a `pixcap run` subprocess starts), `s3` (the S3 server).
@@ -44,9 +46,11 @@ test: $(STAMP) chromium
 test-fast: $(STAMP) chromium
 	$(PY) -m pytest -m "not slow"
 
-# The tests that need neither Ray nor the S3 server (so no `pixcap run` either): under 3 minutes.
+# The tests that need neither Ray nor the S3 server (so no `pixcap run` getting as far as Ray), and
+# are not slow (the tiny trainer's overfit, distributed and SIGTERM runs take minutes without Ray):
+# under 3 minutes.
 test-unit: $(STAMP) chromium
-	$(PY) -m pytest -m "not ray and not s3"
+	$(PY) -m pytest -m "not ray and not s3 and not slow"
 
 # Each benchmark runs as a module (`python -m bench.bench_cluster`), its servers on free loopback
 # ports; BENCH_TIMEOUT seconds each at most, so a bench that hangs ends `make bench` with an error.

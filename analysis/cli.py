@@ -6,7 +6,6 @@ The report is imported inside its handler, so `pixcap --help` does not load matp
 from __future__ import annotations
 
 import json
-import logging
 
 from pixcap.schemas import JobError
 
@@ -14,7 +13,6 @@ from .rejects import format_rejects
 from .stats import VALID_NOUN_MIN_COUNT, concept_density, format_table  # pyarrow only, as pixcap.schemas
 
 DEFAULT_REPORT = "report.html"
-logger = logging.getLogger(__name__)
 
 
 def stats_command(args) -> int:
@@ -38,8 +36,8 @@ def report_command(args) -> int:
                               valid_min_count=args.valid_min_count)
     except FileNotFoundError as e:
         raise JobError(str(e)) from None
-    logger.info(f"pixcap: report on {len(report.summaries)} output(s) written to {report.path} "
-                f"({report.bytes / 1e6:.1f} MB)")
+    print(f"pixcap: report on {len(report.summaries)} output(s) written to {report.path} "
+          f"({report.bytes / 1e6:.1f} MB)")
     return 0
 
 
@@ -52,7 +50,9 @@ def register(subparsers) -> None:
     stats.set_defaults(func=stats_command)
 
     report = subparsers.add_parser("report", help="write one self-contained HTML report on one or more outputs")
-    report.add_argument("outputs", nargs="+", metavar="OUT", help="output folders of pixcap run, shown side by side")
+    report.add_argument("outputs", nargs="+", metavar="OUT",
+                        help="output folders of pixcap run, shown side by side; also pixcap eval folders "
+                             "and user-study JSON files (their models' scores and win rates)")
     report.add_argument("--output", default=DEFAULT_REPORT, help="the HTML file to write")
     report.add_argument("--t5-tokenizer", metavar="PATH",
                         help="a T5 tokenizer folder (or a PixArt pipeline) to count caption tokens exactly; "

@@ -49,4 +49,13 @@ DISTRIBUTIONS: Dict[str, Distribution] = {
     AESTHETIC_SCORE: Distribution("Aesthetic score", "aesthetic_score (LAION's improved aesthetic predictor)",
                                   lambda: Histogram(-10.0, 20.0, 3000), 2),
 }
+SCORE_THRESHOLDS = (0.5, 0.9)  # the report counts a classifier's images above each
+
+
+def score_distribution(column: str) -> Distribution:
+    """A classifier's column (a probability; the job names it, so it is not in DISTRIBUTIONS)."""
+    return Distribution(f"{column} (image classifier)", f"{column} (probability of the classifier's label)",
+                        lambda: Histogram(0.0, 1.0, 1000), 3)
+
+
 OPTIONAL = registry.optional_columns()  # columns an output may lack (the stage did not run): shown when any output has values

@@ -64,7 +64,8 @@ def _embedding_rows(path: str) -> Optional[int]:
     try:
         with fsspec.open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            shape, _, _ = np.lib.format._read_array_header(f, version)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, _ = header(f)
     except FileNotFoundError:
         return None
     return shape[0]

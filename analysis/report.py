@@ -10,13 +10,18 @@ import datetime
 import os
 from typing import List, Optional, Sequence
 
+from pixcap.output.layout import REJECTS
+
 from .caption_length import T5TokenCounter
+from .eval_results import split_report_inputs
 from .markup import esc
 from .page import render_page
+from .parquet_check import reading_failed, unreadable_file
 from .sections_duplicates import duplicates_section
+from .sections_eval import model_sections
 from .sections_inspection import gallery_section, rejects_section, shards_section
 from .sections_statistics import distributions_section, nouns_section, table1_section, training_fit_section
-from .stats import VALID_NOUN_MIN_COUNT
+from .stats import VALID_NOUN_MIN_COUNT, output_files, stats_files
 from .summary import OutputSummary, summarise_output
 
 CONTENTS = (("table1", "Table 1"), ("distributions", "Distributions"), ("training-fit", "Training fit"),
@@ -45,9 +50,9 @@ def _header(summaries: List[OutputSummary]) -> str:
             f"(and, for the gallery, the shards) of:</p><ul>{outputs}</ul><nav>{contents}</nav>")
 
 
-def render_report(summaries: List[OutputSummary]) -> str:
-    body = "\n".join([
-        _header(summaries),
+def render_report(summaries: List[OutputSummary], evals=(), study_files=()) -> str:
+    """Outputs' sections (when any), then models' evals and user studies (when any)."""
+    outputs = [
         table1_section(summaries),
         distributions_section(summaries),
         training_fit_section(summaries),
@@ -56,17 +61,32 @@ def render_report(summaries: List[OutputSummary]) -> str:
         rejects_section(summaries),
         shards_section(summaries),
         gallery_section(summaries),
-    ])
-    return render_page("pixcap report: " + ", ".join(s.label for s in summaries), body)
+    ] if summaries else []
+    body = "\n".join([_header(summaries), *outputs, *model_sections(list(evals), list(study_files))])
+    return render_page("pixcap report: " + ", ".join([s.label for s in summaries] + [r.label for r in evals]), body)
+
+
+def _summarised(path: str, label: str, counter, valid_min_count: int) -> OutputSummary:
+    """summarise_output, or one line naming the damaged stats or rejects parquet that stopped it."""
+    try:
+        return summarise_output(path, label, counter, valid_min_count)
+    except Exception as e:
+        if not reading_failed(e):
+            raise
+        named = unreadable_file(stats_files(path) + output_files(path, REJECTS, "*.parquet"))
+        if named is None:
+            raise
+        raise named from None
 
 
 def write_report(outputs: Sequence[str], report_path: str, t5_tokenizer: Optional[str] = None,
                  valid_min_count: int = VALID_NOUN_MIN_COUNT) -> Report:
     """Summarise each output and write the report; FileNotFoundError names an output without stats."""
     counter = T5TokenCounter(t5_tokenizer) if t5_tokenizer else None
-    summaries = [summarise_output(path, label, counter, valid_min_count)
+    outputs, evals, study_files = split_report_inputs(outputs)  # pixcap eval folders and study files too
+    summaries = [_summarised(path, label, counter, valid_min_count)
                  for path, label in zip(outputs, output_labels(outputs))]
-    page = render_report(summaries).encode("utf-8")
+    page = render_report(summaries, evals, study_files).encode("utf-8")
     folder = os.path.dirname(os.path.abspath(report_path))
     os.makedirs(folder, exist_ok=True)
     partial = report_path + ".partial"

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import List
 
 from .caption_length import APPROXIMATION, T5_MAX_TOKENS
-from .distributions import CAPTION_T5_TOKENS, DISTRIBUTIONS, OPTIONAL
+from .distributions import CAPTION_T5_TOKENS, DISTRIBUTIONS, OPTIONAL, SCORE_THRESHOLDS, score_distribution
+from .histogram import Histogram
 from .histogram import PERCENTILES
 from .markup import Cell, esc, figure, note, number, numeric, percent, section, table
 from .page import json_script
@@ -32,20 +33,25 @@ def table1_section(summaries: List[OutputSummary]) -> str:
                    json_script(TABLE1_JSON_ID, data))
 
 
-def _percentile_rows(name: str, summaries: List[OutputSummary]) -> tuple:
-    digits = DISTRIBUTIONS[name].digits
+def _percentile_rows(name: str, summaries: List[OutputSummary], spec=None) -> tuple:
+    spec = spec or DISTRIBUTIONS[name]
+    digits = spec.digits
     headers = ["output", "images", "mean", "min", *[f"p{q}" for q in PERCENTILES], "max"]
     if name == CAPTION_T5_TOKENS:
         headers.append(f"> {T5_MAX_TOKENS} (truncated)")
+    if spec is not DISTRIBUTIONS.get(name):  # a classifier's score: how many images each threshold would drop
+        headers += [f"> {t:g}" for t in SCORE_THRESHOLDS]
     rows = []
     for s in summaries:
-        h = s.histograms[name]
+        h = s.histograms.get(name) or spec.new_histogram()
         p = h.percentiles()
         row = [Cell(s.label, text_cell=True), h.count, number(h.mean, max(digits, 2)),
                number(h.min if h.count else float("nan"), digits),
                *[number(p[q], digits) for q in PERCENTILES], number(h.max if h.count else float("nan"), digits)]
         if name == CAPTION_T5_TOKENS:
             row.append(f"{100 * h.share_above(T5_MAX_TOKENS):.1f}%")
+        if spec is not DISTRIBUTIONS.get(name):
+            row += [f"{round(h.share_above(t) * h.count)} ({100 * h.share_above(t):.1f}%)" for t in SCORE_THRESHOLDS]
         rows.append(row)
     return headers, rows
 
@@ -66,6 +72,13 @@ def distributions_section(summaries: List[OutputSummary]) -> str:
             parts.append(note(f"PixArt-alpha's T5 reads {T5_MAX_TOKENS} tokens; the rest of a longer caption is cut. "
                               + ("Counted with the T5 tokenizer given." if len(exact) == len(summaries)
                                  else f"Approximate: {APPROXIMATION}.")))
+    for name in dict.fromkeys(column for s in summaries for column in s.scores):
+        spec = score_distribution(name)
+        series = [(s.label, s.histograms.get(name) or Histogram(0.0, 1.0, 1)) for s in summaries]
+        headers, rows = _percentile_rows(name, summaries, spec)
+        parts.append(f'<h3 id="dist-{esc(name)}">{esc(spec.title)}</h3>')
+        parts.append(figure(distribution_figure(spec, series), spec.title))
+        parts.append(table(headers, rows))
     return section("distributions", "Distributions", *parts)
 
 

@@ -17,9 +17,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixcap.schemas.records import CAPTION, CLIP_SCORE, HEIGHT, KEY, N_GROUNDED, N_NOUNS, SHA256, SHARD, WIDTH
+from pixcap.schemas.records import score_columns
 
 from .caption_length import T5TokenCounter, caption_words, t5_tokens
 from .distributions import ASPECT_RATIO, CAPTION_T5_TOKENS, CAPTION_WORDS, DISTRIBUTIONS, OPTIONAL, column_values
+from .distributions import score_distribution
 from .duplicate_counts import DuplicateCounts, ExactTally, near_duplicate_count
 from .gallery import ScoreExtremes, nearest_scores
 from .histogram import Histogram
@@ -58,6 +60,7 @@ class OutputSummary:
     shards: List[ShardRow]
     gallery: Dict[str, List[Example]]  # "lowest" / "median" / "highest"
     duplicates: DuplicateCounts
+    scores: List[str] = dataclasses.field(default_factory=list)  # classifiers' columns, in histograms too
 
 
 def valid_noun_curve(counts: np.ndarray) -> List[int]:
@@ -66,8 +69,9 @@ def valid_noun_curve(counts: np.ndarray) -> List[int]:
     return [int(len(ordered) - np.searchsorted(ordered, t, side="right")) for t in VN_THRESHOLDS]
 
 
-def _add_batch(batch, histograms: Dict[str, Histogram], fit: TrainingFit, counter: Optional[T5TokenCounter]) -> None:
-    for name in (CLIP_SCORE, N_NOUNS, N_GROUNDED, WIDTH, HEIGHT, *OPTIONAL_COLUMNS):
+def _add_batch(batch, histograms: Dict[str, Histogram], fit: TrainingFit, counter: Optional[T5TokenCounter],
+               scores=()) -> None:
+    for name in (CLIP_SCORE, N_NOUNS, N_GROUNDED, WIDTH, HEIGHT, *OPTIONAL_COLUMNS, *scores):
         if name in batch.schema.names:
             histograms[name].add(column_values(batch, name))
     captions = batch.column(CAPTION)
@@ -87,9 +91,14 @@ def summarise_output(path: str, label: str, counter: Optional[T5TokenCounter] = 
     histograms = {name: spec.new_histogram() for name, spec in DISTRIBUTIONS.items()}
     shards = []
     layout = []  # (rows, optional columns present) of each file, read from the footers first
+    scores = []  # the classifiers' columns (the job named them), from the files' schemas
     for file in files:
         with pq.ParquetFile(file) as parquet:
-            layout.append((parquet.metadata.num_rows, [c for c in OPTIONAL_COLUMNS if c in parquet.schema_arrow.names]))
+            names = score_columns(parquet.schema_arrow)
+            layout.append((parquet.metadata.num_rows,
+                           [c for c in OPTIONAL_COLUMNS if c in parquet.schema_arrow.names] + names))
+            scores += [name for name in names if name not in scores]
+    histograms.update({name: score_distribution(name).new_histogram() for name in scores})
     exact = ExactTally(sum(rows for rows, _ in layout))
     for file, (_, optional) in zip(files, layout):
         samples, clip_sum, clip_n = 0, 0.0, 0
@@ -98,7 +107,7 @@ def summarise_output(path: str, label: str, counter: Optional[T5TokenCounter] = 
             tally.add(batch)
             exact.add(batch.column(SHA256))
             extremes.add(batch)
-            _add_batch(batch, histograms, fit, counter)
+            _add_batch(batch, histograms, fit, counter, [name for name in scores if name in batch.schema.names])
             scores = batch.column(CLIP_SCORE).drop_null()
             samples += batch.num_rows
             clip_sum += pc.sum(scores).as_py() or 0.0
@@ -116,4 +125,4 @@ def summarise_output(path: str, label: str, counter: Optional[T5TokenCounter] = 
     gallery = {group: read_examples(path, chosen) for group, chosen in picks.items()}
     duplicates = DuplicateCounts(exact.count(), *near_duplicate_count(files))
     return OutputSummary(path, label, table, histograms, counter is not None, top, curve, fit, rejects, shards, gallery,
-                         duplicates)
+                         duplicates, scores)

@@ -64,7 +64,8 @@ def job_file(folder: Path, inputs: str, output: str, shard_size: int) -> Path:
     path = folder / f"job-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump({
         "inputs": [inputs], "output": output, "shard_size": shard_size, "progress_seconds": 30,
-        "caption": {"backend": "hf", "max_new_tokens": 24, "batch_size": 8},
+        "caption": {"backend": "hf", "model": "tiny:llava", "max_new_tokens": 24, "batch_size": 8},
+        "clip": {"model": "tiny:clip", "pretrained": "tiny:clip"},
         "ray": {"cpus_per_task": 0.5, "cpus_per_actor": 0.5},
     }))
     return path

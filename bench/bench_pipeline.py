@@ -43,7 +43,8 @@ def main() -> None:
         write_tars(root / "in", sa1b_inputs(args.images), per_tar=args.images // 2)
         job = load_job({
             "inputs": [str(root / "in" / "sa_*.tar")], "output": str(root / "out"), "shard_size": args.shard_size,
-            "caption": {"max_new_tokens": 24, "batch_size": 8}, "progress_seconds": 30,
+            "caption": {"model": "tiny:llava", "max_new_tokens": 24, "batch_size": 8}, "progress_seconds": 30,
+            "clip": {"model": "tiny:clip", "pretrained": "tiny:clip"},
             "ray": {"cpus_per_task": 0.5, "cpus_per_actor": 0.5},
         })
         start = time.perf_counter()

@@ -13,9 +13,9 @@ from typing import List, Sequence
 import torch
 
 from pixcap.schemas import JobError
+from pixcap.trainer.run_folder import PIPELINE_DIR as RUN_PIPELINE  # a training run exports RUN_DIR/pipeline
 
 MODEL_INDEX = "model_index.json"
-RUN_PIPELINE = "pipeline"  # a training run folder exports RUN_DIR/pipeline (trainer/sampling.py)
 
 
 def pipeline_folder(source: str) -> str:

@@ -11,7 +11,7 @@ from typing import Iterator, List
 from PIL import Image
 
 from pixcap.schemas import JobError
-from pixcap.schemas.manifest import SHARDS_DIR
+from pixcap.output import layout
 from pixcap.schemas.records import IMAGE_EXT
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -19,8 +19,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 def reference_files(spec: str) -> List[str]:
     """Tar files or image files, sorted; JobError when there are none."""
-    if os.path.isdir(os.path.join(spec, SHARDS_DIR)):
-        files = sorted(glob.glob(os.path.join(spec, SHARDS_DIR, "*.tar")))
+    if os.path.isdir(layout.under(spec, layout.SHARDS)):
+        files = sorted(glob.glob(layout.under(spec, layout.shard_glob("tar"))))
     elif os.path.isdir(spec):
         files = sorted(os.path.join(root, name) for root, _, names in os.walk(spec) for name in names
                        if name.lower().endswith(IMAGE_SUFFIXES + (".tar",)))

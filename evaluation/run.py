@@ -42,12 +42,24 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 def folder_identity(folder: str) -> list:
-    """What the pipeline folder holds: each file's path, size and mtime (a retrained model changes it)."""
+    """What the pipeline folder holds: each file's path and size, and the sha256 of the transformer's
+    files (what training changes; T5 and the VAE, many GB, are named and sized only). A model
+    exported again with the same weights is the same model."""
+    import hashlib
+
     out = []
     for root, _, names in sorted(os.walk(folder)):
         for name in sorted(names):
-            st = os.stat(os.path.join(root, name))
-            out.append([os.path.relpath(os.path.join(root, name), folder), st.st_size, st.st_mtime_ns])
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, folder)
+            entry = [relative, os.path.getsize(path)]
+            if relative.startswith("transformer" + os.sep):
+                digest = hashlib.sha256()
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                entry.append(digest.hexdigest())
+            out.append(entry)
     return out
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .tiny_aesthetic import AESTHETIC_FILE, build_tiny_aesthetic
 from .tiny_captioning import CLIP_NAME, build_tiny_clip, build_tiny_llava
+from .tiny_classifier import build_tiny_classifier
 from .tiny_diffusion import build_tiny_dit, build_tiny_t5, build_tiny_vae
 from .tiny_eval import EVAL_BUILDERS
 
@@ -25,6 +26,7 @@ BUILDERS = {
     "tiny-vae": build_tiny_vae,
     "tiny-dit": build_tiny_dit,
     "tiny-aesthetic": build_tiny_aesthetic,
+    "tiny-nsfw": build_tiny_classifier,
 }
 
 
@@ -53,4 +55,5 @@ def build_tiny_models(root, seed: int = 0) -> dict:
         "vae": folders["tiny-vae"],
         "dit": folders["tiny-dit"],
         "aesthetic": folders["tiny-aesthetic"] / AESTHETIC_FILE,
+        "nsfw": folders["tiny-nsfw"],
     }

@@ -23,7 +23,8 @@ from pixcap.schemas.manifest import (
     SHARD_META_BYTES, SHARD_META_EMBEDDINGS_SHA256, SHARD_META_REJECTED,
     SHARD_META_REJECTS_SHA256, SHARD_META_SHA256,
 )
-from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, RECORD_EXT, SAMPLE_SCHEMA
+from pixcap.schemas.fragments import record_of
+from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, MEMBER_META, RECORD_EXT, SAMPLE_SCHEMA
 
 from . import failpoints
 from .layout import shard_blobs
@@ -46,19 +47,35 @@ class CommitError(RuntimeError):
     """A shard could not be committed (a full disk, a write error): the run stops."""
 
 
-def _shard_rows(storage: Storage, shard: str, fragments: list) -> list:
-    """The shard's rows from its fragments, one per index (a retried task may write one twice)."""
-    by_index = {}
+def _shard_rows(storage: Storage, shard: str, fragments: list) -> tuple:
+    """(the shard's rows from its fragments, one per index (a retried task may write one twice), the
+    record schema the fragments hold: the job's, the same in every fragment of an output)."""
+    by_index, schema = {}, SAMPLE_SCHEMA
     for fragment in sorted(fragments):
         with storage.open(fragment) as f:
             table = pq.read_table(io.BytesIO(f.read()), filters=[(B.SHARD, "=", shard)])
+        schema = record_of(table.schema)
         for row in table.to_pylist():
             by_index.setdefault(row[B.INDEX], row)
-    return [by_index[i] for i in sorted(by_index)]
+    return [by_index[i] for i in sorted(by_index)], schema
 
 
-def _record(row: dict) -> dict:
-    return {name: row[name] for name in SAMPLE_SCHEMA.names}
+def _record(row: dict, schema: pa.Schema = SAMPLE_SCHEMA) -> dict:
+    return {name: row[name] for name in schema.names}
+
+
+def _record_json(row: dict, schema: pa.Schema) -> bytes:
+    """KEY.json: the record without the values not computed (the aesthetic score of a job without
+    that stage). A JSON null has no type: HF datasets would type such a column `null` and fail on
+    the first shard that has a number; a key left out is read as missing. The stats keep the type."""
+    record = {name: value for name, value in _record(row, schema).items() if value is not None}
+    return json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def _text_members(schema: pa.Schema) -> dict:
+    """{member suffix: column} of the text members besides KEY.txt: each named captioner's KEY.NAME.txt."""
+    return {field.metadata[MEMBER_META].decode(): field.name for field in schema
+            if field.metadata and MEMBER_META in field.metadata}
 
 
 def _with_images(storage: Storage, samples: list):
@@ -70,9 +87,10 @@ def _with_images(storage: Storage, samples: list):
         yield from ((row, images[row[B.STORED_AT]]) for row in group)
 
 
-def _write_tar(f, storage: Storage, samples: list, failpoint) -> None:
+def _write_tar(f, storage: Storage, samples: list, failpoint, schema: pa.Schema = SAMPLE_SCHEMA) -> None:
     # Fixed owner and mtime: the same samples give byte-identical shards on every run.
     writer = wds.TarWriter(f, user="pixcap", group="pixcap", mtime=0.0)
+    members = _text_members(schema)
     try:
         partway = False
         for row, image in _with_images(storage, samples):
@@ -81,7 +99,8 @@ def _write_tar(f, storage: Storage, samples: list, failpoint) -> None:
                     "__key__": row[B.KEY],
                     IMAGE_EXT: image,
                     CAPTION_EXT: row[B.CAPTION].encode("utf-8"),
-                    RECORD_EXT: json.dumps(_record(row), ensure_ascii=False, sort_keys=True).encode("utf-8"),
+                    **{member: (row[column] or "").encode("utf-8") for member, column in members.items()},
+                    RECORD_EXT: _record_json(row, schema),
                 }
             )
             if not partway and f.tell() > 0:  # the tar's first 10 KB block reached the file
@@ -129,14 +148,14 @@ def commit_shard(storage: Storage, shard: str, fragments: list, failpoint=_no_fa
     `failpoint(point)` is called part-way through the tar, once its first block is in the file
     ("shard_tar", not reached by a tar under 10 KB), and between the tar and the stats
     ("shard_commit"). Returns the shard's counts and {path: {bytes, sha256}} of its files."""
-    rows = _shard_rows(storage, shard, fragments)
+    rows, schema = _shard_rows(storage, shard, fragments)
     samples = [r for r in rows if not r[B.REJECT_REASON]]
     rejects = [r for r in rows if r[B.REJECT_REASON]]
     paths = shard_files(shard)
     files = {}
     if samples:
         with storage.writer(paths["tar"]) as f:
-            _write_tar(f, storage, samples, failpoint)
+            _write_tar(f, storage, samples, failpoint, schema)
         files[paths["tar"]] = {"bytes": f.bytes, "sha256": f.digest.hexdigest()}
         if all(r[B.CLIP_EMBEDDING] for r in samples):
             files[paths["embeddings"]] = _write_embeddings(storage, paths["embeddings"], samples)
@@ -144,7 +163,7 @@ def commit_shard(storage: Storage, shard: str, fragments: list, failpoint=_no_fa
     files[paths["rejects"]] = _write_parquet(storage, paths["rejects"], reject_table)
     failpoint("shard_commit")
     tar = files.get(paths["tar"], {"bytes": 0, "sha256": ""})
-    stats = pa.Table.from_pylist([_record(r) for r in samples], schema=SAMPLE_SCHEMA).replace_schema_metadata({
+    stats = pa.Table.from_pylist([_record(r, schema) for r in samples], schema=schema).replace_schema_metadata({
         SHARD_META_BYTES: str(tar["bytes"]), SHARD_META_SHA256: tar["sha256"], SHARD_META_REJECTED: str(len(rejects)),
         SHARD_META_REJECTS_SHA256: files[paths["rejects"]]["sha256"],
         SHARD_META_EMBEDDINGS_SHA256: files.get(paths["embeddings"], {}).get("sha256", ""),

@@ -6,6 +6,8 @@ The resolved model revisions are part of it, so new weights under an old name ar
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pixcap.schemas import Job
 from pixcap.schemas import stages as registry
 from pixcap.schemas.job import flatten
@@ -21,13 +23,23 @@ def _is_content(key: str, skipped) -> bool:
                                           for skip in NOT_CONTENT)
 
 
+def _stage_settings(job: Job) -> dict:
+    """Each stage's content keys, under its instance's name (captioners.long.prompt)."""
+    settings = {}
+    for spec in registry.configured():
+        for found in spec.instances(job):  # none for a stage that is off: an output made before it keeps its fingerprint
+            later = getattr(spec.config, "added_later", {})
+            settings.update({f"{found.name}.{key}": value for key, value in flatten(dataclasses.asdict(found.config)).items()
+                             if key not in spec.config.speed_keys and not (key in later and later[key] == value)})
+    return settings
+
+
 def fingerprint(job: Job, revisions: dict) -> dict:
     """{dotted key: value} of every content setting, plus {"revision.STAGE": revision}."""
-    skipped = registry.speed_keys()
-    settings = {key: value for key, value in flatten(job.to_dict()).items() if _is_content(key, skipped)}
-    for spec in registry.configured():
-        if not spec.enabled(job):  # an optional stage that is off: an output made before it existed keeps its fingerprint
-            settings = {key: value for key, value in settings.items() if not key.startswith(f"{spec.name}.")}
+    stages = {spec.name for spec in registry.configured()}
+    settings = {key: value for key, value in flatten(job.to_dict()).items()
+                if key.partition(".")[0] not in stages and _is_content(key, ())}
+    settings.update(_stage_settings(job))
     settings.update({f"revision.{stage}": revision for stage, revision in revisions.items()})
     return dict(sorted(settings.items()))
 

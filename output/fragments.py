@@ -17,15 +17,16 @@ from .storage import Storage
 class FragmentWriter:
     """Writes one batch of finished rows as a fragment; returns the ledger columns of its rows."""
 
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, schema=None):
         self.storage = storage
+        self.schema = schema  # the fragment's schema (a job's record: fragment_schema); None: FRAGMENT_SCHEMA
 
     def __call__(self, batch: dict) -> dict:
         if len(batch[B.SHARD]) == 0:
             return {column: [] for column in B.LEDGER_COLUMNS + [B.FRAGMENT]}
         if B.STORED in batch:  # a caller without the graph, whose decode task stores them first
             batch = BlobWriter(self.storage)(batch)
-        table = fragment_table(batch)
+        table = fragment_table(batch, self.schema)
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
         fragment = layout.fragment(uuid.uuid4().hex)

@@ -46,8 +46,9 @@ def models_entry(job, resolved, revisions: dict) -> dict:
     """The manifest's `models`: each model stage's model as the job named it (`name`, then its other
     model keys by name), as resolved, and its revision."""
     models = {}
-    for spec in registry.model_stages(job):
-        config, resolved_config = spec.config_of(job), spec.config_of(resolved)
+    resolved_configs = {found.name: found.config for found in registry.model_stages(resolved)}
+    for found in registry.model_stages(job):
+        spec, config, resolved_config = found.spec, found.config, resolved_configs[found.name]
         entry = {"backend": config.backend} if spec.backends else {}
         first, *others = spec.model_keys
         entry["name"] = getattr(config, first.key)
@@ -55,8 +56,8 @@ def models_entry(job, resolved, revisions: dict) -> dict:
         paths = [getattr(resolved_config, model_key.key) for model_key in spec.model_keys]
         if spec.runs_model(config):
             entry["resolved"] = paths[0] if len(paths) == 1 else paths
-        entry["revision"] = revisions[spec.name]
-        models[spec.name] = entry
+        entry["revision"] = revisions[found.name]
+        models[found.name] = entry
     return models
 
 

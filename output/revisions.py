@@ -112,12 +112,12 @@ def model_revisions(resolved: Job) -> dict:
     An optional stage that is off has none, so the fingerprint of an output without it stays as it was."""
     cache = RevisionCache(resolved.models_cache)
     revisions = {}
-    for spec in registry.model_stages(resolved):
-        config = spec.config_of(resolved)
-        if not spec.runs_model(config):
-            revisions[spec.name] = config.backend
+    for found in registry.model_stages(resolved):
+        config = found.config
+        if not found.runs_model():
+            revisions[found.name] = config.backend
             continue
-        revisions[spec.name] = " ".join(_model_revision(model_key.kind, getattr(config, model_key.key), cache)
-                                        for model_key in spec.model_keys)
+        revisions[found.name] = " ".join(_model_revision(model_key.kind, getattr(config, model_key.key), cache)
+                                         for model_key in found.spec.model_keys)
     cache.save()
     return revisions

@@ -1,4 +1,5 @@
-"""The Ray Data graph: read -> decode -> model_inputs -> caption -> nouns -> clip -> fragments.
+"""The Ray Data graph: read -> decode -> model_inputs -> [classifiers] -> captioners -> nouns -> clip -> [scorers]
+-> fragments.
 
 Read, decode and model_inputs are one task per input part (a tar, or a chunk of a folder), so
 parts spread over every CPU of the cluster; decode writes each image's stored bytes to the output
@@ -14,6 +15,7 @@ import ray
 from pixcap.schemas import Job
 from pixcap.schemas import batch as B
 from pixcap.schemas import stages as registry
+from pixcap.schemas.fragments import fragment_schema
 from pixcap.stages.decode import DecodeStage
 from pixcap.stages.model_inputs import ModelInputsStage
 from pixcap.stages.read import ReadStage
@@ -85,16 +87,25 @@ def _decode(batch, config, storage, counter):
 _MODEL_INPUTS: dict = {}
 
 
-def _model_inputs(batch, caption, clip):
-    key = (repr(caption), repr(clip))
+def _model_inputs(batch, captioners, clip, keep_image):
+    key = (repr(captioners), repr(clip), keep_image)
     if key not in _MODEL_INPUTS:
         _MODEL_INPUTS.clear()
-        _MODEL_INPUTS[key] = ModelInputsStage(caption, clip)
+        _MODEL_INPUTS[key] = ModelInputsStage(captioners, clip, keep_image)
     return _MODEL_INPUTS[key](batch)
 
 
-def _read_part(parts, shard_size, read_captions, max_file_bytes, storage_options, decode, storage, caption, clip,
-               counter):
+def model_inputs_arguments(job: Job) -> dict:
+    """What model_inputs makes for this job: each captioner's crop column with its config, and whether
+    the model image goes on (a classifier or a native captioner takes it whole)."""
+    captioners = [found for found in registry.model_stages(job) if found.spec.name in ("caption", "captioners")]
+    named = [(B.caption_pixels(getattr(found.config, "name", "")), found.config) for found in captioners]
+    keep = bool(job.classifiers) or any(getattr(found.config, "view", "crop") == "native" for found in captioners)
+    return {"captioners": named, "clip": job.clip, "keep_image": keep}
+
+
+def _read_part(parts, shard_size, read_captions, max_file_bytes, storage_options, decode, storage, captioners, clip,
+               keep_image, counter):
     """One input part (a tar, or a chunk of a folder) per task: its members read, decoded and
     cropped for the models, a read batch at a time. One map_batches rather than three: Ray Data
     fuses the three anyway, and a fused task takes as many parts as its largest batch size, so
@@ -102,7 +113,7 @@ def _read_part(parts, shard_size, read_captions, max_file_bytes, storage_options
     inputs = 0
     for rows in _read(parts, shard_size, read_captions, max_file_bytes, storage_options, counter):
         inputs += len(rows[B.KEY])
-        yield _model_inputs(_decode(rows, decode, storage, counter), caption, clip)
+        yield _model_inputs(_decode(rows, decode, storage, counter), captioners, clip, keep_image)
     # A part read through gives the progress line its true count of inputs for its bytes (sidecars
     # and tar headers included), from which it estimates the parts not read yet.
     counter.add.remote(PARTS_READ, len(parts[B.PART_ID]))
@@ -110,9 +121,9 @@ def _read_part(parts, shard_size, read_captions, max_file_bytes, storage_options
     counter.add.remote(PARTS_READ_INPUTS, inputs)
 
 
-def _write(batch, storage):
+def _write(batch, storage, schema):
     failpoints.reached("write")
-    return FragmentWriter(storage)(batch)
+    return FragmentWriter(storage, schema)(batch)
 
 
 def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data.Dataset":
@@ -126,20 +137,22 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
         _read_part, batch_size=1,  # one part per task: a thousand tars spread over the cluster's CPUs
         fn_kwargs={"shard_size": job.shard_size, "read_captions": registry.reads_captions(job),
                    "max_file_bytes": job.decode.max_file_bytes, "storage_options": job.storage_options,
-                   "decode": job.decode, "storage": storage, **dict(caption=job.caption, clip=job.clip),
+                   "decode": job.decode, "storage": storage, **model_inputs_arguments(job),
                    "counter": counter},
         num_cpus=cpus, **faults,
     )
     for name, actors, gpus in actor_pools(job):  # the pools engine.start_ray checked and fitted
-        spec = registry.BY_NAME[name]
-        config = spec.config_of(job)
+        found = registry.instance(job, name)
+        config = found.config
         ds = ds.map_batches(
-            _counted(spec.stage_class(config), name, counter),
-            fn_constructor_kwargs={"config": config},
+            _counted(found.stage_class(), name, counter),
+            fn_constructor_kwargs={"config": config, **found.kwargs},
             batch_size=config.batch_size,
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=gpus,
             num_cpus=actor_cpus,
             runtime_env=_actor_env(name, faults),
         )
-    return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"storage": storage}, num_cpus=cpus, **faults)
+    schema = fragment_schema(registry.record_schema(job))
+    return ds.map_batches(_write, batch_size=WRITE_BATCH, fn_kwargs={"storage": storage, "schema": schema},
+                          num_cpus=cpus, **faults)

@@ -26,9 +26,10 @@ PENDING_STATES = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "RESTARTING")
 
 
 def actor_pools(job: Job) -> list:
-    """(name, actors, gpus per actor) of the model stages the registry lists and the job runs:
-    what pipeline/graph.py asks Ray for. A backend that runs no model (sidecar) asks for no GPU."""
-    return [(spec.name, spec.config_of(job).actors, spec.gpus(spec.config_of(job))) for spec in registry.model_stages(job)]
+    """(name, actors, gpus per actor) of the model stage instances the registry lists and the job runs
+    (one per captioner, per classifier): what pipeline/graph.py asks Ray for. A backend that runs no
+    model (sidecar) asks for no GPU."""
+    return [(found.name, found.config.actors, found.gpus()) for found in registry.model_stages(job)]
 
 
 def wanted_gpus(job: Job) -> dict:

@@ -31,6 +31,14 @@ MODEL_IMAGE_EMPTY_SHAPE = (0, 0, 3)  # what a rejected row carries instead (also
 
 # model_inputs: each model's eval view of MODEL_IMAGE, made on the CPU (N x N x 3 uint8 crops)
 CAPTION_PIXELS = "caption_pixels"  # LLaVA's crop; consumed by caption (absent for the sidecar backend)
+
+
+def caption_pixels(name: str) -> str:
+    """A named captioner's crop (caption_pixels_long; absent for a native or sidecar one); CAPTION_PIXELS for
+    a `caption:` job's."""
+    return f"{CAPTION_PIXELS}_{name}" if name else CAPTION_PIXELS
+
+
 CLIP_PIXELS = "clip_pixels"  # open_clip's crop; consumed by clip
 
 # clip

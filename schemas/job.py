@@ -69,7 +69,8 @@ class JobBase:
 # The job: the keys above, and one mapping per stage of the registry (decode, caption, nouns, clip,
 # aesthetic, ...) with its config class's keys. A stage added to the registry is a job key at once.
 Job = dataclasses.make_dataclass(
-    "Job", [*[(spec.name, spec.config, field(default_factory=spec.config)) for spec in stage_registry.configured()],
+    "Job", [*[(spec.name, typing.List[spec.config], field(default_factory=list)) if spec.listed else
+              (spec.name, spec.config, field(default_factory=spec.config)) for spec in stage_registry.configured()],
             ("ray", RayConfig, field(default_factory=RayConfig))],
     bases=(JobBase,))
 Job.__module__ = __name__
@@ -92,6 +93,8 @@ def _coerce(value, annotation, key: str):
         if not isinstance(value, list):
             raise JobError(f"{key}: expected a list, got {type(value).__name__}")
         (inner,) = typing.get_args(annotation)
+        if dataclasses.is_dataclass(inner):  # a listed stage's configs (captioners, classifiers)
+            return [build_dataclass(inner, v, f"{key}[{i}].") for i, v in enumerate(value)]
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -161,6 +164,9 @@ def load_job(data: dict) -> Job:
         raise JobError(f"decode.max_aspect_ratio: must be at least 1, got {job.decode.max_aspect_ratio}")
     if not 1 <= job.decode.jpeg_quality <= 100:
         raise JobError(f"decode.jpeg_quality: must be 1..100, got {job.decode.jpeg_quality}")
+    problems = stage_registry.listed_problems(job)
+    if problems:
+        raise JobError(problems[0])
     _check_models_named(job)
     return job
 
@@ -168,16 +174,16 @@ def load_job(data: dict) -> Job:
 def _check_models_named(job) -> None:
     """Every model a running stage needs is named: no default is a test model, and a forgotten key
     must not quietly make a dataset of babble."""
-    for spec in stage_registry.model_stages(job):
-        config = spec.config_of(job)
-        if not spec.runs_model(config):
+    for instance in stage_registry.model_stages(job):
+        spec, config = instance.spec, instance.config
+        if not instance.runs_model():
             continue
         for model_key in spec.model_keys:
             if not getattr(config, model_key.key):
                 example = f" (e.g. {model_key.example})" if model_key.example else ""
                 without = [name for name, backend in spec.backends.items() if not backend.runs_model]
                 other = f", or {spec.name}.backend: {' or '.join(without)} to keep existing ones" if without else ""
-                raise JobError(f"{spec.name}.{model_key.key}: no model named; set it to a model folder or hub "
+                raise JobError(f"{instance.name}.{model_key.key}: no model named; set it to a model folder or hub "
                                f"name{example}{other}")
 
 

@@ -13,7 +13,8 @@ TINY_T5 = "tiny:t5"
 TINY_VAE = "tiny:vae"
 TINY_DIT = "tiny:dit"
 TINY_AESTHETIC = "tiny:aesthetic"  # LAION's aesthetic predictor's MLP on tiny:clip's 32-dim embedding
-TINY_MODELS = (TINY_LLAVA, TINY_CLIP, TINY_T5, TINY_VAE, TINY_DIT, TINY_AESTHETIC)
+TINY_NSFW = "tiny:nsfw"  # a ViT image classifier with Falconsai/nsfw_image_detection's labels (normal, nsfw)
+TINY_MODELS = (TINY_LLAVA, TINY_CLIP, TINY_T5, TINY_VAE, TINY_DIT, TINY_AESTHETIC, TINY_NSFW)
 # pixcap eval's scorers: BLIP VQA, OWLv2, and torch-fidelity's FID InceptionV3 (random, full size)
 TINY_VQA = "tiny:vqa"
 TINY_DETECTOR = "tiny:detector"

@@ -57,6 +57,7 @@ SAMPLE_COLUMNS = SAMPLE_SCHEMA.names
 # reader of one caption still works. A field's metadata says whose it is, and which shard member it becomes.
 CAPTIONER_META = b"pixcap.captioner"  # field metadata: the captioner the column belongs to
 MEMBER_META = b"pixcap.member"  # field metadata: the shard member suffix a text column is also written as
+SCORE_META = b"pixcap.score"  # field metadata: a classifier's probability column (b"classifier")
 T5_TOKENS = "t5_tokens"  # the caption's exact T5 token count, </s> included (t5_tokens stage)
 T5_TRUNCATED = "t5_truncated"  # more T5 tokens than the trainer's max_length (PixArt: 120)
 CAPTIONER_BASES = (CAPTION, CAPTION_MODEL, NOUNS, N_NOUNS, CLIP_SCORE, GROUNDED_NOUNS, N_GROUNDED)
@@ -96,7 +97,12 @@ def t5_fields(names: list) -> list:
 
 def score_field(column: str) -> pa.Field:
     """A classifier's column: one label's probability, float32 (null where the image was not scored)."""
-    return pa.field(column, pa.float32())
+    return pa.field(column, pa.float32(), metadata={SCORE_META: b"classifier"})
+
+
+def score_columns(schema: pa.Schema) -> list:
+    """The classifiers' columns a stats schema holds, in order."""
+    return [field.name for field in schema if field.metadata and SCORE_META in field.metadata]
 
 
 def record_schema(extra_fields=()) -> pa.Schema:

@@ -38,6 +38,7 @@ CLIP_ERROR = "clip_error"
 WRITE_ERROR = "write_error"
 AESTHETIC_ERROR = "aesthetic_error"
 CONTROL_ERROR = "control_error"
+CLASSIFY_ERROR = "classify_error"
 
 # What each reason means (the README's policy table says when each is given).
 REASONS = {
@@ -59,4 +60,5 @@ REASONS = {
     WRITE_ERROR: "the sample could not be encoded for the shard",
     AESTHETIC_ERROR: "the aesthetic predictor failed on this image",
     CONTROL_ERROR: "a control map (Canny edges) could not be made from the stored image",
+    CLASSIFY_ERROR: "an image classifier (classifiers:) failed on this image",
 }

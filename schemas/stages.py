@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
+import string
 import typing
 from dataclasses import dataclass
 
@@ -84,9 +86,19 @@ class ClipConfig(PoolConfig):
     model: str = DEFAULT_CLIP_MODEL  # an open_clip name, a config JSON path, or tiny:clip (tests)
     pretrained: str = DEFAULT_CLIP_PRETRAINED  # an open_clip tag, a checkpoint path, or tiny:clip (tests)
     grounding_threshold: float = 0.2  # cosine of image and "a photo of a {noun}"
+    # A caption longer than CLIP's 77 tokens. truncate: CLIP sees its first 75 tokens (open_clip's tokenizer
+    # cuts the rest). sentences: its sentences are packed, in order, into chunks of at most 75 tokens, and
+    # its score is the mean of the chunks' cosines with the image (a sentence over 75 tokens is cut alone).
+    # A caption that fits is scored whole either way.
+    long_captions: str = "truncate"
     batch_size: int = 32
     actors: int = 1
     gpus_per_actor: float = 0.0
+
+    choices: typing.ClassVar[dict] = {"long_captions": ("truncate", "sentences")}
+    # Keys added after outputs were made: at this value they stay out of the fingerprint, so an output
+    # made before them keeps its own (output/fingerprint.py).
+    added_later: typing.ClassVar[dict] = {"long_captions": "truncate"}
 
 
 @dataclass
@@ -113,6 +125,57 @@ class ControlConfig:
     speed_keys: typing.ClassVar[tuple] = ()
     positive: typing.ClassVar[tuple] = ("canny_sigma",)
     choices: typing.ClassVar[dict] = {}
+
+
+VIEWS = ("crop", "pad", "native")
+QUOTE_SIDECAR = "sidecar"  # {sidecar} in a captioner's prompt: the sample's own caption (alt-text, KEY.txt)
+CAPTIONER_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # a column suffix and a shard member: no "_", no "."
+COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # a classifier's column, as SQL takes it unquoted
+
+
+@dataclass
+class CaptionerConfig(CaptionConfig):
+    """One of a job's `captioners:`: caption's keys, and these. The first one is the primary caption."""
+    # Names its columns (caption_NAME, clip_score_NAME, ...) and its shard member KEY.NAME.txt. A later
+    # captioner's prompt may quote its caption as {NAME}; {sidecar} quotes the input's own caption.
+    name: str = ""
+    # How the model sees the image. crop: its processor's resize and centre crop (llava-hf), made on the
+    # CPU; pad: padded to a square with the image's mean colour first, as the original LLaVA-1.5 does;
+    # native: the model's own processor on the whole image (Qwen2-VL's dynamic resolution). crop and pad
+    # need a processor with one fixed square size.
+    view: str = "crop"
+    # 0: greedy. Above 0: sampled (temperature, then top_p), seeded per sample from its key and the
+    # captioner's name, so a resumed or repeated run writes the very same captions.
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+    positive: typing.ClassVar[tuple] = (*CaptionConfig.positive, "top_p")
+    choices: typing.ClassVar[dict] = {**CaptionConfig.choices, "view": VIEWS}
+
+
+@dataclass
+class ClassifierConfig(PoolConfig):
+    """One of a job's `classifiers:`: any transformers image-classification model, one label's
+    probability stored as a float32 column (stages/classify.py)."""
+    column: str = ""  # the stats column, e.g. nsfw_score
+    model: str = ""  # e.g. Falconsai/nsfw_image_detection; tiny:nsfw (tests)
+    label: str = ""  # the label whose probability is stored, one of the model's config.id2label (nsfw)
+    batch_size: int = 32
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+    trust_remote_code: bool = False
+
+
+@dataclass
+class T5TokensConfig(PoolConfig):
+    # "" is off. Else a T5 tokenizer (a folder or a hub name: DeepFloyd/t5-v1_1-xxl, PixArt's; tiny:t5 in
+    # tests): each caption's exact token count, </s> included, and whether it is over max_length.
+    tokenizer: str = ""
+    max_length: int = 120  # PixArt-alpha's T5 max_length: the trainer cuts longer captions
+    batch_size: int = 256
+    actors: int = 1
+
+    positive: typing.ClassVar[tuple] = ("max_length", "batch_size", "actors")
 
 
 # -- the registry -------------------------------------------------------------------------------
@@ -152,18 +215,40 @@ class StageSpec:
     backends: typing.Mapping[str, Backend] = dataclasses.field(default_factory=dict)
     model_keys: typing.Tuple[ModelKey, ...] = ()
     gpu_key: str = ""  # the config field with the GPUs per actor ("" for a CPU-only stage)
-    columns: typing.Tuple[str, ...] = ()  # the record columns it adds
-    optional: bool = False  # off unless its first model key names a model
+    columns: typing.Tuple[str, ...] = ()  # the record columns it adds (of SAMPLE_SCHEMA)
+    optional: bool = False  # off unless its first model key names a model (a listed stage: unless listed)
     counted: bool = True  # shown with its count in the progress line
+    # A listed stage's job key is a list of configs, one instance of the stage each (its own actor pool),
+    # named by this config field: `classifiers: [{column: nsfw_score, ...}, ...]`.
+    listed: str = ""
+    replaced_by: str = ""  # off where this listed stage lists any (`caption:` is one of `captioners:`)
+    # Columns the job adds to the record, per instance: fields(config, job) -> [pa.Field].
+    fields: typing.Optional[typing.Callable] = None
+    # Keyword arguments its class takes besides the config: context(config, job) -> dict.
+    context: typing.Optional[typing.Callable] = None
+    # "module:function": check(resolved config) -> an error line or "", once its models are resolved.
+    check: str = ""
 
     def backend(self, config) -> typing.Optional[Backend]:
         return self.backends[config.backend] if self.backends else None
 
     def enabled(self, job) -> bool:
+        if self.replaced_by and getattr(job, self.replaced_by):
+            return False
+        if self.listed:
+            return bool(getattr(job, self.name))
         return not self.optional or bool(getattr(self.config_of(job), self.model_keys[0].key))
 
     def config_of(self, job):
         return getattr(job, self.name)
+
+    def instances(self, job) -> typing.List["StageInstance"]:
+        """Its instances in this job: one, or one per listed config ([] when it is off)."""
+        if not self.enabled(job):
+            return []
+        configs = getattr(job, self.name) if self.listed else [self.config_of(job)]
+        return [StageInstance(self, f"{self.name}.{getattr(c, self.listed)}" if self.listed else self.name, c,
+                              self.context(c, job) if self.context else {}) for c in configs]
 
     def runs_model(self, config) -> bool:
         backend = self.backend(config)
@@ -172,11 +257,50 @@ class StageSpec:
     def stage_class(self, config) -> type:
         """The stage class for this config (imported now: only where the stage runs)."""
         backend = self.backend(config)
-        module, _, name = (backend.stage if backend else self.stage).partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _imported(backend.stage if backend else self.stage)
 
     def gpus(self, config) -> float:
         return float(getattr(config, self.gpu_key)) if self.gpu_key and self.runs_model(config) else 0.0
+
+
+@dataclass(frozen=True)
+class StageInstance:
+    """One stage as a job runs it: its name (its progress counter, reject rows' stage, revision and
+    manifest entry: "caption", "captioners.long", "classifiers.nsfw_score"), config and class arguments."""
+    spec: StageSpec
+    name: str
+    config: typing.Any
+    kwargs: typing.Mapping = dataclasses.field(default_factory=dict)
+
+    def runs_model(self) -> bool:
+        return self.spec.runs_model(self.config)
+
+    def gpus(self) -> float:
+        return self.spec.gpus(self.config)
+
+    def stage_class(self) -> type:
+        return self.spec.stage_class(self.config)
+
+    def backend(self) -> typing.Optional[Backend]:
+        return self.spec.backend(self.config)
+
+
+def _imported(name: str):
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def caption_names(job) -> typing.List[str]:
+    """The job's captioners by name, the primary first; [""] for a `caption:` job (the base columns only)."""
+    return [config.name for config in job.captioners] or [""]
+
+
+def _captions_context(config, job) -> dict:
+    return {"captioners": caption_names(job)}
+
+
+def _captioner_context(config, job) -> dict:
+    return {"primary": config is job.captioners[0]}
 
 
 CAPTION_BACKENDS = {
@@ -184,20 +308,32 @@ CAPTION_BACKENDS = {
     "vllm": Backend("pixcap.stages.caption_vllm:VllmCaptionStage"),
     "sidecar": Backend("pixcap.stages.caption:SidecarCaptionStage", runs_model=False, reads_captions=True),
 }
+CAPTION_MODEL_KEY = ModelKey("model", WEIGHTS, example="llava-hf/llava-1.5-7b-hf")
 
 STAGES: typing.Tuple[StageSpec, ...] = (
     StageSpec("read", TASK, stage="pixcap.stages.read:ReadStage"),
     StageSpec("decode", TASK, DecodeConfig, stage="pixcap.stages.decode:DecodeStage",
               columns=(R.SHA256, R.FORMAT, R.WIDTH, R.HEIGHT, R.ORIG_WIDTH, R.ORIG_HEIGHT, R.PASSTHROUGH)),
     StageSpec("model_inputs", TASK, stage="pixcap.stages.model_inputs:ModelInputsStage", counted=False),
-    StageSpec("caption", ACTORS, CaptionConfig, backends=CAPTION_BACKENDS,
-              model_keys=(ModelKey("model", WEIGHTS, example="llava-hf/llava-1.5-7b-hf"),), gpu_key="gpus_per_actor",
-              columns=(R.CAPTION, R.CAPTION_MODEL)),
+    # Before the captioners: they see decode's model image, which clip then lets go.
+    StageSpec("classifiers", ACTORS, ClassifierConfig, stage="pixcap.stages.classify:ClassifierStage",
+              model_keys=(ModelKey("model", WEIGHTS, example="Falconsai/nsfw_image_detection"),),
+              gpu_key="gpus_per_actor", optional=True, listed="column",
+              fields=lambda config, job: [R.score_field(config.column)], check="pixcap.stages.classify:check_classifier"),
+    StageSpec("caption", ACTORS, CaptionConfig, backends=CAPTION_BACKENDS, model_keys=(CAPTION_MODEL_KEY,),
+              gpu_key="gpus_per_actor", columns=(R.CAPTION, R.CAPTION_MODEL), replaced_by="captioners"),
+    StageSpec("captioners", ACTORS, CaptionerConfig, backends=CAPTION_BACKENDS, model_keys=(CAPTION_MODEL_KEY,),
+              gpu_key="gpus_per_actor", columns=(R.CAPTION, R.CAPTION_MODEL), listed="name",
+              fields=lambda config, job: R.captioner_fields(config.name), context=_captioner_context),
     StageSpec("nouns", ACTORS, NounsConfig, stage="pixcap.stages.nouns:NounsStage",
-              model_keys=(ModelKey("model", SPACY),), columns=(R.NOUNS, R.N_NOUNS)),
+              model_keys=(ModelKey("model", SPACY),), columns=(R.NOUNS, R.N_NOUNS), context=_captions_context),
     StageSpec("clip", ACTORS, ClipConfig, stage="pixcap.stages.clip:ClipStage",
               model_keys=(ModelKey("model", OPEN_CLIP_CONFIG), ModelKey("pretrained", OPEN_CLIP_CHECKPOINT)),
-              gpu_key="gpus_per_actor", columns=(R.CLIP_SCORE, R.GROUNDED_NOUNS, R.N_GROUNDED, R.CLIP_MODEL)),
+              gpu_key="gpus_per_actor", columns=(R.CLIP_SCORE, R.GROUNDED_NOUNS, R.N_GROUNDED, R.CLIP_MODEL),
+              context=_captions_context),
+    StageSpec("t5_tokens", ACTORS, T5TokensConfig, stage="pixcap.stages.t5_tokens:T5TokensStage",
+              model_keys=(ModelKey("tokenizer", WEIGHTS, example="DeepFloyd/t5-v1_1-xxl"),), optional=True,
+              fields=lambda config, job: R.t5_fields(caption_names(job)), context=_captions_context),
     StageSpec("aesthetic", ACTORS, AestheticConfig, stage="pixcap.stages.aesthetic:AestheticStage",
               model_keys=(ModelKey("model", WEIGHTS_FILE, "LAION's sac+logos+ava1-l14-linearMSE.pth, a .safetensors "
                                    "state dict, or tiny:aesthetic"),),
@@ -211,19 +347,52 @@ def configured() -> typing.List[StageSpec]:
     return [spec for spec in STAGES if spec.config is not None]
 
 
-def model_stages(job) -> typing.List[StageSpec]:
-    """The actor-pool stages this job runs, in order (an optional stage only when it is on)."""
-    return [spec for spec in STAGES if spec.kind == ACTORS and spec.enabled(job)]
+def model_stages(job) -> typing.List[StageInstance]:
+    """The actor-pool stage instances this job runs, in order (an optional stage only when it is on)."""
+    return [instance for spec in STAGES if spec.kind == ACTORS for instance in spec.instances(job)]
+
+
+def instance(job, name: str) -> StageInstance:
+    """The job's stage instance of this name."""
+    return next(found for found in model_stages(job) if found.name == name)
+
+
+def with_configs(job, configs: typing.Mapping[str, typing.Any]):
+    """A copy of the job whose stage instances named in configs have those configs instead."""
+    changes = {}
+    for spec in configured():
+        names = [found.name for found in spec.instances(job)]
+        if not any(name in configs for name in names):
+            continue
+        if spec.listed:
+            changes[spec.name] = [configs.get(name, config) for name, config in zip(names, getattr(job, spec.name))]
+        else:
+            changes[spec.name] = configs[spec.name]
+    return dataclasses.replace(job, **changes)
+
+
+def record_schema(job):
+    """The record of this job's output: SAMPLE_SCHEMA and the columns its stages add (each named
+    captioner's, each classifier's, T5 counts). One schema per output: the fingerprint fixes the job."""
+    return R.record_schema([field for found in model_stages(job) if found.spec.fields
+                            for field in found.spec.fields(found.config, job)])
+
+
+def quoted(prompt: str) -> typing.List[str]:
+    """The names a prompt quotes ({sidecar}, {long}); ValueError for a malformed one."""
+    return [name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None]
 
 
 def reads_captions(job) -> bool:
     """Whether a stage of the job takes the inputs' existing captions (the read stage keeps them)."""
-    return any(spec.backend(spec.config_of(job)).reads_captions for spec in model_stages(job) if spec.backends)
+    return (any(found.backend().reads_captions for found in model_stages(job) if found.spec.backends)
+            or any(QUOTE_SIDECAR in quoted(config.prompt) for config in job.captioners))
 
 
 def progress_stages(job) -> typing.Tuple[str, ...]:
     """The stages whose counts the progress line shows, in graph order."""
-    return tuple(spec.name for spec in STAGES if spec.counted and (spec.kind == TASK or spec.enabled(job)))
+    return tuple(found for spec in STAGES if spec.counted
+                 for found in ([spec.name] if spec.kind == TASK else [i.name for i in spec.instances(job)]))
 
 
 def optional_columns() -> typing.Set[str]:
@@ -232,19 +401,82 @@ def optional_columns() -> typing.Set[str]:
 
 
 def choices() -> typing.Dict[str, tuple]:
-    """{dotted key: allowed values} of every stage's keys, backends included."""
+    """{dotted key: allowed values} of every (unlisted) stage's keys, backends included."""
     found = {}
     for spec in configured():
-        if spec.backends:
-            found[f"{spec.name}.backend"] = tuple(spec.backends)
-        found.update({f"{spec.name}.{key}": values for key, values in spec.config.choices.items()})
+        if not spec.listed:
+            found.update({f"{spec.name}.{key}": values for key, values in _choices(spec).items()})
     return found
 
 
+def _choices(spec: StageSpec) -> dict:
+    return {**({"backend": tuple(spec.backends)} if spec.backends else {}), **spec.config.choices}
+
+
 def positive_keys() -> typing.Set[str]:
-    return {f"{spec.name}.{key}" for spec in configured() for key in spec.config.positive}
+    return {f"{spec.name}.{key}" for spec in configured() if not spec.listed for key in spec.config.positive}
 
 
 def speed_keys() -> typing.Set[str]:
-    """Dotted keys that change how fast a stage runs, never what it writes."""
-    return {f"{spec.name}.{key}" for spec in configured() for key in spec.config.speed_keys}
+    """Dotted keys of unlisted stages that change how fast a stage runs, never what it writes (a listed
+    stage's are its config's speed_keys under each instance's name)."""
+    return {f"{spec.name}.{key}" for spec in configured() if not spec.listed for key in spec.config.speed_keys}
+
+
+def listed_problems(job) -> typing.List[str]:
+    """What is wrong with the job's listed stages (captioners, classifiers), one line each."""
+    problems = []
+    for spec in configured():
+        if not spec.listed:
+            continue
+        seen = set()
+        for i, config in enumerate(getattr(job, spec.name)):
+            at = f"{spec.name}[{i}]"
+            for key, allowed in _choices(spec).items():
+                if getattr(config, key) not in allowed:
+                    problems.append(f"{at}.{key}: must be one of {', '.join(allowed)}, got {getattr(config, key)!r}")
+            problems += [f"{at}.{key}: must be positive, got {getattr(config, key)!r}"
+                         for key in spec.config.positive if getattr(config, key) <= 0]
+            name = getattr(config, spec.listed)
+            pattern = CAPTIONER_NAME if spec.name == "captioners" else COLUMN_NAME
+            if not pattern.match(name):
+                problems.append(f"{at}.{spec.listed}: {name!r} is not a name here (lowercase letters and digits"
+                                f"{', and _' if pattern is COLUMN_NAME else ''}, starting with a letter)")
+            elif name in seen:
+                problems.append(f"{at}.{spec.listed}: {name!r} is named twice")
+            seen.add(name)
+    problems += _captioner_problems(job)
+    if not problems:
+        names = record_schema(job).names
+        twice = sorted({name for name in names if names.count(name) > 1})
+        problems += [f"column {name} would be written twice (a classifier's column is another stage's)" for name in twice]
+    return problems
+
+
+def _captioner_problems(job) -> typing.List[str]:
+    problems = []
+    if job.captioners and job.caption != CaptionConfig():
+        problems.append("caption and captioners: give one of them (caption: is one unnamed captioner)")
+    earlier = {QUOTE_SIDECAR}
+    for i, config in enumerate(job.captioners):
+        at = f"captioners[{i}]"
+        if config.name == QUOTE_SIDECAR and config.backend != "sidecar":
+            problems.append(f"{at}.name: sidecar is the inputs' own caption; name this captioner otherwise")
+        if config.temperature < 0 or config.top_p > 1:
+            problems.append(f"{at}: temperature must be >= 0 and top_p in (0, 1], got {config.temperature}, {config.top_p}")
+        try:
+            names = quoted(config.prompt)
+        except ValueError as e:
+            problems.append(f"{at}.prompt: {e} (write a literal brace as {{{{ or }}}})")
+            names = []
+        for name in names:
+            if name not in earlier:
+                problems.append(f"{at}.prompt: quotes {{{name}}}, which is neither {{sidecar}} nor an earlier "
+                                f"captioner's name ({', '.join(sorted(earlier))})")
+        earlier.add(config.name)
+    return problems
+
+
+def check(instance: StageInstance) -> str:
+    """The stage's check of its resolved config: an error line, or ""."""
+    return _imported(instance.spec.check)(instance.config) if instance.spec.check else ""

@@ -50,6 +50,9 @@ class FilterConfig:
     min_aesthetic_score: typing.Optional[float] = None  # needs the pipeline's aesthetic stage (null otherwise: fails)
     max_aspect_ratio: typing.Optional[float] = None  # long side / short side of the stored image
     min_side: typing.Optional[int] = None  # shorter side of the stored image, pixels
+    # {column: threshold}: keep a sample only if each column is at most its threshold, e.g. the pipeline's
+    # classifiers' {nsfw_score: 0.5, watermark_score: 0.5}; a sample without the column fails.
+    max_scores: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -170,6 +173,9 @@ def load_train_job(data: dict) -> TrainJob:
         raise JobError(f"caption_dropout: must be in [0, 1], got {job.caption_dropout}")
     if job.filters.max_aspect_ratio is not None and job.filters.max_aspect_ratio < 1.0:
         raise JobError(f"filters.max_aspect_ratio: must be at least 1, got {job.filters.max_aspect_ratio}")
+    for column, threshold in job.filters.max_scores.items():
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+            raise JobError(f"filters.max_scores.{column}: must be a finite number, got {threshold!r}")
     check_adapter(job)
     return job
 

@@ -11,6 +11,7 @@ LATENT_NOT_POSTERIOR = "latent_not_posterior"  # a stored latent that is one fro
 LATENT_SIZE = "latent_size"  # a stored posterior of a size none of this job's squares or buckets has
 SMALLER_THAN_BUCKET = "smaller_than_bucket"  # the image would have to be enlarged to fill its square or bucket
 NO_PIXELS = "no_image_or_latent"  # neither an image member nor a stored posterior
+NO_IMAGE_TO_ENCODE = "no_image_to_encode"  # pixcap encode: the sample has no image member to encode
 UNREADABLE = "unreadable"  # a member that cannot be decoded (a corrupt image, a broken KEY.json)
 BROKEN_SHARD = "broken_shard"  # a shard that broke off (truncated, unreachable): counted once, its rest is lost
 CARRIED_UNREADABLE = "carried_unreadable"  # a sample carried over a segment boundary that could not be read again
@@ -24,6 +25,7 @@ SKIPS = {
     LATENT_SIZE: "the stored posterior's size is none of this job's squares or buckets",
     SMALLER_THAN_BUCKET: "the image is smaller than its square or bucket, and is never enlarged",
     NO_PIXELS: "the sample has neither an image nor a stored posterior",
+    NO_IMAGE_TO_ENCODE: "pixcap encode found no image member in the sample",
     UNREADABLE: "a member could not be decoded",
     BROKEN_SHARD: "a shard broke off before its end",
     CARRIED_UNREADABLE: "a sample held in a partly filled bucket could not be read again at the next data segment",

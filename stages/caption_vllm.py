@@ -1,4 +1,4 @@
-"""Captions through vLLM's offline engine (backend vllm): LLaVA with continuous batching.
+"""Captions through vLLM's offline engine (backend vllm): any model vLLM serves, with continuous batching.
 
 transformers' generate decodes a batch in lock-step: every row waits for the longest caption,
 and a finished row's slot idles until the batch ends. vLLM schedules requests one token step at
@@ -6,9 +6,10 @@ a time, admits a new request the moment one finishes, and keeps the KV cache in 
 GPU stays full. The stage hands it a few hundred requests at once (caption.batch_size) and lets
 it schedule them.
 
-The row contract is CaptionStage's: adds `caption` and `caption_model`; a row rejected upstream
-passes through with an empty caption; a request vLLM fails on becomes a `caption_error` reject,
-and never costs its neighbours. vLLM is an optional extra (`pip install 'pixcap[vllm]'`),
+The row contract is CaptionStage's (captioner_rows.py: its columns, quoted captions, seeds); a row
+rejected upstream passes through with an empty caption; a request vLLM fails on becomes a
+`caption_error` reject, and never costs its neighbours. The prompt is the model's own chat template
+(its processor's), and a sampled captioner's requests carry their per-sample seeds. vLLM is an optional extra (`pip install 'pixcap[vllm]'`),
 imported only when an engine is started.
 """
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import CaptionConfig
 
-from .caption import STAGE, chat_prompt
-from .outcomes import RowOutcomes, error_text, in_chunks
+from .caption import chat_prompt
+from .captioner_rows import CaptionerRows
+from .outcomes import error_text, in_chunks
 
 # vLLM reserves this share of the GPU's memory up front (weights, activations, then KV cache
 # pages). Below its own default of 0.92, so the CUDA context and a co-located CLIP actor fit.
@@ -54,6 +56,14 @@ def greedy_sampling(max_new_tokens: int):
     return SamplingParams(temperature=0.0, max_tokens=max_new_tokens, skip_special_tokens=True)
 
 
+def seeded_sampling(max_new_tokens: int, temperature: float, top_p: float, seeds: list) -> list:
+    """vLLM's sampling parameters for sampled captions, one per request with its sample's seed."""
+    from vllm import SamplingParams
+
+    return [SamplingParams(temperature=temperature, top_p=top_p, seed=int(seed), max_tokens=max_new_tokens,
+                           skip_special_tokens=True) for seed in seeds]
+
+
 def engine_arguments(config: CaptionConfig) -> dict:
     """vLLM's engine arguments for the job's captioning model."""
     return dict(
@@ -76,40 +86,48 @@ class VllmEngine:
         from vllm import LLM
 
         self.llm = LLM(**engine_arguments(config))
+        self.config = config
         self.sampling = greedy_sampling(config.max_new_tokens)
 
-    def captions(self, requests: list) -> list:
-        return output_texts(self.llm.generate(requests, self.sampling, use_tqdm=False))
+    def captions(self, requests: list, seeds: list = None) -> list:
+        sampling = self.sampling if seeds is None else seeded_sampling(
+            self.config.max_new_tokens, self.config.temperature, self.config.top_p, seeds)
+        return output_texts(self.llm.generate(requests, sampling, use_tqdm=False))
 
 
 class VllmCaptionStage:
-    """LLaVA captions from vLLM, greedy; requests go to the engine config.batch_size at a time."""
+    """Captions from vLLM, greedy or seeded per sample; requests go to the engine config.batch_size at a time."""
 
-    def __init__(self, config: CaptionConfig, engine_class=VllmEngine):
+    def __init__(self, config: CaptionConfig, engine_class=VllmEngine, primary: bool = True):
         from transformers import AutoProcessor
 
         self.config = config
+        self.rows = CaptionerRows(config, primary)
         # The processor only renders the model's own chat template around the prompt; vLLM does
         # the image processing and tokenising itself.
-        processor = AutoProcessor.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-        self.prompt = chat_prompt(processor, config.prompt)
+        self.processor = AutoProcessor.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+        self.prompt = chat_prompt(self.processor, config.prompt)
         self.engine = engine_class(config)
 
     def __call__(self, batch: dict) -> dict:
-        rows = RowOutcomes(batch, STAGE)
+        rows = self.rows.outcomes(batch)
+        prompts = self.rows.prompts(batch, rows)
+        seeds = self.rows.seeds(batch)
         # The CPU's crop when model_inputs made one: vLLM's own resize and crop of it are then
-        # the identity, so the GPU process does no real image work.
-        images = batch[B.CAPTION_PIXELS] if B.CAPTION_PIXELS in batch else batch[B.MODEL_IMAGE]
+        # the identity, so the GPU process does no real image work. A native view sends the model image.
+        images = batch[self.rows.pixels] if self.rows.pixels in batch else batch[B.MODEL_IMAGE]
         captions, models = [""] * len(rows), [""] * len(rows)
 
+        def prompt_of(i: int) -> str:
+            return chat_prompt(self.processor, prompts[i]) if self.rows.quotes else self.prompt
+
         def caption_chunk(chunk: list) -> None:
-            texts = self.engine.captions([captioning_request(self.prompt, images[i]) for i in chunk])
+            requests = [captioning_request(prompt_of(i), images[i]) for i in chunk]
+            texts = (self.engine.captions(requests, [seeds[i] for i in chunk]) if self.rows.sampled
+                     else self.engine.captions(requests))
             for i, text in zip(chunk, one_per_request(texts, len(chunk))):
                 captions[i], models[i] = text, self.config.model
 
         in_chunks(rows.live_rows(), self.config.batch_size, caption_chunk,
                   lambda i, e: rows.reject(i, R.CAPTION_ERROR, error_text(e)))
-        out = {k: v for k, v in batch.items() if k != B.CAPTION_PIXELS}
-        out.update(rows.columns())
-        out[B.CAPTION], out[B.CAPTION_MODEL] = captions, models
-        return out
+        return self.rows.output(batch, rows, captions, models)

@@ -2,12 +2,16 @@
 
 A noun is grounded when the cosine of the image and "a photo of a {noun}" reaches
 clip.grounding_threshold. Takes the CPU's crops (CLIP_PIXELS) when the batch has them, and
-otherwise runs open_clip's transform on MODEL_IMAGE itself; consumes both.
+otherwise runs open_clip's transform on MODEL_IMAGE itself; consumes both. The image is encoded once;
+with several captioners each caption gets its own score and grounded nouns (clip_score_long, ...),
+and the base columns are the primary's. A caption over CLIP's context is scored by clip.long_captions
+(schemas/stages.py: truncate, or the mean over chunks of whole sentences).
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,7 @@ from PIL import Image
 
 from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
+from pixcap.schemas.records import CAPTION, captioner_column
 from pixcap.schemas.stages import ClipConfig
 
 from .outcomes import RowOutcomes, error_text, in_chunks
@@ -23,6 +28,22 @@ from .preprocess import clip_view
 
 STAGE = "clip"
 NOUN_TEMPLATE = "a photo of a {}"
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentence_chunks(caption: str, tokens, capacity: int) -> list:
+    """The caption whole if tokens(caption) <= capacity; else its sentences packed in order into chunks
+    of at most capacity tokens each (a longer sentence is a chunk of its own, which CLIP then truncates)."""
+    if tokens(caption) <= capacity:
+        return [caption]
+    chunks = []
+    for sentence in (s for s in SENTENCE_END.split(caption.strip()) if s):
+        joined = f"{chunks[-1]} {sentence}" if chunks else sentence
+        if chunks and tokens(joined) <= capacity:
+            chunks[-1] = joined
+        else:
+            chunks.append(sentence)
+    return chunks or [caption]
 
 
 def resolve_model_name(model: str) -> str:
@@ -61,10 +82,11 @@ def distinct(items) -> list:
 class ClipStage:
     """open_clip image/caption cosine and grounded nouns, in batches of config.batch_size."""
 
-    def __init__(self, config: ClipConfig):
+    def __init__(self, config: ClipConfig, captioners=("",)):
         import open_clip
 
         self.config = config
+        self.captioners = list(captioners)  # their names, the primary first; [""]: a `caption:` job's one
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         name = resolve_model_name(config.model)
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
@@ -73,6 +95,8 @@ class ClipStage:
         )
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(name)  # truncates to the text context
+        # Tokens a text may have inside the context: all but the start and end tokens.
+        self.capacity = getattr(self.tokenizer, "context_length", 77) - 2
         self.label = model_label(name, config.pretrained)
         self.view = clip_view(self.model)
 
@@ -107,44 +131,72 @@ class ClipStage:
         with self.autocast():
             return unit(self.model.encode_image(pixels.to(self.device)))
 
+    def token_count(self, text: str) -> int:
+        """open_clip's BPE tokens of text, without the start and end tokens."""
+        encode = getattr(self.tokenizer, "encode", None)
+        if encode is None:  # a hub tokenizer: its own count, start and end included
+            return len(self.tokenizer.tokenizer(text)["input_ids"]) - 2
+        return len(encode(text))
+
+    def caption_scores(self, image_vectors: torch.Tensor, captions: list) -> list:
+        """Each caption's cosine with its image (the rows of image_vectors), by clip.long_captions."""
+        if self.config.long_captions == "truncate":
+            return (image_vectors * self.encode_texts(list(captions))).sum(-1).tolist()
+        chunked = [sentence_chunks(caption, self.token_count, self.capacity) for caption in captions]
+        vectors = self.encode_texts([chunk for chunks in chunked for chunk in chunks])
+        scores, start = [], 0
+        for image_vector, chunks in zip(image_vectors, chunked):
+            scores.append(float((vectors[start:start + len(chunks)] @ image_vector).mean()))
+            start += len(chunks)
+        return scores
+
     def score_rows(self, rows: list, images, captions, nouns, noun_vectors: dict, cropped: bool = False) -> dict:
         """{row: (clip_score, grounded nouns, image embedding)} for rows scored in one forward pass."""
         image_vectors = self.encode_images([np.asarray(images[i], dtype=np.uint8) for i in rows], cropped)
-        caption_vectors = self.encode_texts([captions[i] or "" for i in rows])
-        scores = (image_vectors * caption_vectors).sum(-1).tolist()
-        results = {}
-        for row, image_vector, score in zip(rows, image_vectors, scores):
-            grounded = [
-                noun for noun in distinct(map(str, nouns[row]))
-                if float(image_vector @ noun_vectors[noun]) >= self.config.grounding_threshold
-            ]
-            results[row] = (score, grounded, image_vector)
-        return results
+        scores = self.caption_scores(image_vectors, [captions[i] or "" for i in rows])
+        return {row: (score, self.grounded(image_vector, nouns[row], noun_vectors), image_vector)
+                for row, image_vector, score in zip(rows, image_vectors, scores)}
+
+    def grounded(self, image_vector: torch.Tensor, nouns, noun_vectors: dict) -> list:
+        return [noun for noun in distinct(map(str, nouns))
+                if float(image_vector @ noun_vectors[noun]) >= self.config.grounding_threshold]
 
     def __call__(self, batch: dict) -> dict:
         cropped = B.CLIP_PIXELS in batch
         images = batch[B.CLIP_PIXELS] if cropped else batch[B.MODEL_IMAGE]
-        captions, nouns = batch[B.CAPTION], batch[B.NOUNS]
+        columns = {name: (batch[captioner_column(CAPTION, name)], batch[captioner_column(B.NOUNS, name)])
+                   for name in self.captioners}
         rows = RowOutcomes(batch, STAGE)
         live = rows.live_rows()
 
-        # Each distinct noun is encoded once for the whole batch.
-        noun_list = distinct(str(noun) for i in live for noun in nouns[i])
+        # Each distinct noun is encoded once for the whole batch, whichever captions name it.
+        noun_list = distinct(str(noun) for _, nouns in columns.values() for i in live for noun in nouns[i])
         noun_vectors = dict(zip(noun_list, self.encode_texts([NOUN_TEMPLATE.format(n) for n in noun_list])))
 
-        results = {}
-        in_chunks(live, self.config.batch_size,
-                  lambda chunk: results.update(self.score_rows(chunk, images, captions, nouns, noun_vectors, cropped)),
-                  lambda i, e: rows.reject(i, R.CLIP_ERROR, error_text(e)))
+        results = {}  # row -> {name: (score, grounded)}, and the image vector under None
+
+        def score_chunk(chunk: list) -> None:
+            image_vectors = self.encode_images([np.asarray(images[i], dtype=np.uint8) for i in chunk], cropped)
+            found = {i: {None: vector} for i, vector in zip(chunk, image_vectors)}
+            for name, (captions, nouns) in columns.items():
+                scores = self.caption_scores(image_vectors, [captions[i] or "" for i in chunk])
+                for i, vector, score in zip(chunk, image_vectors, scores):
+                    found[i][name] = (score, self.grounded(vector, nouns[i], noun_vectors))
+            results.update(found)
+
+        in_chunks(live, self.config.batch_size, score_chunk, lambda i, e: rows.reject(i, R.CLIP_ERROR, error_text(e)))
 
         out = {k: v for k, v in batch.items() if k not in (B.MODEL_IMAGE, B.CLIP_PIXELS)}
         out.update(rows.columns())
-        scored = [results.get(i, (math.nan, [], None)) for i in range(len(rows))]
-        out[B.CLIP_SCORE] = np.array([score for score, _, _ in scored], dtype=np.float32)
-        out[B.GROUNDED_NOUNS] = [grounded for _, grounded, _ in scored]
-        out[B.N_GROUNDED] = [len(grounded) for _, grounded, _ in scored]
+        for name in self.captioners:
+            scored = [results[i][name] if i in results else (math.nan, []) for i in range(len(rows))]
+            targets = [name, ""] if name and name == self.captioners[0] else [name]  # the primary's: the base columns too
+            for target in targets:
+                out[captioner_column(B.CLIP_SCORE, target)] = np.array([score for score, _ in scored], dtype=np.float32)
+                out[captioner_column(B.GROUNDED_NOUNS, target)] = [list(grounded) for _, grounded in scored]
+                out[captioner_column(B.N_GROUNDED, target)] = [len(grounded) for _, grounded in scored]
         # float16, as clip-retrieval stores them: half the bytes, and cosines to 3 decimals.
-        out[B.CLIP_EMBEDDING] = [b"" if vector is None else vector.cpu().numpy().astype(np.float16).tobytes()
-                                 for _, _, vector in scored]
+        out[B.CLIP_EMBEDDING] = [results[i][None].cpu().numpy().astype(np.float16).tobytes() if i in results else b""
+                                 for i in range(len(rows))]
         out[B.CLIP_MODEL] = [self.label if i in results else "" for i in range(len(rows))]
         return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
@@ -33,6 +33,14 @@ TURNED_ORIENTATIONS = (2, 3, 4, 5, 6, 7, 8)  # 1 is upright; other values are in
 # The stored image is the training target and is kept, so it gets the sharper filter. The model
 # image is antialiased bicubic (pixels.py), the filter the models' own transforms use.
 STORED_RESAMPLE = Image.Resampling.LANCZOS
+REDUCING_GAP = 3.0  # a whole-factor shrink leaves at least 3x the outputs' size (as PIL's reducing_gap)
+STRIP_ROWS = 512  # rows of a decoded image shrunk at a time
+# Modes Image.reduce does not take, and the mode each is reduced in.
+UNREDUCIBLE_MODES = {"1": "L", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose does).
+ORIENTATION_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                         4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                         6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 # Columns decode adds (besides STORED and MODEL_IMAGE), with what a rejected row carries.
 NEUTRAL = {B.SHA256: "", B.FORMAT: "", B.WIDTH: 0, B.HEIGHT: 0, B.ORIG_WIDTH: 0,
@@ -133,6 +141,48 @@ def load_pixels(image: Image.Image, decode_scale: float) -> None:
         image.load()
 
 
+def reduced(image: Image.Image, scale: float) -> Image.Image:
+    """The decoded image shrunk by a whole factor (a box average) while it is still at least
+    REDUCING_GAP times what the outputs need; `scale` is the largest output's size over its size.
+
+    A JPEG is decoded reduced (DCT scaling); PNG, WebP, TIFF and the rest are decoded whole, and
+    every later step (mode and colour conversion, turning upright, the arrays the resizes take)
+    copied the whole image: a 100-megapixel PNG held about 950 MiB, an RGBA one more. Shrunk here,
+    a strip of rows at a time (so a mode conversion, or the premultiplied copy Image.reduce makes
+    of RGBA, is never of the whole image), the peak is about the decoded image itself. This is what
+    resize(reducing_gap=3) does inside PIL, done before the copies rather than after."""
+    factor = int(1 / (scale * REDUCING_GAP))
+    if factor < 2:
+        return image
+    width, height = image.size
+    rows = max(1, STRIP_ROWS // factor) * factor  # whole blocks: strips give what one reduce would
+    small = None
+    with codec_errors():
+        for top in range(0, height, rows):
+            strip = _reducible(image.crop((0, top, width, min(height, top + rows)))).reduce(factor)
+            if small is None:
+                small = Image.new(strip.mode, (math.ceil(width / factor), math.ceil(height / factor)))
+                small.info = dict(strip.info)  # the ICC profile is applied after
+            small.paste(strip, (0, top // factor))
+    return small
+
+
+def _reducible(strip: Image.Image) -> Image.Image:
+    """A strip in a mode Image.reduce takes; a colour key (transparency) becomes alpha first, or
+    averaging would blur it away."""
+    if strip.mode == "P" or "transparency" in strip.info:
+        converted = strip.convert("RGBA" if "transparency" in strip.info else "RGB")
+        converted.info.pop("transparency", None)
+        return converted
+    return strip.convert(UNREDUCIBLE_MODES[strip.mode]) if strip.mode in UNREDUCIBLE_MODES else strip
+
+
+def upright_image(image: Image.Image, orientation: int) -> Image.Image:
+    """The image turned as its EXIF orientation says (read before any reduce, which drops EXIF)."""
+    method = ORIENTATION_TRANSPOSE.get(orientation)
+    return image if method is None else image.transpose(method)
+
+
 def decode_image(data: bytes, config: DecodeConfig) -> Decoded:
     """Decode one image; raises Reject for inputs that cannot be used."""
     image = open_image(data, config)
@@ -152,8 +202,10 @@ def decode_image(data: bytes, config: DecodeConfig) -> Decoded:
             return Decoded(data, model_image, image_format, width, height, width, height, True)
 
     load_pixels(image, model_scale if passthrough else max(store_scale, model_scale))
+    if not passthrough:
+        image = reduced(image, max(store_scale, model_scale))
     loaded_size = image.size
-    ImageOps.exif_transpose(image, in_place=True)
+    image = upright_image(image, orientation)
     # Judged from what the transpose did, so the recorded sizes always match the pixels.
     turned_sideways = image.size != loaded_size
     orig_width, orig_height = (height, width) if turned_sideways else (width, height)

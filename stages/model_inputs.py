@@ -1,11 +1,13 @@
-"""The models' inputs, made on the CPU: each model's square crop of decode's model image.
+"""The models' inputs, made on the CPU: each model's square view of decode's model image.
 
-The resize and centre crop of LLaVA's and CLIP's eval views run here, in CPU tasks beside
-decode, so the GPU actors only stack uint8 crops and normalise them on the device
-(see preprocess.py). Adds CAPTION_PIXELS (not for the sidecar backend, which sees no image) and
-CLIP_PIXELS; consumes MODEL_IMAGE. Loads the image processor's and open_clip's configs only,
-never a model's weights. A row rejected upstream, or one that cannot be cropped, carries empty
-arrays; the latter becomes a `preprocess_error` reject.
+The resize and centre crop (or pad) of each captioner's and CLIP's eval views run here, in CPU tasks
+beside decode, so the GPU actors only stack uint8 crops and normalise them on the device (see
+preprocess.py, caption_views.py). Adds one crop column per captioner that takes a fixed size
+(CAPTION_PIXELS, or caption_pixels_NAME; none for a sidecar or native one) and CLIP_PIXELS. Consumes
+MODEL_IMAGE, unless a later stage takes the image itself (a native captioner, a classifier): then clip
+lets it go. Loads the image processors' and open_clip's configs only, never a model's weights. A row
+rejected upstream, or one that cannot be cropped, carries empty arrays; the latter becomes a
+`preprocess_error` reject.
 """
 from __future__ import annotations
 
@@ -16,20 +18,25 @@ from pixcap.schemas import batch as B
 from pixcap.schemas.stages import CAPTION_BACKENDS
 from pixcap.schemas.stages import CaptionConfig, ClipConfig
 
+from .caption_views import view_of
 from .clip import resolve_model_name, resolve_pretrained
 from .outcomes import RowOutcomes, error_text
-from .preprocess import SquareView, clip_view_of, llava_view
+from .preprocess import clip_view_of
 
 STAGE = "model_inputs"
 
 
-def caption_view(config: CaptionConfig) -> SquareView | None:
-    """LLaVA's view from its image processor's config, or None for a backend that runs no model."""
+def caption_view(config: CaptionConfig):
+    """A captioner's CPU view from its image processor's config, or None for a backend that runs no model
+    or a native view."""
     if not CAPTION_BACKENDS[config.backend].runs_model:
         return None
     from transformers import AutoImageProcessor
 
-    return llava_view(AutoImageProcessor.from_pretrained(config.model, trust_remote_code=config.trust_remote_code))
+    view = getattr(config, "view", "crop")
+    if view == "native":
+        return None
+    return view_of(AutoImageProcessor.from_pretrained(config.model, trust_remote_code=config.trust_remote_code), view)
 
 
 def _empty() -> np.ndarray:
@@ -37,14 +44,22 @@ def _empty() -> np.ndarray:
 
 
 class ModelInputsStage:
-    """Crops for the caption and CLIP models from MODEL_IMAGE; built once per worker."""
+    """Crops for the captioners and CLIP from MODEL_IMAGE; built once per worker.
 
-    def __init__(self, caption_config: CaptionConfig, clip_config: ClipConfig):
-        self.caption_view = caption_view(caption_config)
+    captioners: a CaptionConfig (a `caption:` job), or [(crop column, config)] of `captioners:`;
+    keep_image: MODEL_IMAGE goes on (a native captioner or a classifier takes it)."""
+
+    def __init__(self, captioners, clip_config: ClipConfig, keep_image: bool = False):
+        if isinstance(captioners, CaptionConfig):
+            captioners = [(B.CAPTION_PIXELS, captioners)]
         self.clip_view = clip_view_of(resolve_model_name(clip_config.model), resolve_pretrained(clip_config.pretrained))
         self.views = {B.CLIP_PIXELS: self.clip_view}
-        if self.caption_view is not None:
-            self.views[B.CAPTION_PIXELS] = self.caption_view
+        for column, config in captioners:
+            view = caption_view(config)
+            if view is not None:
+                self.views[column] = view
+        self.caption_view = self.views.get(B.CAPTION_PIXELS)
+        self.keep_image = keep_image
 
     def __call__(self, batch: dict) -> dict:
         rows = RowOutcomes(batch, STAGE)
@@ -59,7 +74,7 @@ class ModelInputsStage:
                 continue
             for column, crop in crops.items():
                 columns[column][i] = crop
-        out = {k: v for k, v in batch.items() if k != B.MODEL_IMAGE}
+        out = {k: v for k, v in batch.items() if k != B.MODEL_IMAGE or self.keep_image}
         out.update(rows.columns())
         out.update(columns)
         return out

@@ -1,6 +1,8 @@
 """Nouns: the lowercased lemmas of a caption's NOUN and PROPN tokens, by spaCy's tagger.
 
-Repeats are kept, in caption order, so `n_nouns` measures how many concepts a caption names.
+Repeats are kept, in caption order, so `n_nouns` measures how many concepts a caption names. With
+several captioners, each caption gets its own (nouns_long, n_nouns_long), and the base columns are
+the primary's.
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import spacy
 
 from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
+from pixcap.schemas.records import CAPTION, captioner_column
 from pixcap.schemas.stages import NounsConfig
 
 from .outcomes import RowOutcomes, error_text
@@ -42,13 +45,24 @@ def doc_nouns(doc) -> list:
 class NounsStage:
     """Adds `nouns` and `n_nouns` to each caption; rejected rows get none."""
 
-    def __init__(self, config: NounsConfig):
+    def __init__(self, config: NounsConfig, captioners=("",)):
         self.config = config
+        self.captioners = list(captioners)  # their names, the primary first; [""]: a `caption:` job's one
         self.nlp = load_tagger(config.model)
 
     def __call__(self, batch: dict) -> dict:
+        out = dict(batch)
+        for name in self.captioners:
+            found = self.caption_nouns(out, name)
+            out.update(found)
+            if name and name == self.captioners[0]:  # the primary's are the base columns too
+                out[B.NOUNS], out[B.N_NOUNS] = found[captioner_column(B.NOUNS, name)], found[captioner_column(B.N_NOUNS, name)]
+        return out
+
+    def caption_nouns(self, batch: dict, name: str) -> dict:
+        """The reject columns, and nouns and n_nouns of one captioner's captions."""
         rows = RowOutcomes(batch, STAGE)
-        captions = batch[B.CAPTION]
+        captions = batch[captioner_column(CAPTION, name)]
         nouns = [[] for _ in range(len(rows))]
         live = rows.live_rows()
         try:  # spaCy's pipe batches the whole batch; rows are retried alone only if it fails
@@ -60,7 +74,5 @@ class NounsStage:
                     nouns[i] = doc_nouns(self.nlp(captions[i] or ""))
                 except Exception as e:
                     rows.reject(i, R.NOUNS_ERROR, error_text(e))
-        out = dict(batch)
-        out.update(rows.columns())
-        out[B.NOUNS], out[B.N_NOUNS] = nouns, [len(n) for n in nouns]
-        return out
+        return {**rows.columns(), captioner_column(B.NOUNS, name): nouns,
+                captioner_column(B.N_NOUNS, name): [len(n) for n in nouns]}

@@ -29,6 +29,7 @@ from pixcap.schemas.shards import shard_name
 from .keys import (
     CAPTION_EXTENSION, KeyMaker, SidecarTracker, is_image_name, is_unsafe_path, printable_name, split_extension,
 )
+from .caption_text import caption_text
 from .plausible_size import read_checked
 
 # A batch is yielded when it holds BATCH_BYTES of member bytes or ROWS_PER_BATCH rows, whichever
@@ -70,13 +71,18 @@ def _row(part: dict, member: Member, position: int, shard_size: int) -> dict:
     }
 
 
+def _caption(data: bytes) -> str:
+    """A caption file's first CAPTION_BYTES as clean text (stages/caption_text.py: encodings, controls)."""
+    return caption_text(data, cut=len(data) >= CAPTION_BYTES)
+
+
 def _read_text(fs, path: str, root_path: str) -> str:
     """A caption file's text, or "" when there is none or it may not be read (see local_file_problem)."""
     try:
         if local_file_problem(fs, path, root_path):
             return ""
         with open_regular(fs, path) as f:
-            return f.read(CAPTION_BYTES).decode("utf-8", errors="replace").strip()
+            return _caption(f.read(CAPTION_BYTES))
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, NotRegularFile):
         return ""
 
@@ -155,7 +161,7 @@ class ReadStage:
                     stem, ext = split_extension(info.name)
                     if pending is not None and ext == CAPTION_EXTENSION and stem == split_extension(pending.name)[0]:
                         if info.isfile() and not pending.reason and self.read_captions:
-                            pending.caption = tar.extractfile(info).read(CAPTION_BYTES).decode("utf-8", "replace").strip()
+                            pending.caption = _caption(tar.extractfile(info).read(CAPTION_BYTES))
                         continue
                     if not is_image_name(info.name):
                         sidecars.add_other(info.name, info.isfile())

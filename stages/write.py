@@ -53,11 +53,11 @@ def _text(value) -> str:
         return printable_name(text)
 
 
-def _table(batch: dict, rows: list) -> pa.Table:
+def _table(batch: dict, rows: list, schema: pa.Schema) -> pa.Table:
     """The given rows of the batch as a fragment table, rejected rows stripped of data."""
     rejected = [bool(batch[B.REJECT_REASON][i]) for i in rows]
     columns = {}
-    for field in FRAGMENT_SCHEMA:
+    for field in schema:
         values = _column(batch, field, len(batch[B.SHARD]))
         values = [values[i] for i in rows]
         if field.name not in KEPT_ON_REJECT:
@@ -65,24 +65,26 @@ def _table(batch: dict, rows: list) -> pa.Table:
         if not field.nullable:
             values = ["" if v is None else v for v in values]
         columns[field.name] = values
-    return pa.table(columns, schema=FRAGMENT_SCHEMA)
+    return pa.table(columns, schema=schema)
 
 
-def fragment_table(batch: dict) -> pa.Table:
-    """The batch as a fragment: every FRAGMENT_SCHEMA column, rejected rows stripped of data. A row
-    whose values the table cannot hold becomes a reject row (write_error) instead of failing the batch."""
+def fragment_table(batch: dict, schema: pa.Schema = None) -> pa.Table:
+    """The batch as a fragment: every column of schema (FRAGMENT_SCHEMA, or a job's: fragment_schema), rejected
+    rows stripped of data. A row whose values the table cannot hold becomes a reject row (write_error)
+    instead of failing the batch."""
+    schema = FRAGMENT_SCHEMA if schema is None else schema
     rows = list(range(len(batch[B.SHARD])))
     try:
-        return _table(batch, rows)
+        return _table(batch, rows, schema)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         pass
     outcomes = RowOutcomes(batch, STAGE)
     for i in outcomes.live_rows():
         try:
-            _table(batch, [i])
+            _table(batch, [i], schema)
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
             outcomes.reject(i, R.WRITE_ERROR, error_text(e))
-    return _table({**batch, **outcomes.columns()}, rows)
+    return _table({**batch, **outcomes.columns()}, rows, schema)
 
 
 def ledger_summary(table: pa.Table, fragment: str) -> dict:

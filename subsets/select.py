@@ -16,6 +16,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from pixcap.analysis.parquet_check import reading_failed, unreadable_file
 from pixcap.schemas import JobError
 from pixcap.schemas.selection import PARENT_KEY, SELECTION_KEY, Selection
 
@@ -42,6 +43,22 @@ def parent_digest(manifest: dict) -> str:
     files = [[s["name"], *[(s.get(kind) or {}).get("sha256", "") for kind in ("stats", "tar", "embeddings", "rejects")]]
              for s in manifest.get("shards", [])]
     return "sha256:" + hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()
+
+
+def _planned(parent: Storage, shards: list, selection: Selection):
+    """plan_selection, or one line naming the parent's stats parquet that could not be read: DuckDB's
+    errors on a damaged file do not name it (and one reached while the predicate runs reads like
+    a --where error). The files are read one by one only once planning failed."""
+    try:
+        return plan_selection(parent, shards, selection)
+    except Exception as e:
+        if not (reading_failed(e) or isinstance(e, JobError)):
+            raise
+        paths = {parent.url(entry["stats"]["path"]): entry["stats"]["path"] for entry in shards}
+        named = unreadable_file(paths, lambda url: parent.open(paths[url]))
+        if named is None:
+            raise
+        raise named from None
 
 
 def _parent(parent: Storage) -> dict:
@@ -101,7 +118,7 @@ def count_selection(parent_url: str, selection: Selection, storage_options=None)
     """How many samples each step of the selection leaves, writing nothing (`--dry-run`)."""
     parent = Storage(parent_url, storage_options)
     parent_manifest = _parent(parent)
-    return plan_selection(parent, parent_manifest["shards"], selection)[1]
+    return _planned(parent, parent_manifest["shards"], selection)[1]
 
 
 def select_subset(parent_url: str, subset_url: str, selection: Selection, command=None, stream=None,
@@ -120,7 +137,7 @@ def select_subset(parent_url: str, subset_url: str, selection: Selection, comman
     # Planned before the subset is touched: a predicate DuckDB refuses, or a dedup the parent
     # cannot give (no embeddings), stops here with nothing written.
     planned = None if existing is not None and read_plan(subset) is not None else \
-        plan_selection(parent, parent_manifest["shards"], selection)
+        _planned(parent, parent_manifest["shards"], selection)
     with taken_output(subset, stream, "subset",
                       lambda found: check_subset(found, parent_record, selection, subset.url())) as (manifest, lock):
         manifest = manifest or new_subset_manifest(parent_manifest, parent_record, selection)
@@ -142,7 +159,7 @@ def _select_locked(parent: Storage, parent_manifest: dict, subset: Storage, sele
         print(f"pixcap: removed {len(removed)} half-written files of an earlier run", file=stream)
     stored = read_plan(subset)  # a stored plan wins: it is what the shards already written hold
     if stored is None:
-        plan, counts = planned or plan_selection(parent, parent_manifest["shards"], selection)
+        plan, counts = planned or _planned(parent, parent_manifest["shards"], selection)
         lock.check()
         write_plan(subset, plan, counts)
     else:

@@ -20,6 +20,10 @@ keeps `make test` within its 20 minutes on two cores.
 - ray_subprocess: env(**extra), the environment for a subprocess that starts a Ray of its own
   (`pixcap run` without --address, `ray start`). Request it in any test or fixture that starts
   one: it is how such a test is marked `ray` (see below).
+- synthetic_stats: stats(rows, files, seed) -> (output folder, expected Table 1): made-up stats
+  parquets (tests/pipeline/synthetic_stats.py), written once per session for each (rows, files,
+  seed), for the memory tests of `pixcap stats` and `pixcap report`. Read-only, but for files of
+  a test's own beside OUT/stats.
 - failpoint_env: sets PIXCAP_KILL_AT (output/failpoints.py) in this process for one test.
 
 Markers, set below from the fixtures a test uses (directly or through other fixtures), never by
@@ -28,9 +32,9 @@ hand, so that a new test is sorted by what it needs:
 - s3: needs the S3 server (s3_server, bucket).
 `slow` is set by hand on the long end-to-end, fault and memory tests.
 
-    make test-unit   pytest -m "not ray and not s3"   no Ray, no S3 server, no `pixcap run` (< 3 min)
-    make test-fast   pytest -m "not slow"             adds the session's Ray and the quick tests on it
-    make test        pytest                           everything (< 20 min on 2 cores)
+    make test-unit   pytest -m "not ray and not s3 and not slow"   no Ray, no S3 server (< 3 min)
+    make test-fast   pytest -m "not slow"                           adds the quick tests on Ray and S3
+    make test        pytest                                         everything (< 20 min on 2 cores)
 """
 import os
 from typing import NamedTuple
@@ -119,6 +123,23 @@ def pipeline_run(tmp_path_factory, ray_session, models_cache) -> PipelineRun:
     out = root / "out"
     manifest = run_job(job_for(root, out, models_cache))
     return PipelineRun(root, out, manifest, expected)
+
+
+@pytest.fixture(scope="session")
+def synthetic_stats(tmp_path_factory):
+    """stats(rows, files, seed=0) -> (folder, expected table), made once per session for each
+    (rows, files, seed): a million rows take seconds to write, and two tests measure the same."""
+    from tests.pipeline.synthetic_stats import write_stats
+
+    made = {}
+
+    def stats(rows: int, files: int, seed: int = 0):
+        if (rows, files, seed) not in made:
+            out = tmp_path_factory.mktemp(f"stats-{rows}-{files}-{seed}")
+            made[rows, files, seed] = out, write_stats(out, rows=rows, files=files, seed=seed)
+        return made[rows, files, seed]
+
+    return stats
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """What a new user meets first: the version, `python -m pixcap`, --help with its defaults, one-line
 usage errors, key suggestions, the installed example jobs, job files that are not files, no tiny
 model by default, a light start-up, and pixcap's messages through `logging`."""
+import ast
 import dataclasses
 import importlib
-import json
+import importlib.util
 import logging
 import os
 import shutil
@@ -56,10 +57,25 @@ def test_python_m_pixcap_is_the_command(tmp_path):
     assert ran.returncode == 2 and ran.stderr == f"pixcap: error: job file not found: {tmp_path}/missing.yaml\n"
 
 
-def test_every_name_of_the_python_api_resolves():
-    for name in pixcap.__all__:
-        assert getattr(pixcap, name) is not None, name
-    assert pixcap.run_job is importlib.import_module("pixcap.pipeline.run").run_job
+def top_level_names(module: str) -> set:
+    """The names a module defines or imports at its top level, read from its source (not imported:
+    the API's modules import torch and Ray)."""
+    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names)
+    return names
+
+
+def test_every_name_of_the_python_api_is_defined_where_it_says():
+    for name, module in pixcap._API.items():
+        assert name in top_level_names(module), f"pixcap.{name}: not in {module}"
+    assert pixcap.load_job is importlib.import_module("pixcap.schemas.job").load_job  # imported on first use
     assert set(pixcap.__all__) <= set(dir(pixcap))
     with pytest.raises(AttributeError):
         pixcap.no_such_function
@@ -251,7 +267,7 @@ def test_messages_go_through_the_pixcap_logger(capsys):
     logger = logging.getLogger("pixcap.some.module")
     logger.info("pixcap: a line")
     logger.warning("pixcap: a warning")
-    assert capsys.readouterr() == ("pixcap: a line\n", "pixcap: a warning\n")  # the one-line format, as before
+    assert capsys.readouterr() == ("", "pixcap: a line\npixcap: a warning\n")  # one line each, as before; stdout is for results
     root = logging.getLogger("pixcap")
     level = root.level
     try:  # a notebook silences pixcap, or collects its records, with logging alone
@@ -278,3 +294,24 @@ def test_quiet_keeps_warnings_and_the_level_after(capsys):
     code, out, err = run_cli(capsys, "--quiet", "stats", "/nonexistent")
     assert code == 2 and err.startswith("pixcap: error: ")
     assert logger.level == before
+
+
+def test_a_stream_the_library_writes_to_becomes_log_records():
+    """run_job and select_subset write their lines to a stream; given none, to this one: the logger's."""
+    from pixcap.log_stream import LogStream
+
+    records = []
+    logger = logging.getLogger("pixcap.test.stream")
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        stream = LogStream(logger)
+        print("pixcap: one line", file=stream, flush=True)
+        stream.write("pixcap: a line in ")
+        stream.write("two writes\nand a rest")
+        assert [r.getMessage() for r in records] == ["pixcap: one line", "pixcap: a line in two writes"]
+        assert not stream.isatty()  # no progress bar drawn into a log
+    finally:
+        logger.removeHandler(handler)

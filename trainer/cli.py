@@ -9,7 +9,7 @@ import logging
 
 from pixcap.schemas import JobError
 from pixcap.schemas.models import DEFAULT_MODELS_CACHE, DEFAULT_T5, DEFAULT_VAE
-from pixcap.schemas.train_job import BUCKET_MODES, RESOLUTIONS
+from pixcap.schemas.train_job import BUCKET_MODES, RESOLUTIONS, SAMPLERS
 
 
 def train_command(args) -> int:
@@ -45,7 +45,7 @@ def convert_dit_command(args) -> int:
     from .convert_dit import convert_dit
 
     out = convert_dit(args.dit_path, args.out_dir, args.caption_channels, args.t)
-    logging.getLogger(__name__).info(f"wrote PixArt transformer to {out}")
+    print(f"wrote PixArt transformer to {out}")
     return 0
 
 
@@ -55,7 +55,7 @@ def sample_command(args) -> int:
     try:
         paths = sample_run(args.run_dir, args.prompt, out=args.out, steps=args.steps, seed=args.seed,
                            guidance_scale=args.guidance_scale, lora=args.lora, controlnet=args.controlnet,
-                           controls=args.control)
+                           controls=args.control, scheduler=args.scheduler)
     except FileNotFoundError as e:
         logging.getLogger(__name__).error(f"pixcap: failed: {e}")
         return 1
@@ -101,7 +101,9 @@ def add_sample_args(parser) -> None:
     """The arguments of `pixcap sample`."""
     parser.add_argument("run_dir", help="training run folder; its exported pipeline is RUN_DIR/pipeline")
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--scheduler", default="dpm-solver", choices=SAMPLERS,
+                        help="dpm-solver (the pipeline's own) or sa-solver, as PixArt's inference.py offers them")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default 20 for dpm-solver, 25 for sa-solver)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--guidance-scale", type=float, default=4.5)
     parser.add_argument("--output", dest="out", default=None, help="output folder (default RUN_DIR/sampling)")

@@ -71,7 +71,10 @@ def filter_failures(record: dict, filters: FilterConfig) -> list:
         "max_aspect_ratio": lambda v: min(width, height) > 0 and max(width, height) / min(width, height) <= v,
         "min_side": lambda v: min(width, height) >= v,
     }
-    return [name for name, ok in checks.items() if getattr(filters, name) is not None and not ok(getattr(filters, name))]
+    failed = [name for name, ok in checks.items() if getattr(filters, name) is not None and not ok(getattr(filters, name))]
+    # A score over its threshold, or missing (the pipeline's classifier did not run or scored null), fails.
+    return failed + [f"max_scores.{column}" for column, threshold in filters.max_scores.items()
+                     if record.get(column) is None or record[column] > threshold]
 
 
 def choose_fit(height: int, width: int, mode: str, resolutions):

@@ -21,8 +21,10 @@ from pixcap.models.resolve import resolve_model
 from pixcap.schemas import JobError
 from pixcap.schemas.records import CAPTION, IMAGE_EXT, LATENT_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT
 from pixcap.schemas.train_job import FilterConfig
+from pixcap.schemas.train_skips import NO_IMAGE_TO_ENCODE
 
-from .data import PrepareSamples, expand_shards, one_line, tar_samples
+from .data import PrepareSamples
+from .shard_read import expand_shards, one_line, tar_samples
 from .training_log import quiet_libraries
 from .features import (NULL_CAPTION, check_revisions, check_settings, model_revisions, posterior_bytes,
                        read_null_caption, text_feature_bytes, write_null_caption)
@@ -94,7 +96,7 @@ class ShardEncoder:
                     if IMAGE_EXT in sample:
                         chunk.append(sample)
                     else:
-                        self.prepare.skipped["no_image"] += 1
+                        self.prepare.skipped[NO_IMAGE_TO_ENCODE] += 1
                     if len(chunk) == CHUNK:
                         count += self.write(sink, chunk)
                         chunk = []

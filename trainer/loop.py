@@ -134,7 +134,7 @@ def sample_at(job: TrainJob, pipe, run_dir: Path, step: int, controlnet=None) ->
     """The job's sampling prompts through `pipe` (a pipeline or its folder) into RUN_DIR/sampling/step-N."""
     sample_images(pipe, job.sampling_prompts, run_dir / SAMPLING_DIR / step_name(step), steps=job.sampling_steps,
                   seed=job.seed, height=job.resolution, width=job.resolution, clean_captions=job.clean_captions,
-                  controlnet=controlnet, controls=job.controlnet.sampling_controls)
+                  controlnet=controlnet, controls=job.controlnet.sampling_controls, scheduler=job.sampling_scheduler)
 
 
 def train(job: TrainJob) -> dict:

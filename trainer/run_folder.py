@@ -1,7 +1,8 @@
 """The names inside a training run folder (RUN_DIR) and inside the pipeline it exports.
 
 RUN_DIR/
-  log.jsonl                      one line per log_every steps
+  log.jsonl                      one line per log_every steps, with its UTC time
+  tensorboard/                   the same figures as TensorBoard event files
   checkpoints/step-NNNNNNN/      state.pt (rank 0), rng-rankR.pt (every rank)
   sampling/step-NNNNNNN/         images generated at that step
   pipeline/                      the diffusers PixArtAlphaPipeline (EMA weights), with
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 
 LOG = "log.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 CHECKPOINTS = "checkpoints"
 STEP_DIR = re.compile(r"^step-(\d{7})$")  # checkpoints/ and sampling/ name their folders by step
 STATE = "state.pt"  # a checkpoint's model, EMA, optimiser, schedule and step

@@ -1,7 +1,8 @@
 """Sampling: images generated from a PixArt pipeline, during training and by `pixcap sample RUN_DIR`.
 
-Prompts reach T5 as the training captions did: cleaned (diffusers' clean_caption) when the run's
-clean_captions was on, read from the train job exported beside the pipeline.
+Prompts reach T5 as the training captions did: cleaned (PixArt's T5Embedder cleaning, captions.py) when
+the run's clean_captions was on, read from the train job exported beside the pipeline. The scheduler is
+DPM-Solver (the pipeline's own) or SA-Solver (samplers.py).
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import torch
 
-from .captions import check_cleaning_available
+from .captions import check_cleaning_available, prepare_captions
 from .export import read_train_job
 from .run_folder import PIPELINE_DIR, SAMPLING_DIR
+from .samplers import DPM_SOLVER, default_steps, sampling_with
 
 
 def load_pipeline(path, device=None, lora=None):
@@ -38,9 +40,10 @@ def slug(text: str, n: int = 40) -> str:
 
 
 @torch.no_grad()
-def sample_images(pipeline_dir_or_pipeline, prompts: typing.Sequence[str], out_dir, steps: int = 20, seed: int = 0,
-                  height: int | None = None, width: int | None = None, guidance_scale: float = 4.5,
-                  clean_captions: bool = True, controlnet=None, controls=None) -> typing.List[Path]:
+def sample_images(pipeline_dir_or_pipeline, prompts: typing.Sequence[str], out_dir, steps: int | None = None,
+                  seed: int = 0, height: int | None = None, width: int | None = None, guidance_scale: float = 4.5,
+                  clean_captions: bool = True, controlnet=None, controls=None,
+                  scheduler: str = DPM_SOLVER) -> typing.List[Path]:
     """Generate one image per prompt (seeded) and write them as PNGs in `out_dir`; return their paths.
 
     With a ControlNet, `controls` gives the control image of each prompt (paths or PIL images; one serves all)."""
@@ -58,10 +61,11 @@ def sample_images(pipeline_dir_or_pipeline, prompts: typing.Sequence[str], out_d
 
         latents = control_latents(pipe, controls, len(prompts), height, width)
         steering = controlnet.placed_like(pipe.transformer).steering(pipe.transformer, latents)
-    with steering:
+    with steering, sampling_with(pipe, scheduler):
         images = pipe(
-            list(prompts), num_inference_steps=steps, guidance_scale=guidance_scale, generator=generator,
-            height=height, width=width, clean_caption=clean_captions,
+            # Cleaned here as in training; the pipeline's own copy of the cleaning lacks one step (captions.py).
+            prepare_captions(prompts, clean_captions), num_inference_steps=steps or default_steps(scheduler),
+            guidance_scale=guidance_scale, generator=generator, height=height, width=width, clean_caption=False,
             # Sizes are the caller's; binning would snap them to PixArt's buckets (and fails on other sample sizes).
             use_resolution_binning=False,
         ).images
@@ -73,8 +77,9 @@ def sample_images(pipeline_dir_or_pipeline, prompts: typing.Sequence[str], out_d
     return paths
 
 
-def sample_run(run_dir, prompts: typing.Sequence[str], out=None, steps: int = 20, seed: int = 0,
-               guidance_scale: float = 4.5, lora=None, controlnet=None, controls=None) -> typing.List[Path]:
+def sample_run(run_dir, prompts: typing.Sequence[str], out=None, steps: int | None = None, seed: int = 0,
+               guidance_scale: float = 4.5, lora=None, controlnet=None, controls=None,
+               scheduler: str = DPM_SOLVER) -> typing.List[Path]:
     """Images from RUN_DIR/pipeline into `out` (default RUN_DIR/sampling), prompts treated as in training.
 
     A LoRA run's adapter (RUN_DIR/lora) and a ControlNet run's ControlNet (RUN_DIR/controlnet) are used
@@ -89,4 +94,5 @@ def sample_run(run_dir, prompts: typing.Sequence[str], out=None, steps: int = 20
     clean = read_train_job(pipeline_dir).get("clean_captions", True)  # True: diffusers' own default
     pipe = load_pipeline(pipeline_dir, lora=lora)
     return sample_images(pipe, prompts, Path(out or run_dir / SAMPLING_DIR), steps=steps, seed=seed,
-                         guidance_scale=guidance_scale, clean_captions=clean, controlnet=controlnet, controls=controls)
+                         guidance_scale=guidance_scale, clean_captions=clean, controlnet=controlnet, controls=controls,
+                         scheduler=scheduler)

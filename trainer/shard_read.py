@@ -123,8 +123,9 @@ def tar_samples(src, on_broken_shard=None):
 
 
 def sample_id(sample: dict) -> list:
-    """What finds a sample again: [url, key, members or None]; plain values, as a checkpoint holds them."""
-    return [sample["__url__"], sample["__key__"], sample.get(MEMBERS)]
+    """What finds a sample again: [url, key, members or None]; plain values, as a checkpoint holds them.
+    (A sample not read from a shard has no url; nothing carries one, as only streams from shards carry samples.)"""
+    return [sample.get("__url__"), sample["__key__"], sample.get(MEMBERS)]
 
 
 def read_again(ids):

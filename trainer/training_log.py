@@ -17,9 +17,8 @@ from pathlib import Path
 from pixcap.schemas import JobError
 from pixcap.schemas.train_job import TrainJob
 
-from .run_folder import LOG
+from .run_folder import LOG, TENSORBOARD_DIR
 
-TENSORBOARD_DIR = "tensorboard"
 logger = logging.getLogger(__name__)
 
 

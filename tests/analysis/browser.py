@@ -1,8 +1,9 @@
 """Open a report in a real headless browser (Debian's chromium): a screenshot, the DOM after the
 page's script ran, and every console message the page produced.
 
-chromium is a system package, installed by .ci/run; where it is missing the test fails and says
-how to install it, rather than skipping: a skipped browser test would pass CI without a browser.
+chromium is a system package, which the Makefile's test targets install when it is missing; where
+it is missing still, the test fails and says how to install it, rather than skipping: a skipped
+browser test would pass CI without a browser.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail("chromium is not installed; install it with `apt-get install -y chromium` (.ci/run does)")
+    pytest.fail("chromium is not installed; install it with `make chromium` (`make test` does)")
 
 
 def render(page: Path, workdir: Path, size=(1280, 4000), timeout: float = 120) -> Rendered:

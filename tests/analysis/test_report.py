@@ -111,3 +111,25 @@ def test_unscored_samples_and_a_shard_with_every_input_rejected(tmp_path, capsys
     assert entry["table"]["images"] == 3 and math.isnan(entry["table"]["mean_clip_score"])
     assert table_rows(page, "shards") == [["u", "u-00000", "3", "0", "–"], ["u", "u-00001", "0", "1", "–"]]
     assert 'data-sort="NaN"' in page and "no scored samples" in page
+
+
+def damaged(path, how: str) -> None:
+    """A parquet file cut short (its footer gone), or with its first pages overwritten."""
+    data = bytearray(path.read_bytes())
+    if how == "cut":
+        data = data[: len(data) // 2]
+    else:
+        data[8: len(data) // 2] = b"\xff" * (len(data) // 2 - 8)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("file,how", [("stats/p-00001.parquet", "cut"), ("stats/p-00001.parquet", "pages"),
+                                      ("rejects/p-00000.parquet", "pages")])
+def test_a_damaged_parquet_is_named_in_one_line(tmp_path, capsys, small, file, how):
+    from pixcap.cli.main import main
+
+    damaged(small / file, how)
+    assert main(["report", str(small), "--output", str(tmp_path / "r.html")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{small / file}: not a readable parquet" in err, err
+    assert not (tmp_path / "r.html").exists()

@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from tests.pipeline.synthetic_stats import write_stats
 from tests.pipeline.test_memory import MIB, PEAK_OF
 
 pytestmark = pytest.mark.slow
@@ -33,11 +32,10 @@ def run_report_measured(out, timeout: float = 600) -> tuple:
     return (out / "report.html").stat().st_size, int((out / "report.peak").read_text()), seconds
 
 
-def test_report_on_a_million_rows_is_small_and_its_memory_flat(tmp_path):
+def test_report_on_a_million_rows_is_small_and_its_memory_flat(synthetic_stats):
     figures = {}
     for rows in (250_000, 1_000_000):
-        out = tmp_path / str(rows)
-        write_stats(out, rows=rows, files=rows // 1000, seed=rows)
+        out, _ = synthetic_stats(rows, rows // 1000, seed=rows)  # shared with test_memory.py's `pixcap stats`
         figures[rows] = run_report_measured(out)
     print("pixcap report (bytes, peak RSS MiB, seconds):",
           {rows: (size, round(peak / MIB), round(seconds, 1)) for rows, (size, peak, seconds) in figures.items()})

@@ -184,3 +184,30 @@ def test_a_failed_commit_lets_the_commits_under_way_finish(tmp_path, monkeypatch
     assert len(committed) == 1 and committer.written == 2 and committer.rejected == 1
     assert {name[: -len(".tar")] for name in os.listdir(tmp_path / "shards")} == committed
     assert not [f for d, _, files in os.walk(out) for f in files if f.endswith(TMP_SUFFIX)]
+
+
+def _load_webdataset(tmp_path, tars):
+    import datasets
+
+    datasets.disable_progress_bars()
+    return datasets.load_dataset("webdataset", data_files=[str(t) for t in tars], split="train",
+                                 cache_dir=str(tmp_path / "hf"))
+
+
+def test_key_json_leaves_out_a_score_not_computed_and_datasets_types_every_column(tmp_path):
+    from pixcap.schemas.records import AESTHETIC_SCORE
+
+    off, on = Storage(str(tmp_path / "off")), Storage(str(tmp_path / "on"))
+    commit_shard(off, "p-00000", [FragmentWriter(off)(finished_batch("p-00000", [0, 1], count=2))["fragment"][0]])
+    scored = finished_batch("p-00000", [0, 1, 2], count=3)
+    scored[AESTHETIC_SCORE] = [5.5, 6.0, None]  # the stage ran; one image got no score
+    commit_shard(on, "p-00000", [FragmentWriter(on)(scored)["fragment"][0]])
+
+    [sample] = list(wds.WebDataset(off.path("shards/p-00000.tar"), shardshuffle=False))[:1]
+    assert AESTHETIC_SCORE not in json.loads(sample["json"])  # not `null`, which has no type
+    assert pq.read_schema(off.path("stats/p-00000.parquet")).field(AESTHETIC_SCORE).type == "float"  # typed there
+    features = _load_webdataset(tmp_path / "off", [off.path("shards/p-00000.tar")]).features["json"]
+    assert AESTHETIC_SCORE not in features and "null" not in {getattr(f, "dtype", "") for f in features.values()}
+    loaded = _load_webdataset(tmp_path / "on", [on.path("shards/p-00000.tar")])
+    assert loaded.features["json"][AESTHETIC_SCORE].dtype == "float64"
+    assert [row[AESTHETIC_SCORE] for row in loaded["json"]] == [5.5, 6.0, None]

@@ -11,7 +11,8 @@ import pytest
 from pixcap.output.commit import commit_shard
 from pixcap.output.fragments import FragmentWriter
 from pixcap.output.storage import Storage
-from tests.pipeline.test_write import finished_batch
+from pixcap.schemas.manifest import SHARD_META_REJECTED
+from tests.output.batches import finished_batch
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_a_file_of_no_rows_alone_is_no_rows_and_keeps_its_metadata(output, tmp_p
             continue
         assert read([empty]) == 0, name
     stats = pq.ParquetFile(f"{output}/stats/p-00000.parquet")
-    assert stats.metadata.num_row_groups == 0 and stats.schema_arrow.metadata[b"pixcap.rejected"] == b"2"
+    assert stats.metadata.num_row_groups == 0 and stats.schema_arrow.metadata[SHARD_META_REJECTED] == b"2"
 
 
 def test_ray_reads_an_output_with_files_of_no_rows(output, ray_session):

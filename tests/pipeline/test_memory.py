@@ -1,14 +1,15 @@
-"""Bounded memory: `pixcap run` streams 20,000 images, and `pixcap stats` reads 1,000,000 rows,
-within fixed peak-RSS bounds that do not grow with the number of inputs.
+"""Bounded memory: `pixcap run` streams thousands of images (IMAGES: 8,000 in `make test`, 20,000
+with PIXCAP_MEMORY_IMAGES=20000, as `python -m bench.bench_memory run` does), and `pixcap stats`
+reads 1,000,000 rows, within fixed peak-RSS bounds that do not grow with the number of inputs.
 
 Both commands run as subprocesses, the way a user runs them. `pixcap run` starts its own local
 Ray (RAY_ADDRESS=local), so the driver, the raylet and every Ray worker are descendants of the
 process the test started, and nothing of the test session's Ray is counted; a sampler thread
 reads each process's VmHWM (the kernel's high-water mark of its resident set, so a peak between
 two samples is not missed) every SAMPLE_SECONDS until the run ends. The bounds are on VmHWM;
-the growth checks (2,000 against 20,000 images) are on RssAnon + RssShmem. The tiny LLaVA
+the growth checks (FEW_IMAGES against IMAGES) are on RssAnon + RssShmem. The tiny LLaVA
 captions (the hf backend): 20,000 images take about 85 s on 2 cores, Ray start-up included.
-`python bench/bench_memory.py run|stats` prints the same figures.
+`python -m bench.bench_memory run|stats` prints the same figures.
 """
 from __future__ import annotations
 
@@ -205,10 +206,12 @@ class TreeSampler(threading.Thread):
         }
 
 
-def run_measured(job: dict, job_file: Path, timeout: float = 900, cli: tuple = ("-m", "pixcap.cli.main")) -> tuple:
-    """`pixcap run job_file` on a Ray of its own, sampled; returns (rc, stdout, stderr, sampler, seconds)."""
+def run_measured(job: dict, job_file: Path, timeout: float = 900, cli: tuple = ("-m", "pixcap.cli.main"),
+                 env: dict = None) -> tuple:
+    """`pixcap run job_file` on a Ray of its own, sampled; returns (rc, stdout, stderr, sampler, seconds).
+    env: the conftest's ray_subprocess(), which marks the test `ray`."""
     job_file.write_text(yaml.safe_dump(job))
-    env = {**os.environ, "RAY_ADDRESS": "local", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**(env or os.environ), "RAY_ADDRESS": "local", "TOKENIZERS_PARALLELISM": "false"}
     start = time.monotonic()
     driver = subprocess.Popen([sys.executable, *cli, "run", str(job_file)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -241,8 +244,13 @@ SUMMARY = re.compile(r"inputs (\d+) = written (\d+) \+ rejected (\d+)")
 
 # -- pixcap run ------------------------------------------------------------------------------
 PER_TAR = 1000
-IMAGES = 20_000
-FEW_IMAGES = 2_000  # the same run at a tenth of the inputs, to compare peaks with
+# The run's size. The bounds below are on what a process holds at its peak, which must not depend
+# on the number of inputs; 8,000 images (8 tars, 8 shards) show them as 20,000 did, in less than
+# half the time: the peaks measured were the same at 2,000 and at 20,000 images. What a larger run
+# would show better, a per-input leak, is bounded per input (GROWTH_PER_INPUT below), and the
+# streaming check compares the first commit with the run's length at any size.
+IMAGES = int(os.environ.get("PIXCAP_MEMORY_IMAGES", "8000"))
+FEW_IMAGES = max(PER_TAR, IMAGES // 10 // PER_TAR * PER_TAR)  # the same run at a tenth of the inputs, to compare
 # The `pixcap run` driver's allocated pages (RssAnon + RssShmem at their peak): what the pipeline's
 # data can grow. Measured on 2 cores: 415-436 MiB at 2,000 and at 20,000 images, on this machine
 # and on CI's. About 300 MiB of it is the imports' own heap (torch, transformers, open_clip,
@@ -259,8 +267,10 @@ WORKER_PEAK_BOUND = 2048 * MIB
 # Ten times the inputs may add this much to a process's anonymous + object-store pages
 # (RssAnon + RssShmem, the pages a process allocated; the file pages of shared libraries are
 # left out, they follow the page cache). Driver, measured: 429 MiB at 2,000 images, 436 at
-# 20,000; holding 5 KB per input (an image, its record) would exceed the bound.
-DRIVER_GROWTH_BOUND = 96 * MIB
+# 20,000. The bound is per added input, so that holding 5 KiB per input (an image, its record)
+# exceeds it at any run size: 35 MiB from 1,000 to 8,000 images, 88 MiB from 2,000 to 20,000.
+GROWTH_PER_INPUT = 5 * 1024
+DRIVER_GROWTH_BOUND = GROWTH_PER_INPUT * (IMAGES - FEW_IMAGES)
 # Largest worker, measured: 659 MiB at 2,000 images, 811 at 20,000 (a worker's allocator and its
 # view of the object store settle higher after more batches); with whole tars in one 128 MiB
 # block it was 672 -> 984-993 MiB.
@@ -268,7 +278,7 @@ WORKER_GROWTH_BOUND = 224 * MIB
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, models_cache):
+def runs(tmp_path_factory, models_cache, ray_subprocess):
     """`pixcap run` on FEW_IMAGES and on IMAGES small images, each on a Ray of its own, sampled."""
     results = {}
     for images in (FEW_IMAGES, IMAGES):
@@ -277,7 +287,7 @@ def runs(tmp_path_factory, models_cache):
         assert write_sa1b_tars(root / "in", images // PER_TAR, PER_TAR) == images
         made = time.monotonic() - made
         job = pipeline_job(str(root / "in" / "sa_*.tar"), root / "out", models_cache, "hf")
-        rc, stdout, stderr, sampler, seconds = run_measured(job, root / "job.yaml")
+        rc, stdout, stderr, sampler, seconds = run_measured(job, root / "job.yaml", env=ray_subprocess())
         assert rc == 0, stderr[-3000:]
         summary = sampler.summary()
         print(f"\npixcap run, {images} images (inputs made in {made:.1f} s): {seconds:.0f} s;",
@@ -286,7 +296,7 @@ def runs(tmp_path_factory, models_cache):
     return results
 
 
-def test_run_on_20000_images_accounts_for_every_input_within_memory_bounds(runs):
+def test_run_on_many_images_accounts_for_every_input_within_memory_bounds(runs):
     run = runs[IMAGES]
     inputs, written, rejected = map(int, SUMMARY.search(run["stdout"]).groups())
     manifest = json.loads((run["out"] / "manifest.json").read_text())["totals"]
@@ -373,12 +383,12 @@ def test_stats_on_a_million_rows_stays_within_its_memory_bound(tmp_path):
     assert peak < STATS_PEAK_BOUND, f"pixcap stats peaked at {peak / MIB:.0f} MiB"
 
 
-def test_stats_memory_does_not_grow_with_rows_or_files(tmp_path):
-    """Shards of 1000 rows, as `pixcap run` writes them: 250 files, then 1000."""
+def test_stats_memory_does_not_grow_with_rows_or_files(synthetic_stats):
+    """Shards of 1000 rows, as `pixcap run` writes them: 250 files, then 1000 (the same outputs as
+    tests/analysis/test_report_memory.py measures `pixcap report` on, made once)."""
     peaks = {}
     for rows in (250_000, 1_000_000):
-        out = tmp_path / str(rows)
-        expected = write_stats(out, rows=rows, files=rows // 1000, seed=rows)
+        out, expected = synthetic_stats(rows, rows // 1000, seed=rows)
         table, peaks[rows], _ = run_stats_measured(out)
         assert_table(table, expected)
     print("pixcap stats peak RSS by rows:", {rows: f"{peak / MIB:.0f} MiB" for rows, peak in peaks.items()})
@@ -397,14 +407,14 @@ BOMB_MEMBERS, BOMB_MEMBER_BYTES = 16, 64 * MIB
 READ_WORKER_PEAK_BOUND = 1536 * MIB
 
 
-def test_a_gzip_bomb_is_rejected_unread_within_the_worker_bound(tmp_path, models_cache):
+def test_a_gzip_bomb_is_rejected_unread_within_the_worker_bound(tmp_path, models_cache, ray_subprocess):
     from .hostile import write_gzip_bomb
 
     (tmp_path / "in").mkdir()
     bomb = write_gzip_bomb(tmp_path / "in" / "bomb.tar.gz", BOMB_MEMBERS, BOMB_MEMBER_BYTES)
     write_sa1b_tars(tmp_path / "in", tars=1, per_tar=20)
     job = pipeline_job(str(tmp_path / "in"), tmp_path / "out", models_cache, "hf")
-    rc, stdout, stderr, sampler, seconds = run_measured(job, tmp_path / "job.yaml")
+    rc, stdout, stderr, sampler, seconds = run_measured(job, tmp_path / "job.yaml", env=ray_subprocess())
     assert rc == 0, stderr[-3000:]
     summary = sampler.summary()
     print(f"\npixcap run, a {bomb.stat().st_size} byte tar.gz of {BOMB_MEMBERS} x {BOMB_MEMBER_BYTES // MIB} MiB "

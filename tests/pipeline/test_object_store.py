@@ -73,6 +73,16 @@ def test_stats_and_verify_read_the_output_on_s3(s3_run, capsys):
     assert "sha256 differs" in capsys.readouterr().out
 
 
+def test_the_report_of_an_output_on_s3_shows_its_gallery_and_near_duplicates(s3_run, tmp_path):
+    out, manifest, _ = s3_run
+    page = tmp_path / "report.html"
+    assert main(["report", out, "--output", str(page)]) == 0
+    html = page.read_text()
+    thumbnails = html.count('src="data:image/jpeg;base64,')
+    assert thumbnails >= min(manifest["totals"]["written"], 3), "the gallery read no shard on S3"
+    assert "not found" not in html and "no CLIP embeddings stored" not in html
+
+
 def test_a_sigkilled_driver_on_s3_resumes_to_the_same_output(s3_collection, s3_run, tmp_path, models_cache, ray_session):
     inputs_url, _ = s3_collection
     reference, _, _ = s3_run

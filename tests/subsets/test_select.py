@@ -258,3 +258,37 @@ def test_select_from_s3_to_s3_equals_the_local_subset(parent, tmp_path, bucket):
         for kind in ("tar", "embeddings", "stats", "rejects"):
             assert ours[kind]["sha256"] == theirs[kind]["sha256"]
             assert fs.cat_file(f"{bucket}/half/{ours[kind]['path']}") == (tmp_path / "half" / theirs[kind]["path"]).read_bytes()
+
+
+def small_parent(out) -> None:
+    """A finished output of two shards made without Ray (commits and a manifest, as a run writes them)."""
+    from pixcap.output.commit import commit_shard
+    from pixcap.output.fragments import FragmentWriter
+    from pixcap.output.manifest import new_manifest, shard_entries, totals, write_manifest
+    from pixcap.output.storage import Storage
+    from tests.output.batches import finished_batch
+
+    storage, files = Storage(str(out)), {}
+    for shard in ("p-00000", "p-00001"):
+        fragment = FragmentWriter(storage)(finished_batch(shard, [0, 1], count=2, part_end=True))["fragment"][0]
+        files.update(commit_shard(storage, shard, [fragment])["files"])
+    manifest = new_manifest({"shard_size": 2})
+    manifest["inputs"] = [{"uri": "/in.tar", "kind": "tar", "identity": {"size": 1}, "prefix": "p"}]
+    manifest["shards"] = shard_entries(storage, {"p-00000", "p-00001"}, [], files)
+    manifest.update(totals=totals(manifest["shards"]), runs=[{"started": "t", "status": "finished"}])
+    write_manifest(storage, manifest)
+
+
+@pytest.mark.parametrize("cut", [True, False], ids=["footer cut", "pages overwritten"])
+def test_a_damaged_stats_parquet_of_the_parent_is_named_in_one_line(tmp_path, capsys, cut):
+    from pixcap.cli.main import main
+
+    small_parent(tmp_path / "out")
+    stats = tmp_path / "out" / STATS_DIR / "p-00001.parquet"
+    data = bytearray(stats.read_bytes())
+    stats.write_bytes(bytes(data[: len(data) // 2]) if cut else bytes(data[:8]) + b"\xff" * (len(data) // 2) + bytes(data[8 + len(data) // 2:]))
+    for extra in (["--output", str(tmp_path / "sub")], ["--dry-run"]):
+        assert main(["select", str(tmp_path / "out"), "--where", "clip_score > 0", *extra]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"{stats}: not a readable parquet" in err, err
+    assert not (tmp_path / "sub").exists() or not any((tmp_path / "sub").rglob("*.tar"))

@@ -85,7 +85,7 @@ def test_rerun_skips_finished_shards_and_refuses_other_settings(encoded, capsys)
     mtimes = [p.stat().st_mtime_ns for p in out]
     capsys.readouterr()
     assert encode_shards([str(root / "raw" / "*.tar")], str(root / "encoded"), **kwargs) == []
-    assert "2 of 2 shards already encoded" in capsys.readouterr().out
+    assert "2 of 2 shards already encoded" in capsys.readouterr().err  # a message: stderr, through logging
     assert [p.stat().st_mtime_ns for p in out] == mtimes
     with pytest.raises(JobError, match="buckets: output .* was encoded with buckets='aspect'"):
         encode_shards([str(root / "raw" / "*.tar")], str(root / "encoded"), **{**kwargs, "buckets": "square"})
@@ -132,9 +132,9 @@ def test_damaged_shards_are_reported_and_the_rest_encoded(tmp_path, tiny_trainer
     assert encode_command(args) == 1
     printed = capsys.readouterr()
     assert sorted(p.name for p in out.iterdir()) == ["corrupt-00000.tar", "null_caption.npz", "shard-00000.tar"]
-    assert "corrupt-00000.tar: 2 samples, skipped {'unreadable': 2}" in printed.out
+    assert "corrupt-00000.tar: 2 samples, skipped {'unreadable': 2}" in printed.err
     errors = [line for line in printed.err.splitlines() if line.startswith("pixcap:")]  # not progress bars
     assert len(errors) == 2 and damaged["truncated"] in errors[0] and "1 of 3 shards" in errors[1]
     # A rerun does only the shard that failed, and fails on it again.
     assert encode_command(args) == 1
-    assert "2 of 3 shards already encoded" in capsys.readouterr().out
+    assert "2 of 3 shards already encoded" in capsys.readouterr().err

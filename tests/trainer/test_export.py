@@ -83,7 +83,7 @@ def test_sample_command_treats_prompts_as_the_run_did(run_dir, tmp_path, monkeyp
     call = PixArtAlphaPipeline.__call__
 
     def spy(self, *args, **kwargs):
-        seen.append(kwargs["clean_caption"])
+        seen.append((args[0], kwargs["clean_caption"]))
         return call(self, *args, **kwargs)
 
     monkeypatch.setattr(PixArtAlphaPipeline, "__call__", spy)
@@ -93,6 +93,7 @@ def test_sample_command_treats_prompts_as_the_run_did(run_dir, tmp_path, monkeyp
                               "--out", str(tmp_path)])
     assert sample_command(args) == 0
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["000_a_cat.png", "001_a_dog.png"]
-    assert seen == [False]  # the run trained with clean_captions: false
+    # The run trained with clean_captions: false: the prompts only lowercased and stripped, as its captions were.
+    assert seen == [(["a cat", "a dog"], False)]
     missing = parser.parse_args([str(tmp_path), "--prompt", "a cat"])
     assert sample_command(missing) == 1
