@@ -11,7 +11,7 @@ import os
 from pixcap.schemas import JobError
 from pixcap.schemas.job import local_model_path
 from pixcap.schemas.models import TINY_AESTHETIC, TINY_CLIP, TINY_DIT, TINY_LLAVA, TINY_PREFIX, TINY_T5, TINY_VAE
-from pixcap.schemas.models import TINY_DETECTOR, TINY_INCEPTION, TINY_NSFW, TINY_VQA
+from pixcap.schemas.models import TINY_DETECTOR, TINY_INCEPTION, TINY_NSFW, TINY_QWEN2VL, TINY_VQA
 
 from .tiny import build_tiny_model
 from .tiny_aesthetic import AESTHETIC_FILE
@@ -27,6 +27,7 @@ TINY_FOLDERS = {
     TINY_DIT: ("tiny-dit", ""),
     TINY_AESTHETIC: ("tiny-aesthetic", AESTHETIC_FILE),
     TINY_NSFW: ("tiny-nsfw", ""),
+    TINY_QWEN2VL: ("tiny-qwen2vl", ""),
     TINY_VQA: ("tiny-vqa", ""),
     TINY_DETECTOR: ("tiny-detector", ""),
     TINY_INCEPTION: ("tiny-inception", INCEPTION_FILE),

@@ -13,6 +13,7 @@ from pathlib import Path
 from .tiny_aesthetic import AESTHETIC_FILE, build_tiny_aesthetic
 from .tiny_captioning import CLIP_NAME, build_tiny_clip, build_tiny_llava
 from .tiny_classifier import build_tiny_classifier
+from .tiny_qwen2vl import build_tiny_qwen2vl
 from .tiny_diffusion import build_tiny_dit, build_tiny_t5, build_tiny_vae
 from .tiny_eval import EVAL_BUILDERS
 
@@ -27,6 +28,7 @@ BUILDERS = {
     "tiny-dit": build_tiny_dit,
     "tiny-aesthetic": build_tiny_aesthetic,
     "tiny-nsfw": build_tiny_classifier,
+    "tiny-qwen2vl": build_tiny_qwen2vl,
 }
 
 
@@ -56,4 +58,5 @@ def build_tiny_models(root, seed: int = 0) -> dict:
         "dit": folders["tiny-dit"],
         "aesthetic": folders["tiny-aesthetic"] / AESTHETIC_FILE,
         "nsfw": folders["tiny-nsfw"],
+        "qwen2vl": folders["tiny-qwen2vl"],
     }

@@ -8,10 +8,6 @@ from pixcap.schemas.manifest import MANIFEST_NAME
 
 
 def run_command(args) -> int:
-    from pixcap.analysis.stats import concept_density, format_table
-
-    from .run import run_job
-
     data = read_job_yaml(args.job, args.set)
     if args.input:
         data["inputs"] = list(args.input)
@@ -20,7 +16,16 @@ def run_command(args) -> int:
     job = load_job(data)
     if not job.inputs:
         raise JobError("inputs: no inputs; list them in the job or pass --input")
-    manifest = run_job(job, address=args.address, command=["pixcap", *sys.argv[1:]], verbose=args.verbose)
+    # Only a job that can run loads Ray, torch and the models' libraries: a refusal takes well under a second.
+    from pixcap.analysis.stats import concept_density, format_table
+
+    from .run import run_job
+
+    # On a terminal the progress bar draws on stderr itself; elsewhere (a log, --quiet) the run's lines go
+    # through the `pixcap` logger, which the command shows on stderr.
+    terminal = sys.stderr.isatty() and not getattr(args, "quiet", False)
+    manifest = run_job(job, address=args.address, stream=sys.stderr if terminal else None,
+                       command=["pixcap", *sys.argv[1:]], verbose=args.verbose)
     totals = manifest["totals"]
     print(
         f"pixcap: inputs {totals['inputs']} = written {totals['written']} + rejected {totals['rejected']}"

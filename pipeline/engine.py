@@ -8,6 +8,7 @@ which ray.init replaces with its own, is put back.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from typing import Optional
 
 import ray
 
+from pixcap.log_stream import LogStream
 from pixcap.schemas import Job, JobError
 
 from .handshake import NoCluster, probe
@@ -43,7 +45,7 @@ def start_ray(address, job: Job, log_dir: Optional[str] = None, verbose: bool = 
     if log_dir and not verbose:
         _ray_logs_to(log_dir)
     check_gpus(job)
-    stream = stream or sys.stderr
+    stream = stream or LogStream(logging.getLogger(__name__))
     return fit_to_cluster(job, lambda line: print(line, file=stream, flush=True))
 
 
@@ -176,3 +178,45 @@ def _ray_logs_to(log_dir: Optional[str]) -> None:
         if _ray_logs not in logger.handlers:
             logger.addHandler(_ray_logs)
         logger.propagate = False
+
+
+NATIVE_LOG_NAME = "native.log"
+
+
+@contextlib.contextmanager
+def native_output_to(log_dir: Optional[str]):
+    """While Ray runs the graph, what this process's C++ code writes to file descriptor 2 goes to
+    log_dir/native.log, and Python's sys.stderr (pixcap's messages, the progress bar) stays on the
+    console. Yields the stream that stands for the console meanwhile.
+
+    Why: Ray Data puts each operator's map function in the object store and hands its reference to
+    the actors it starts (ray/data/.../map_operator.py); with restarts on, which the actor pools need
+    to survive a lost node, Ray's core worker writes a line about it to fd 2 for every pool, straight
+    past Python's logging. With log_dir None (--verbose), nothing moves."""
+    if log_dir is None:
+        yield sys.stderr
+        return
+    os.makedirs(log_dir, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    console = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                        errors="backslashreplace")
+    log = os.open(os.path.join(log_dir, NATIVE_LOG_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+    previous = sys.stderr
+    sys.stderr = console
+    try:
+        yield console
+    finally:
+        try:
+            console.flush()
+        except OSError:  # the console went away (a closed pipe): nothing more to show there
+            pass
+        sys.stderr = previous
+        os.dup2(saved, 2)
+        os.close(saved)
+        try:
+            console.close()
+        except OSError:
+            pass

@@ -2,10 +2,12 @@
 commit shards as they fill, and record what was made in the manifest."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections import defaultdict
 
+from pixcap.log_stream import LogStream
 from pixcap.schemas import Job, JobError
 from pixcap.schemas import batch as B
 from pixcap.schemas import stages as registry
@@ -61,9 +63,10 @@ def check_fingerprint(manifest, current: dict, url: str) -> None:
 
 
 def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = False) -> dict:
-    """Run a validated job; returns the manifest. Messages go to stream (default: stderr).
-    Everything that can refuse the job does so before the output is touched."""
-    stream = stream or sys.stderr
+    """Run a validated job; returns the manifest. Messages and progress lines go to stream; without one,
+    to the `pixcap.pipeline.run` logger (pixcap.log_stream). Everything that can refuse the job does so
+    before the output is touched."""
+    stream = stream or LogStream(logging.getLogger(__name__))
     check_output(job)
     try:
         sources = list_sources(job.inputs, job.storage_options)
@@ -112,7 +115,7 @@ def _stream(todo: list, resolved: Job, storage: Storage, address, stream, ledger
     """Run the Ray graph over the parts to do, recording fragments and committing shards as they fill."""
     import ray
 
-    from .engine import describe_waiting
+    from .engine import describe_waiting, native_output_to
     from .graph import build_dataset
     from .progress import Progress, ProgressCounter
 
@@ -121,35 +124,39 @@ def _stream(todo: list, resolved: Job, storage: Storage, address, stream, ledger
     committer.cpus = resolved.ray.cpus_per_task  # as fitted to the cluster, or commits wait for the actors
     if not verbose:
         print(f"pixcap: Ray's own messages go to {log_dir} (--verbose shows them here)", file=stream)
-    counter = ProgressCounter.remote()
-    part_bytes = sum(part[B.PART_BYTES] for part in todo)
-    progress = Progress(counter, len(todo), part_bytes, resolved.progress_seconds, resolved.stall_seconds, stream,
-                        stages=registry.progress_stages(resolved),
-                        waiting=describe_waiting)
-    with progress:
-        batches = iter(build_dataset(todo, resolved, storage, counter).iter_batches(batch_size=None))
-        while True:
-            try:
-                rows = next(batches, None)
-            except ray.exceptions.RayError as e:
-                raise StageError(stage_failure(e)) from None
-            if rows is None:
-                break
-            by_fragment = defaultdict(lambda: defaultdict(list))
-            for i, fragment in enumerate(rows[B.FRAGMENT]):
-                for column in B.LEDGER_COLUMNS:
-                    by_fragment[fragment][column].append(rows[column][i])
-            for fragment, columns in by_fragment.items():
-                ledger.add(fragment, columns)
-                failpoints.reached("fragment")
-            committer.collect()  # a failed commit stops the run here
-            lock.check()  # another run took the output over (an expired lease): stop, write nothing more
-            committer.submit_complete()
+    console_before = sys.stderr
+    with native_output_to(None if verbose else log_dir) as console:
+        if stream is console_before:  # pixcap's own lines stay on the console; Ray's native ones go to the log
+            stream = console
+        counter = ProgressCounter.remote()
+        part_bytes = sum(part[B.PART_BYTES] for part in todo)
+        progress = Progress(counter, len(todo), part_bytes, resolved.progress_seconds, resolved.stall_seconds, stream,
+                            stages=registry.progress_stages(resolved),
+                            waiting=describe_waiting)
+        with progress:
+            batches = iter(build_dataset(todo, resolved, storage, counter).iter_batches(batch_size=None))
+            while True:
+                try:
+                    rows = next(batches, None)
+                except ray.exceptions.RayError as e:
+                    raise StageError(stage_failure(e)) from None
+                if rows is None:
+                    break
+                by_fragment = defaultdict(lambda: defaultdict(list))
+                for i, fragment in enumerate(rows[B.FRAGMENT]):
+                    for column in B.LEDGER_COLUMNS:
+                        by_fragment[fragment][column].append(rows[column][i])
+                for fragment, columns in by_fragment.items():
+                    ledger.add(fragment, columns)
+                    failpoints.reached("fragment")
+                committer.collect()  # a failed commit stops the run here
+                lock.check()  # another run took the output over (an expired lease): stop, write nothing more
+                committer.submit_complete()
+                progress.committed.written, progress.committed.rejected = committer.written, committer.rejected
+                progress.committed.parts = ledger.parts_finished
+            committer.settle()  # the last block's complete shards were submitted inside the loop
             progress.committed.written, progress.committed.rejected = committer.written, committer.rejected
             progress.committed.parts = ledger.parts_finished
-        committer.settle()  # the last block's complete shards were submitted inside the loop
-        progress.committed.written, progress.committed.rejected = committer.written, committer.rejected
-        progress.committed.parts = ledger.parts_finished
 
 
 def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records: list, manifest: dict,

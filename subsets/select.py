@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from pixcap.analysis.parquet_check import reading_failed, unreadable_file
+from pixcap.log_stream import LogStream
 from pixcap.schemas import JobError
 from pixcap.schemas.selection import PARENT_KEY, SELECTION_KEY, Selection
 
@@ -124,8 +126,9 @@ def count_selection(parent_url: str, selection: Selection, storage_options=None)
 def select_subset(parent_url: str, subset_url: str, selection: Selection, command=None, stream=None,
                   storage_options=None) -> dict:
     """Write the subset of parent_url that `selection` keeps to subset_url; returns its manifest.
-    Everything that can refuse the selection does so before the subset is touched."""
-    stream = stream or sys.stderr
+    Everything that can refuse the selection does so before the subset is touched. Messages go to
+    stream; without one, to the `pixcap.subsets.select` logger."""
+    stream = stream or LogStream(logging.getLogger(__name__))
     parent, subset = Storage(parent_url, storage_options), Storage(subset_url, storage_options)
     if _same_place(parent, subset):
         raise JobError(f"--output {subset.url()} is the parent output or inside it; choose another folder")

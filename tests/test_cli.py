@@ -113,7 +113,7 @@ def test_help_shows_the_defaults(capsys):
     assert "--resolution {256,512,1024} square side, or bucket table (default: 256)" in encode
     assert "--batch-size BATCH_SIZE (default: 16)" in encode
     assert "(default: report.html)" in help_of(capsys, "report")
-    assert "--steps STEPS (default: 20)" in help_of(capsys, "sample")
+    assert "--seed SEED (default: 0)" in help_of(capsys, "sample")
     assert "(default: None)" not in help_of(capsys, "run") and "(default: False)" not in help_of(capsys, "run")
 
 

@@ -64,6 +64,31 @@ def sample_command(args) -> int:
     return 0
 
 
+def class_images_command(args) -> int:
+    from .class_images import class_images
+    from .export import read_train_job
+
+    clean = read_train_job(args.pipeline).get("clean_captions", True)
+    paths = class_images(args.pipeline, args.prompt, args.count, args.output, steps=args.steps, seed=args.seed,
+                         guidance_scale=args.guidance_scale, batch_size=args.batch_size,
+                         resolution=args.resolution, clean_captions=clean)
+    print(f"{len(paths)} class images in {args.output}")
+    return 0
+
+
+def add_class_images_args(parser) -> None:
+    """The arguments of `pixcap class-images` (DreamBooth's prior preservation)."""
+    parser.add_argument("pipeline", help="the base model's pipeline folder (e.g. RUN_DIR/pipeline, or a hub id)")
+    parser.add_argument("--prompt", required=True, help='the class prompt, e.g. "a photo of a dog"')
+    parser.add_argument("--count", type=int, default=100, help="class images wanted; those already there are kept")
+    parser.add_argument("--output", required=True, help="folder of PNGs with caption sidecars, for pixcap run")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance-scale", type=float, default=4.5)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--resolution", type=int, default=None, help="square side (default: the model's)")
+
+
 def add_encode_args(parser) -> None:
     """The arguments of `pixcap encode`; --resolution, --buckets and --clean-captions mean what the job keys do."""
     parser.add_argument("shards", nargs="+", metavar="SHARD", help="shard paths, globs or URLs")
@@ -132,6 +157,11 @@ def register(subparsers) -> None:
     convert = subparsers.add_parser("convert-dit", help="turn a DiT checkpoint into a PixArt transformer (stage 1 init)")
     add_convert_dit_args(convert)
     convert.set_defaults(func=convert_dit_command)
+
+    class_parser = subparsers.add_parser("class-images", help="DreamBooth: the base model's images of a class, "
+                                         "with caption sidecars, for pixcap run (resumable)")
+    add_class_images_args(class_parser)
+    class_parser.set_defaults(func=class_images_command)
 
     sample = subparsers.add_parser("sample", help="generate images from RUN_DIR/pipeline")
     add_sample_args(sample)

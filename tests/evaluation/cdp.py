@@ -36,8 +36,13 @@ class Browser:
         self._buffer = b""
         self._next_id = 0
         self.events = []
-        targets = self.call("Target.getTargets")["targetInfos"]
-        page = next(t for t in targets if t["type"] == "page")
+        deadline = time.time() + 60
+        while True:  # the first page appears a moment after the browser answers
+            pages = [t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page"]
+            if pages or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        page = pages[0]
         self.session = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
         self.call("Page.enable", session=True)
         self.call("Runtime.enable", session=True)

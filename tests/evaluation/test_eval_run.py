@@ -87,7 +87,7 @@ def test_fid_matches_torchmetrics_on_the_same_images(finished_eval, models_cache
     metric = FrechetInceptionDistance(feature=extractor.model)
     mine = extractor.features(images)
     half = len(images) // 2
-    as_tensor = lambda ims: torch.stack([torch.from_numpy(np.asarray(im)).permute(2, 0, 1) for im in ims])
+    as_tensor = lambda ims: torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in ims])
     metric.update(as_tensor(images[:half]), real=True)
     metric.update(as_tensor(images[half:]), real=False)
     assert float(metric.compute()) == pytest.approx(frechet_between(mine[half:], mine[:half]), rel=1e-3)

@@ -250,3 +250,30 @@ def test_a_job_asking_more_cpus_than_the_cluster_has_runs_with_one_line_of_warni
     assert "inputs 4 = written 4 + rejected 0" in out
     warnings = [line for line in err.splitlines() if line.startswith("pixcap: warning: ")]
     assert len(warnings) == 1 and f"3 actors x ray.cpus_per_actor={cpus} + ray.cpus_per_task=1" in warnings[0], err
+
+
+def test_native_writes_to_fd_2_go_to_the_log_and_python_s_stderr_stays_on_the_console(tmp_path, capfd):
+    import os
+    import sys
+
+    from pixcap.pipeline.engine import NATIVE_LOG_NAME, native_output_to
+
+    with native_output_to(str(tmp_path)) as console:
+        os.write(2, b"[E core_worker.cc] constructor arguments in the object store\n")  # as Ray's C++ does
+        print("pixcap: parts 0/2", file=sys.stderr)
+        assert console is sys.stderr
+    print("pixcap: after", file=sys.stderr)
+    shown = capfd.readouterr().err
+    assert "pixcap: parts 0/2" in shown and "pixcap: after" in shown
+    assert "core_worker" not in shown
+    assert "core_worker" in (tmp_path / NATIVE_LOG_NAME).read_text()
+
+
+def test_verbose_leaves_fd_2_where_it_is(capfd):
+    import os
+
+    from pixcap.pipeline.engine import native_output_to
+
+    with native_output_to(None):
+        os.write(2, b"native line\n")
+    assert "native line" in capfd.readouterr().err

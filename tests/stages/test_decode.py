@@ -339,3 +339,95 @@ def test_model_image_of_a_small_passthrough_jpeg_decoded_at_five_eighths():
     r = accepted(data, config=SAM)
     assert r[B.PASSTHROUGH] is True and r[B.MODEL_IMAGE].shape == (336, 448, 3)
     assert np.abs(r[B.MODEL_IMAGE] - full_decode_model_image(data, (448, 336))).mean() < 2
+
+
+def handmade_png(path, width: int, height: int, colour_type: int = 2) -> None:
+    """A large PNG written by hand in a second (every row a gradient, zlib level 1): PIL's own
+    encoder takes tens of seconds at these sizes. colour_type 2 is RGB, 6 RGBA."""
+    channels = {2: 3, 6: 4}[colour_type]
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row_bytes = b"\0" + (np.arange(width * channels) * 7 % 256).astype(np.uint8).tobytes()
+    packer = zlib.compressobj(1)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)))
+        f.write(chunk(b"IDAT", b"".join(packer.compress(row_bytes) for _ in range(height)) + packer.flush()))
+        f.write(chunk(b"IEND", b""))
+
+
+MEASURE = """
+import sys
+from pixcap.schemas.stages import DecodeConfig
+from pixcap.stages.decode import decode_image
+
+def status(key):
+    return next(int(l.split()[1]) << 10 for l in open("/proc/self/status") if l.startswith(key + ":"))
+
+data = open(sys.argv[1], "rb").read()
+config = DecodeConfig(max_pixels=int(sys.argv[2]), max_side=int(sys.argv[3]), model_side=int(sys.argv[4]))
+decode_image(open(sys.argv[5], "rb").read(), config)  # the lazy imports and first allocations, not measured
+before = status("VmRSS")
+decode_image(data, config)
+print(status("VmHWM") - before)
+"""
+# The test's decode.max_pixels, a quarter of the default 100 M, with max_side and model_side halved
+# (1024 -> 512, 336 -> 168): the geometry of the default job's largest image, in a quarter of the time.
+LIMIT_PIXELS, MAX_SIDE, MODEL_SIDE = 25_000_000, 512, 168
+PIL_BYTES_PER_PIXEL = 4  # PIL holds RGB and RGBA as 4 bytes a pixel
+
+
+@pytest.mark.parametrize("colour_type", [2, 6], ids=["rgb", "rgba"])
+def test_the_largest_png_the_limits_admit_is_decoded_in_about_its_own_pixels(tmp_path, colour_type):
+    """A read task's memory for one image is bounded by the decoded image (4 bytes a pixel, which
+    PIL needs whatever is done after), plus a little: every later copy is of a reduced image.
+    Measured as the child process's peak (VmHWM) over what it held before decoding. Before,
+    an RGB PNG peaked at 3.3x its decoded size and an RGBA one higher (950 MiB and 1.3 GiB at 100 MP)."""
+    import subprocess
+    import sys
+
+    width, height = 6000, LIMIT_PIXELS // 6000  # just under the limit
+    handmade_png(tmp_path / "big.png", width, height, colour_type)
+    (tmp_path / "small.png").write_bytes(encoded(photo(64, 48), "PNG"))
+    result = subprocess.run([sys.executable, "-c", MEASURE, str(tmp_path / "big.png"), str(LIMIT_PIXELS),
+                             str(MAX_SIDE), str(MODEL_SIDE), str(tmp_path / "small.png")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    peak = int(result.stdout.strip().splitlines()[-1])
+    decoded = PIL_BYTES_PER_PIXEL * width * height
+    assert peak < 1.25 * decoded + (24 << 20), f"decoding took {peak >> 20} MiB for {decoded >> 20} MiB of pixels"
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "I;16"])
+def test_a_large_image_decoded_reduced_looks_as_the_whole_one_resized(mode):
+    """Reduced by a whole factor first, then resized: the stored image is what PIL's resize of the
+    whole image gives (within a level or two), upright, with transparency on white."""
+    big = photo(2400, 1800, seed=3)
+    if mode == "RGBA":
+        source = big.convert("RGBA")
+        source.putalpha(Image.linear_gradient("L").resize(big.size))
+    elif mode == "P":
+        source = big.quantize(64)
+        source.info["transparency"] = 0
+    else:
+        source = Image.fromarray(np.asarray(big.convert("L")).astype(np.uint16) * 257)
+        assert source.mode == "I;16"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter: stored 2400x1800, shown 1800x2400
+    data = encoded(source, "PNG", exif=exif.tobytes())
+    config = DecodeConfig(max_side=256, model_side=64, min_side=32, max_aspect_ratio=8.0)
+    r = accepted(data, config)
+    assert (r[B.WIDTH], r[B.HEIGHT], r[B.ORIG_WIDTH], r[B.ORIG_HEIGHT]) == (192, 256, 1800, 2400)
+    # The reference, made by PIL from the whole image: composite on white, turn, resize.
+    whole = Image.open(io.BytesIO(data))
+    whole.load()
+    if mode == "I;16":
+        whole = Image.fromarray(np.rint(np.asarray(whole).astype(np.float32) / 257).astype(np.uint8), "L")
+    rgba = whole.convert("RGBA")
+    white = Image.new("RGB", rgba.size, (255, 255, 255))
+    white.paste(rgba, mask=rgba.getchannel("A"))
+    expected = white.transpose(Image.Transpose.ROTATE_270).resize((192, 256), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    stored = np.asarray(Image.open(io.BytesIO(r[B.STORED])).convert("RGB")).astype(np.int16)
+    difference = np.abs(stored - np.asarray(expected).astype(np.int16))
+    assert difference.mean() < 2.0 and np.percentile(difference, 99) < 12, (difference.mean(), np.percentile(difference, 99))

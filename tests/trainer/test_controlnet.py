@@ -225,7 +225,7 @@ def test_a_sample_without_its_control_map_is_skipped_and_counted(base, tiny_trai
     """Shards without KEY.canny.png feed no ControlNet: the run stops with one line once they are read through."""
     from pixcap.schemas import JobError
 
-    shards = write_shards(tmp_path / "raw", n_shards=1, per_shard=4)
+    shards = write_shards(tmp_path / "raw", n_shards=2, per_shard=2)
     job = tiny_train_job(shards, tmp_path / "run", tiny_trainer_models, load_from=str(base), max_steps=2,
                          clean_captions=False, **CONTROLNET)
     with pytest.raises(JobError, match="no_control"):
