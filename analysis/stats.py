@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import fsspec
 import pyarrow as pa
@@ -145,3 +145,11 @@ def format_table(table: dict) -> str:
     rows = table_rows(table)
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value:>12}" for name, value in rows)
+
+
+def card_table(out_dir: str) -> Optional[dict]:
+    """Table 1 as {measure: value} for the dataset card; None for an output without samples."""
+    try:
+        return dict(table_rows(concept_density(out_dir)))
+    except FileNotFoundError:
+        return None

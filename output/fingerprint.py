@@ -14,7 +14,7 @@ from pixcap.schemas.job import flatten
 
 # Job keys (or dotted prefixes, ending in ".") that change speed or place, never content; each
 # stage's own such keys are its config's speed_keys (schemas/stages.py).
-NOT_CONTENT = ("inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "storage_options",
+NOT_CONTENT = ("inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "license", "storage_options",
                "storage_options.", "ray.")
 
 

@@ -23,13 +23,11 @@ from pixcap.schemas.manifest import (
 from pixcap.schemas import rejects as R
 from pixcap.schemas.shards import parse_shard_name
 
-from .layout import shard_files, shard_glob, shard_of
+from .layout import shard_files, shard_of
 from .manifest_check import check_manifest
 from .storage import Storage
 
 VERSIONED_PACKAGES = ("pixcap", "torch", "transformers", "open_clip_torch", "spacy", "ray", "webdataset", "pyarrow", "pillow")
-CARD_NAME = "README.md"
-CARD_MARK = "<!-- written by pixcap; it rewrites this file unless the line is removed -->"
 
 
 def package_versions(names=VERSIONED_PACKAGES) -> dict:
@@ -168,36 +166,3 @@ def manifest_files(manifest: dict) -> list:
     for shard in manifest.get("shards", []):
         files += [shard[kind] for kind in ("tar", "embeddings", "stats", "rejects") if shard.get(kind)]
     return files
-
-
-def write_dataset_card(storage: Storage, manifest: dict) -> None:
-    """README.md with a `configs:` header, so `datasets.load_dataset(OUT)` loads the shards
-    (and not the stats parquet, which it would pick by itself)."""
-    try:
-        existing = storage.read_bytes(CARD_NAME).decode("utf-8", "replace")
-        if CARD_MARK not in existing:
-            return  # someone made the card their own
-    except FileNotFoundError:
-        pass
-    t = manifest["totals"]
-    card = f"""---
-configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: "{shard_glob('tar')}"
-tags:
-- pixcap
-- text-to-image
----
-{CARD_MARK}
-
-# pixcap output
-
-WebDataset shards of images with their captions and concept-density records, made by pixcap.
-{t.get("written", 0):,} samples in {t.get("tars", 0):,} tars; {t.get("rejected", 0):,} inputs rejected (`rejects/`).
-Per-sample statistics are in `stats/*.parquet`; `manifest.json` holds the configuration, the
-models and their revisions, every input, the run history, and the size and sha256 of every file
-(`pixcap verify` checks them).
-"""
-    storage.write_bytes(CARD_NAME, card.encode("utf-8"))

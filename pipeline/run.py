@@ -21,13 +21,15 @@ from pixcap.output.ledger import Ledger
 from pixcap.output.lock import OutputLock
 from pixcap.output.manifest import (
     input_counts, models_entry, new_manifest, package_versions, shard_entries,
-    totals, write_dataset_card, write_manifest,
+    totals, write_manifest,
 )
 from .models import resolve_models
 from .parts import make_parts, record_sources
 from pixcap.output.provenance import run_entry, utc_now
 from .ray_errors import stage_failure
 from pixcap.output.revisions import model_revisions
+from pixcap.analysis.stats import card_table
+from pixcap.output.card import write_dataset_card
 from pixcap.output.session import ended_status, existing_manifest, record_end, taken_output
 from pixcap.output.storage import Storage
 
@@ -199,5 +201,5 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
     input_counts(manifest["inputs"], manifest["shards"])
     run.update(ended=utc_now(), status="finished", written=committer.written, rejected=committer.rejected)
     write_manifest(storage, manifest)
-    write_dataset_card(storage, manifest)
+    write_dataset_card(storage, manifest, card_table(storage.url()) if manifest["totals"]["written"] else None)
     return manifest

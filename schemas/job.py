@@ -61,6 +61,7 @@ class JobBase:
     progress_seconds: float = 10.0
     storage_options: dict = field(default_factory=dict)  # passed to fsspec with every input and output URL (e.g. S3 client_kwargs)
     stall_seconds: float = 600.0  # no stage moving for this long: say which waits, and on what
+    license: str = "other"  # the dataset card's license (an SPDX id such as cc-by-4.0, or other): the images' own
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -27,9 +27,11 @@ from pixcap.output.ledger import Ledger
 from pixcap.output.lock import OutputLock
 from pixcap.output.manifest import (
     input_counts, is_pixcap_manifest, new_manifest, package_versions, read_manifest, shard_entries, totals,
-    write_dataset_card, write_manifest,
+    write_manifest,
 )
 from pixcap.output.provenance import run_entry, utc_now
+from pixcap.analysis.stats import card_table
+from pixcap.output.card import write_dataset_card
 from pixcap.output.session import ended_status, existing_manifest, record_end, taken_output
 from pixcap.output.storage import Storage
 from .commit import commit_subset_shard
@@ -196,5 +198,5 @@ def _select_locked(parent: Storage, parent_manifest: dict, subset: Storage, sele
     input_counts(manifest["inputs"], manifest["shards"])
     run.update(ended=utc_now(), status="finished", written=written, rejected=0, selected=counts)
     write_manifest(subset, manifest)
-    write_dataset_card(subset, manifest)
+    write_dataset_card(subset, manifest, card_table(subset.url()) if manifest["totals"]["written"] else None)
     return manifest

@@ -48,11 +48,8 @@ def sampling_controlnet(model):
     return model.controlnet if isinstance(model, ControlledTransformer) else None
 
 
-def export_trained(job: TrainJob, model, ema, run_dir) -> tuple:
-    """Write RUN_DIR/pipeline (and the adapter folders); return (pipeline or its folder, ControlNet or None)
-    for the final samples, read back from what was written."""
-    from .sampling import load_pipeline
-
+def export_trained(job: TrainJob, model, ema, run_dir) -> Path:
+    """Write RUN_DIR/pipeline, and the adapter's folders for LoRA and ControlNet; return the pipeline's folder."""
     run_dir = Path(run_dir)
     model, ema = unwrap(model), unwrap(ema)
     pipeline_dir = run_dir / PIPELINE_DIR
@@ -60,16 +57,21 @@ def export_trained(job: TrainJob, model, ema, run_dir) -> tuple:
         export_pipeline(base_transformer(model), job.text_encoder, job.vae, pipeline_dir, train_job=job.to_dict())
         save_lora(ema, run_dir / LORA_DIR)
         save_lora(model, run_dir / LORA_RAW_DIR)
-        return load_pipeline(pipeline_dir, lora=run_dir / LORA_DIR), None
-    if isinstance(model, ControlledTransformer):
-        from .controlnet import load_controlnet
-
+    elif isinstance(model, ControlledTransformer):
         export_pipeline(model.transformer, job.text_encoder, job.vae, pipeline_dir, train_job=job.to_dict())
         ema.controlnet.save_pretrained(run_dir / CONTROLNET_DIR)
         model.controlnet.save_pretrained(run_dir / CONTROLNET_RAW_DIR)
-        return pipeline_dir, load_controlnet(run_dir / CONTROLNET_DIR)
-    return export_pipeline(ema, job.text_encoder, job.vae, pipeline_dir, raw_transformer=model,
-                           train_job=job.to_dict()), None
+    else:
+        export_pipeline(ema, job.text_encoder, job.vae, pipeline_dir, raw_transformer=model, train_job=job.to_dict())
+    return pipeline_dir
+
+
+def exported_pipeline(job: TrainJob, run_dir) -> tuple:
+    """(pipeline, ControlNet or None) read back from what export_trained wrote, for the final samples."""
+    from .sampling import load_pipeline
+
+    lora, controlnet = run_adapters(run_dir, controls=job.controlnet.sampling_controls)
+    return load_pipeline(Path(run_dir) / PIPELINE_DIR, lora=lora), controlnet
 
 
 def run_adapters(run_dir, lora=None, controlnet=None, controls=None) -> tuple:

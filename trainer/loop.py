@@ -27,7 +27,7 @@ from pixcap.schemas import JobError
 from pixcap.schemas.records import CAPTION
 from pixcap.schemas.train_job import TrainJob
 
-from .adapters import adapt, export_trained, sampling_controlnet, sampling_transformer, trainable_parameters
+from .adapters import adapt, export_trained, exported_pipeline, sampling_controlnet, sampling_transformer, trainable_parameters
 from .checkpoint import barrier, latest_checkpoint, load_checkpoint, load_data_state, save_checkpoint
 from .components import load_component
 from .data import expand_shards, step_batches
@@ -236,8 +236,9 @@ def train(job: TrainJob) -> dict:
 
     if rank == 0:
         training_log.close()
-        final, controlnet = export_trained(job, model, ema, run_dir)  # read back from what was written
+        export_trained(job, model, ema, run_dir)
         if job.sampling_prompts:
+            final, controlnet = exported_pipeline(job, run_dir)  # read back from what was written
             sample_at(job, final, run_dir, step, controlnet)
     barrier()
     return {"model": model, "ema": ema, "step": step}
