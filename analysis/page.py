@@ -27,7 +27,7 @@ table.sortable thead th[aria-sort=descending]::after { content: " \\25BC"; }
 .scroll { max-height: 480px; overflow: auto; display: inline-block; }
 .row { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 .note { color: #666; font-size: .9em; }
-img.figure { max-width: 100%; display: block; margin: .5em 0; }
+img.figure { width: 100%; height: auto; display: block; margin: .5em 0; }  /* SVG: drawn at the page's width */
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: .8em; }
 .card { border: 1px solid #ddd; padding: .4em; font-size: .85em; }
 .card img { display: block; max-width: 160px; max-height: 160px; margin: 0 auto .3em; }

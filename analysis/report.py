@@ -19,6 +19,7 @@ from .page import render_page
 from .parquet_check import reading_failed, unreadable_file
 from .sections_duplicates import duplicates_section
 from .sections_eval import model_sections
+from .sections_provenance import provenance_section
 from .sections_inspection import gallery_section, rejects_section, shards_section
 from .sections_statistics import distributions_section, nouns_section, table1_section, training_fit_section
 from .stats import VALID_NOUN_MIN_COUNT, output_files, stats_files
@@ -26,7 +27,7 @@ from .summary import OutputSummary, summarise_output
 
 CONTENTS = (("table1", "Table 1"), ("distributions", "Distributions"), ("training-fit", "Training fit"),
             ("nouns", "Nouns"), ("duplicates", "Duplicates"), ("rejects", "Rejects"), ("shard-table", "Shards"),
-            ("gallery", "Gallery"))
+            ("gallery", "Gallery"), ("provenance", "Models and settings"))
 
 
 @dataclasses.dataclass
@@ -61,6 +62,7 @@ def render_report(summaries: List[OutputSummary], evals=(), study_files=()) -> s
         rejects_section(summaries),
         shards_section(summaries),
         gallery_section(summaries),
+        provenance_section(summaries),
     ] if summaries else []
     body = "\n".join([_header(summaries), *outputs, *model_sections(list(evals), list(study_files))])
     return render_page("pixcap report: " + ", ".join([s.label for s in summaries] + [r.label for r in evals]), body)

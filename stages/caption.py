@@ -81,10 +81,11 @@ def load_captioner(config: CaptionConfig):
 class CaptionStage:
     """Captions from an image-text-to-text model, in left-padded mini-batches of config.batch_size."""
 
-    def __init__(self, config: CaptionConfig, primary: bool = True):
+    def __init__(self, config: CaptionConfig, primary: bool = True, loaded: tuple = None):
         self.config = config
         self.rows = CaptionerRows(config, primary)
-        self.processor, self.model = load_captioner(config)
+        # loaded: a (processor, model) built already, such as bench/gpu_check's 7B shape made in place on the GPU
+        self.processor, self.model = load_captioner(config) if loaded is None else loaded
         self.view = view_of(self.processor.image_processor, self.rows.view)
         self.prompt = chat_prompt(self.processor, config.prompt)
         if self.view is not None and not self.rows.quotes:

@@ -27,7 +27,9 @@ from pixcap.schemas import JobError
 from pixcap.schemas.records import CAPTION
 from pixcap.schemas.train_job import TrainJob
 
-from .adapters import adapt, export_trained, exported_pipeline, sampling_controlnet, sampling_transformer, trainable_parameters
+from .adapters import (
+    adapt, export_trained, exported_pipeline, sampling_controlnet, sampling_transformer, trainable_parameters,
+)
 from .checkpoint import barrier, latest_checkpoint, load_checkpoint, load_data_state, save_checkpoint
 from .components import load_component
 from .data import expand_shards, step_batches
