@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from pixcap.output import layout
-from pixcap.schemas.records import CLIP_SCORE, N_GROUNDED, N_NOUNS, NOUNS
+from pixcap.schemas.records import CLIP_SCORE, N_GROUNDED, N_NOUNS, NOUNS, captioner_column, captioners_of
 
 VALID_NOUN_MIN_COUNT = 10  # PixArt: a valid noun appears more than 10 times
 COLUMNS = [NOUNS, N_NOUNS, CLIP_SCORE, N_GROUNDED]  # what ConceptTally.add reads from a batch
@@ -60,10 +60,21 @@ def iter_batches(path: str, columns: List[str], batch_rows: int = BATCH_ROWS) ->
         raise UnreadableStats(f"{path}: not a readable parquet ({str(e).splitlines()[0]})") from None
 
 
-class ConceptTally:
-    """Table 1's running sums and noun counts, fed one record batch (with COLUMNS) at a time."""
+def captioner_names(path: str) -> List[str]:
+    """The named captioners of the output a stats parquet belongs to ([] for one `caption:`)."""
+    try:
+        with fsspec.open(path, "rb") as f:
+            return captioners_of(pq.read_schema(f))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UnreadableStats(f"{path}: not a readable parquet ({str(e).splitlines()[0]})") from None
 
-    def __init__(self) -> None:
+
+class ConceptTally:
+    """Table 1's running sums and noun counts, fed one record batch (with COLUMNS, or a named captioner's
+    columns: nouns_long, ...) at a time."""
+
+    def __init__(self, captioner: str = "") -> None:
+        self.columns = [captioner_column(column, captioner) for column in COLUMNS]
         self.nouns: Counter = Counter()
         self._pending: list = []  # flattened nouns of the last batches, counted together
         self._pending_len = 0
@@ -71,13 +82,14 @@ class ConceptTally:
         self.clip_sum = 0.0
 
     def add(self, batch: pa.RecordBatch) -> None:
+        nouns, n_nouns, clip_score, n_grounded = self.columns
         self.images += batch.num_rows
-        self.total_nouns += pc.sum(batch.column(N_NOUNS)).as_py() or 0
-        self.grounded += pc.sum(batch.column(N_GROUNDED)).as_py() or 0
-        scores = batch.column(CLIP_SCORE).drop_null()
+        self.total_nouns += pc.sum(batch.column(n_nouns)).as_py() or 0
+        self.grounded += pc.sum(batch.column(n_grounded)).as_py() or 0
+        scores = batch.column(clip_score).drop_null()
         self.clip_n += len(scores)
         self.clip_sum += pc.sum(scores).as_py() or 0.0
-        flat = pc.list_flatten(batch.column(NOUNS))
+        flat = pc.list_flatten(batch.column(nouns))
         self._pending.append(flat)
         self._pending_len += len(flat)
         if self._pending_len >= NOUNS_PER_COUNT:  # many small shards: one count per ~1M nouns, not per file
@@ -103,11 +115,20 @@ class ConceptTally:
 
 
 def concept_density(out_dir: str, valid_min_count: int = VALID_NOUN_MIN_COUNT, batch_rows: int = BATCH_ROWS) -> dict:
-    tally = ConceptTally()
-    for path in stats_files(out_dir):
-        for batch in iter_batches(path, COLUMNS, batch_rows):
-            tally.add(batch)
-    return tally.table(valid_min_count)
+    """Table 1 of the output's (primary) captions; an output of several captioners adds
+    "captioners": {name: its Table 1}, each caption's own figures."""
+    files = stats_files(out_dir)
+    names = captioner_names(files[0])
+    tallies = {"": ConceptTally(), **{name: ConceptTally(name) for name in names}}
+    columns = [column for tally in tallies.values() for column in tally.columns]
+    for path in files:
+        for batch in iter_batches(path, columns, batch_rows):
+            for tally in tallies.values():
+                tally.add(batch)
+    table = tallies.pop("").table(valid_min_count)
+    if names:
+        table["captioners"] = {name: tally.table(valid_min_count) for name, tally in tallies.items()}
+    return table
 
 
 def density_table(images: int, total_nouns: int, distinct: int, valid: int, valid_min_count: int,
@@ -141,10 +162,16 @@ def table_rows(table: dict) -> list:
 
 
 def format_table(table: dict) -> str:
-    """The figures as PixArt's Table 1 lays them out, one row per dataset."""
+    """The figures as PixArt's Table 1 lays them out, one row per measure; with several captioners one
+    column per captioner, side by side (the primary caption's figures are its captioner's)."""
     rows = table_rows(table)
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value:>12}" for name, value in rows)
+    if "captioners" not in table:
+        return "\n".join(f"{name:<{width}}  {value:>12}" for name, value in rows)
+    columns = {name: dict(table_rows(figures)) for name, figures in table["captioners"].items()}
+    header = f"{'captioner':<{width}}" + "".join(f"  {name:>12}" for name in columns)
+    return "\n".join([header] + [f"{name:<{width}}" + "".join(f"  {columns[c][name]:>12}" for c in columns)
+                                  for name, _ in rows])
 
 
 def card_table(out_dir: str) -> Optional[dict]:

@@ -6,7 +6,9 @@ local job exercise the loading path of the 7B job. Nothing is downloaded.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -32,6 +34,30 @@ BUILDERS = {
 }
 
 
+@contextlib.contextmanager
+def _quietly():
+    """Building a tiny model is set-up, not news: transformers' "Writing model shards" bar and
+    open_clip's "No pretrained weights loaded" warning (on the root logger) stay off the console."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    root = logging.getLogger()
+    hold = None if root.handlers else logging.NullHandler()  # so logging.warning() does not basicConfig() the root
+    if hold is not None:
+        root.addHandler(hold)
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        if hold is not None:
+            root.removeHandler(hold)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def build_tiny_model(root, folder_name: str, seed: int = 0) -> Path:
     """One tiny model's folder under root, built unless a complete one is there."""
     folder = Path(root).expanduser() / folder_name
@@ -40,7 +66,8 @@ def build_tiny_model(root, folder_name: str, seed: int = 0) -> Path:
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         # The eval's scorers are built on first use only, not with the rest (the Inception is 48 MB).
-        (BUILDERS.get(folder_name) or EVAL_BUILDERS[folder_name])(folder, seed)
+        with _quietly():
+            (BUILDERS.get(folder_name) or EVAL_BUILDERS[folder_name])(folder, seed)
         (folder / DONE_MARKER).write_text(json.dumps({"seed": seed}))
     return folder
 

@@ -172,6 +172,7 @@ def test_trains_the_controlnet_alone(base, control_run):
     assert all(not entry["skipped"].get("no_control") for entry in log)
 
 
+@pytest.mark.slow
 def test_resume_equals_one_run(base, shards, control_run, tiny_trainer_models, tmp_path):
     once, _ = control_run
     settings = dict(load_from=str(base), checkpoint_every=2, clean_captions=False, **CONTROLNET)

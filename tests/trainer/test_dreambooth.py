@@ -64,6 +64,7 @@ def test_class_images_are_resumable(base, tmp_path):
     assert np.asarray(Image.open(again[0])).std() > 0
 
 
+@pytest.mark.slow
 def test_resume_with_prior_preservation_equals_one_run(base, tiny_trainer_models, tmp_path):
     subject = write_shards(tmp_path / "subject", n_shards=1, per_shard=4, seed=1)
     classes = write_shards(tmp_path / "class", n_shards=2, per_shard=4, seed=2)

@@ -68,6 +68,7 @@ def test_only_the_adapter_trains(base, lora_run):
     assert trained == set(state["model"])
 
 
+@pytest.mark.slow
 def test_resume_equals_one_run(base, shards, lora_run, tiny_trainer_models, tmp_path):
     once, _ = lora_run
     settings = dict(load_from=str(base), checkpoint_every=2, clean_captions=False, **LORA)
