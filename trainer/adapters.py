@@ -15,8 +15,10 @@ from pixcap.schemas.train_job import TrainJob
 from .components import unwrap
 from .controlnet import CONTROLNET_DIR, CONTROLNET_RAW_DIR, ControlledTransformer, add_controlnet
 from .export import export_pipeline
-from .lora import LORA_CONFIG, LORA_DIR, LORA_RAW_DIR, add_lora, base_transformer, is_lora, save_lora
+from .lora import LORA_DIR, LORA_RAW_DIR, add_lora, base_transformer, is_lora, save_lora
+from .run_adapters import run_adapters
 from .run_folder import PIPELINE_DIR
+from .sampling import load_pipeline
 
 
 def adapt(job: TrainJob, transformer):
@@ -68,31 +70,5 @@ def export_trained(job: TrainJob, model, ema, run_dir) -> Path:
 
 def exported_pipeline(job: TrainJob, run_dir) -> tuple:
     """(pipeline, ControlNet or None) read back from what export_trained wrote, for the final samples."""
-    from .sampling import load_pipeline
-
     lora, controlnet = run_adapters(run_dir, controls=job.controlnet.sampling_controls)
     return load_pipeline(Path(run_dir) / PIPELINE_DIR, lora=lora), controlnet
-
-
-def run_adapters(run_dir, lora=None, controlnet=None, controls=None) -> tuple:
-    """(LoRA folder or None, loaded ControlNet or None) for sampling a run: the ones named, else the run's own."""
-    from pixcap.schemas import JobError
-
-    from .controlnet import load_controlnet
-
-    run_dir = Path(run_dir)
-    if lora is None and (run_dir / LORA_DIR / LORA_CONFIG).exists():
-        lora = run_dir / LORA_DIR
-    if lora is not None and not (Path(lora) / LORA_CONFIG).exists():
-        raise JobError(f"--lora: {lora} is not a LoRA adapter folder (no {LORA_CONFIG})")
-    if controlnet is None and (run_dir / CONTROLNET_DIR / "config.json").exists():
-        controlnet = run_dir / CONTROLNET_DIR
-    if controlnet is None:
-        if controls:
-            raise JobError(f"--control: {run_dir} has no ControlNet; name one with --controlnet")
-        return lora, None
-    if not (Path(controlnet) / "config.json").exists():
-        raise JobError(f"--controlnet: {controlnet} is not a ControlNet folder (no config.json)")
-    if not controls:
-        raise JobError("--control: a ControlNet samples from a control image; give --control IMAGE")
-    return lora, load_controlnet(controlnet)
