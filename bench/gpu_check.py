@@ -47,6 +47,7 @@ class Shape:
     vision: dict
     text: dict
     image_size: int
+    vocabulary: int  # LLaVA-1.5's 32064, or 0: the tiny test tokenizer's own words
     caption_tokens: int
     eager_batch: int
     static_batches: tuple
@@ -74,7 +75,7 @@ SHAPES = {
         vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16),
         text=dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                   num_key_value_heads=32),
-        image_size=336, caption_tokens=120, eager_batch=64,
+        image_size=336, vocabulary=32064, caption_tokens=120, eager_batch=64,
         # 256 right after eager: the batch most likely to reach the goal is measured before time can run out
         static_batches=(256, 64, 128),
         clip_model="ViT-L-14", clip_batch=256, clip_batches=4,
@@ -87,11 +88,11 @@ SHAPES = {
         vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
         text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                   num_key_value_heads=2),
-        image_size=56, caption_tokens=8, eager_batch=4, static_batches=(4,),
-        clip_model="", clip_batch=4, clip_batches=2,
+        image_size=28, vocabulary=0, caption_tokens=4, eager_batch=2, static_batches=(2,),
+        clip_model="", clip_batch=2, clip_batches=2,
         train_size="tiny", train_resolution=64, train_caption_channels=32, train_tokens=8,
-        train_batch=4, train_steps=2,
-        cpu_images=2, cpu_seconds=0.5, cpu_workers=2,
+        train_batch=2, train_steps=2,
+        cpu_images=1, cpu_seconds=0.2, cpu_workers=1,
         budgets={part: SMALL_BUDGET for part in PARTS}),
 }
 
@@ -113,6 +114,7 @@ class Progress:
         self.path = out / "progress.jsonl"
 
     def write(self, **event) -> None:
+        event.setdefault("at", time.time())
         with open(self.path, "a") as f:
             f.write(json.dumps(event, default=str) + "\n")
 
@@ -144,7 +146,7 @@ def worker(shape: Shape, parts: list, out: Path) -> int:
 
     progress = Progress(out)
     for name in parts:
-        progress.write(part=name, event="start", at=time.time())
+        progress.write(part=name, event="start")
         context = {"ceilings": next((e["result"] for e in progress.read()
                                      if e.get("part") == "device" and e["event"] == "done"), {})}
         try:
@@ -192,6 +194,8 @@ def watch(shape: Shape, parts: list, out: Path) -> dict:
         events = progress.read()[seen:]
         for e in events:
             record = records.setdefault(e["part"], {"status": "running", "variants": {}})
+            record.setdefault("began", e["at"])
+            record["seconds"] = e["at"] - record["began"]  # to its last event: the part's time, less any kill
             if e["event"] == "variant":
                 record["variants"][e["variant"]] = e["result"]
             elif e["event"] == "done":

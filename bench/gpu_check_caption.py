@@ -1,8 +1,9 @@
 """Captioning through the pipeline's own CaptionStage (hf backend), LLaVA-1.5-7B-shaped, random weights.
 
 The model is built in place on the device in bf16 with SDPA, as load_captioner loads one on a GPU (no
-14 GB save and reload), and handed to CaptionStage whole (its `loaded` argument). Its tokenizer has
-the real 32064-token vocabulary, so the embedding, the LM head and detokenising work at the real size.
+14 GB save and reload), and handed to CaptionStage whole (its `loaded` argument). Its tokenizer has the
+real 32064-token vocabulary (shape.vocabulary), so the embedding, the LM head and detokenising work at
+the real size.
 Random weights would stop at a random end-of-sequence token, so every caption is forced to exactly
 shape.caption_tokens new tokens (min_new_tokens in the model's generation config, which generate reads).
 
@@ -26,13 +27,12 @@ import torch
 
 from bench.gpu_check import MEMORY_FLOOR_BYTES_PER_S
 
-LLAVA_VOCABULARY = 32064  # llava-hf/llava-1.5-7b-hf: Llama's 32000 + <image>, <pad>, padded to 64
 MODEL_LABEL = "llava-1.5-7b-shape (random weights)"
 EAGER_WARM_UP_ROWS = 8  # eager compiles nothing: a small first call loads the kernels
 
 
-def llava_tokenizer():
-    """The tiny test tokenizer's words and specials, with filler words up to LLaVA's vocabulary size as
+def llava_tokenizer(vocabulary: int):
+    """The tiny test tokenizer's words and specials, with filler words up to `vocabulary` (LLaVA's size) as
     ordinary entries of its word-level model (32k added tokens would take seconds to add and to match)."""
     from tokenizers import models
     from transformers import PreTrainedTokenizerFast
@@ -40,10 +40,12 @@ def llava_tokenizer():
     from pixcap.models.tiny_captioning import build_tokenizer
 
     base = build_tokenizer()
+    if vocabulary <= len(base):
+        return base
     backend = base.backend_tokenizer
     vocab = backend.get_vocab(with_added_tokens=True)
     size = len(vocab)
-    vocab.update({f"w{i}": size + i for i in range(LLAVA_VOCABULARY - size)})
+    vocab.update({f"w{i}": size + i for i in range(vocabulary - size)})
     backend.model = models.WordLevel(vocab=vocab, unk_token=base.unk_token)
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=base.bos_token, eos_token=base.eos_token,
                                    unk_token=base.unk_token, pad_token=base.pad_token,
@@ -57,7 +59,7 @@ def build_llava(shape, device: str):
 
     from pixcap.models.tiny_captioning import LLAVA_CHAT_TEMPLATE
 
-    tokenizer = llava_tokenizer()
+    tokenizer = llava_tokenizer(shape.vocabulary)
     vision = CLIPVisionConfig(**shape.vision, image_size=shape.image_size, patch_size=14, projection_dim=768)
     text = LlamaConfig(vocab_size=len(tokenizer), **shape.text, max_position_embeddings=4096,
                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,

@@ -43,7 +43,7 @@ def summary(results: dict) -> dict:
 
 def goals(found: dict) -> dict:
     checks = {"hf captioning images/s": ("caption_images_per_s", GOAL_CAPTION_IMAGES_PER_S),
-              "hf best / eager b64": ("caption_vs_eager", GOAL_CAPTION_VS_EAGER),
+              "hf best / eager": ("caption_vs_eager", GOAL_CAPTION_VS_EAGER),
               "CLIP ViT-L/14 images/s": ("clip_images_per_s", GOAL_CLIP_IMAGES_PER_S),
               "XL-2 256 px MFU": ("train_mfu", GOAL_TRAIN_MFU)}
     out = {}
@@ -54,7 +54,7 @@ def goals(found: dict) -> dict:
 
 
 def number(value, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return "-" if value is None or value != value else f"{value:.{digits}f}"  # None, or NaN (no GPU memory)
 
 
 def caption_rows(record: dict) -> list:
@@ -67,7 +67,7 @@ def caption_rows(record: dict) -> list:
         if "images_per_s" in v:
             rows.append(f"caption  {name:<28} {v['images_per_s']:9.2f}  {v['ms_per_step']:7.1f} ms/step  "
                         f"floor {v['floor_ms_per_step']:5.1f} ms ({number(v['step_over_floor'])}x)  "
-                        f"peak {v['peak_gib']:5.1f} GiB  {number(v.get('vs_eager'), 2)}x eager  warm-up {v['warm_up_s']:.0f} s")
+                        f"peak {number(v['peak_gib'])} GiB  {number(v.get('vs_eager'), 2)}x eager  warm-up {v['warm_up_s']:.0f} s")
         else:
             rows.append(f"caption  {name:<28} {first_words(v)}")
     return rows
@@ -92,15 +92,15 @@ def table(results: dict) -> str:
              f"transformers {env.get('transformers')}, {env.get('cores')} cores, {results['seconds']:.0f} s"]
     device = parts.get("device", {}).get("result")
     if device:
-        lines.append(f"ceilings: matrix product {device['matmul_flops_per_s'] / 1e12:.1f} TFLOP/s "
-                     f"({device['matmul_dtype']}), copy {device['copy_bytes_per_s'] / 1e12:.2f} TB/s")
+        lines.append(f"ceilings: matrix product {device['matmul_flops_per_s'] / 1e12:.3g} TFLOP/s "
+                     f"({device['matmul_dtype']}), copy {device['copy_bytes_per_s'] / 1e12:.3g} TB/s")
     lines.append(f"{'part':<8} {'measurement':<28} {'images/s':>9}")
     lines += caption_rows(parts.get("caption", {}))
     clip = parts.get("clip", {})
     figures = clip.get("result") or clip.get("variants", {}).get("ClipStage")
     if figures:
         lines.append(f"clip     {'ClipStage b' + str(figures['batch_size']):<28} {figures['images_per_s']:9.1f}  "
-                     f"{figures['model']}, weights {figures['weights_dtype']}, peak {figures['peak_gib']:.1f} GiB; "
+                     f"{figures['model']}, weights {figures['weights_dtype']}, peak {number(figures['peak_gib'])} GiB; "
                      f"forward alone {number(figures.get('forward_stage_weights_images_per_s'), 0)} (as the stage "
                      f"keeps the weights), {number(figures.get('forward_bf16_weights_images_per_s'), 0)} (bf16 weights)")
     train = parts.get("train", {})
@@ -111,7 +111,7 @@ def table(results: dict) -> str:
         if "images_per_s" in v:
             lines.append(f"train    {name:<28} {v['images_per_s']:9.1f}  {v['steps_per_s']:.2f} steps/s at batch "
                          f"{info.get('batch_size')}  MFU {number(None if v['mfu'] is None else 100 * v['mfu'])}%  "
-                         f"peak {v['peak_gib']:.1f} GiB  warm-up {v['warm_up_s']:.0f} s")
+                         f"peak {number(v['peak_gib'])} GiB  warm-up {v['warm_up_s']:.0f} s")
         else:
             lines.append(f"train    {name:<28} {first_words(v)}")
     cpu = parts.get("cpu", {}).get("result")

@@ -70,7 +70,7 @@ def local_revision(path: str, cache: RevisionCache) -> str:
 def hub_revision(repo_id: str, subfolder: str = "") -> str:
     """The commit of a hub model as this machine's Hugging Face cache holds it, or UNRESOLVED
     (the workers download it; the driver may never see it)."""
-    names = ([f"{subfolder}/config.json"] if subfolder else []) + ["config.json", "model_index.json"]
+    names = ([f"{subfolder}/config.json"] if subfolder else []) + ["config.json"]
     try:
         from huggingface_hub import try_to_load_from_cache
 

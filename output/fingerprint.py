@@ -16,6 +16,9 @@ from pixcap.schemas.job import flatten
 # stage's own such keys are its config's speed_keys (schemas/stages.py).
 NOT_CONTENT = ("inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "license", "storage_options",
                "storage_options.", "ray.")
+# Job keys added after outputs were made: at this value they stay out of the fingerprint, so an output made
+# before them keeps its own (a stage config's are its `added_later`, schemas/stages.py).
+ADDED_LATER = {"input_identity": "stat"}
 
 
 def _is_content(key: str, skipped) -> bool:
@@ -38,7 +41,8 @@ def fingerprint(job: Job, revisions: dict) -> dict:
     """{dotted key: value} of every content setting, plus {"revision.STAGE": revision}."""
     stages = {spec.name for spec in registry.configured()}
     settings = {key: value for key, value in flatten(job.to_dict()).items()
-                if key.partition(".")[0] not in stages and _is_content(key, ())}
+                if key.partition(".")[0] not in stages and _is_content(key, ())
+                and not (key in ADDED_LATER and ADDED_LATER[key] == value)}
     settings.update(_stage_settings(job))
     settings.update({f"revision.{stage}": revision for stage, revision in revisions.items()})
     return dict(sorted(settings.items()))

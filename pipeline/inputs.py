@@ -4,7 +4,9 @@ Inputs are tars, folders (searched recursively, for images and for tars), single
 of any of these, and any fsspec URL. The same input named twice (a folder and its trailing-slash
 form, a file inside a named folder, one tar reached by two globs) is listed once. Each input
 comes with its identity: its full URL and what the filesystem says of its content (size and
-mtime, or the object store's ETag; for a folder, a digest of its listing). The listing is sorted,
+mtime, or the object store's ETag; for a folder, a digest of its listing), or, with the job's
+`input_identity: sha256`, the digest of its bytes: a tar rewritten with its size and mtime kept
+is the same input by stat, another one by sha256. The listing is sorted,
 so parts, shard names and keys come out the same on every run.
 """
 from __future__ import annotations
@@ -18,9 +20,12 @@ from typing import Optional
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from pixcap.schemas.job import INPUT_IDENTITIES
 from pixcap.stages.keys import SidecarTracker, is_image_name, name_bytes
+from pixcap.stages.read import open_regular
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+STAT, SHA256 = INPUT_IDENTITIES  # input_identity: what the filesystem says of a file, or its bytes' digest
 CAPTIONS_FOLDER = "captions"  # PixArt's layout: captions/sa_K.txt beside the images or tars
 
 
@@ -60,9 +65,13 @@ def _url(fs, path: str) -> str:
     return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
 
 
-def _content(info: dict) -> dict:
-    """What identifies a file's content without reading it: size, plus ETag or mtime."""
+def _content(info: dict, fs=None, by: str = STAT) -> dict:
+    """What identifies a file's content: size plus ETag or mtime (stat), or size and the sha256 of
+    its bytes (sha256, which reads them)."""
     identity = {"size": int(info.get("size") or 0)}
+    if by == SHA256:
+        identity["sha256"] = file_sha256(fs, info["name"])
+        return identity
     etag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("generation")
     if etag:
         identity["etag"] = str(etag).strip('"')
@@ -72,15 +81,34 @@ def _content(info: dict) -> dict:
     return identity
 
 
-def _listing_identity(files: list) -> dict:
+def file_sha256(fs, path: str) -> str:
+    """The sha256 of a file's bytes; "" for one that is no regular file or cannot be read (the read
+    stage rejects it, and says why, on every run alike)."""
+    digest = hashlib.sha256()
+    try:
+        with open_regular(fs, path) as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+def _identity(source_identity: dict, by: str) -> dict:
+    """An identity made by sha256 says so, so that a run asked to identify inputs otherwise than the
+    output recorded them is told (pipeline/parts.py); a stat one is as outputs have always held it."""
+    return {**source_identity, "by": SHA256} if by == SHA256 else source_identity
+
+
+def _listing_identity(files: list, fs=None, by: str = STAT) -> dict:
     """A folder's identity: a digest of every file's path and content identity, in order."""
     digest = hashlib.sha256()
     total = 0
     for relative, info in files:
-        content = _content(info)
+        content = _content(info, fs, by)
         total += content["size"]
         digest.update(repr((relative, sorted(content.items()))).encode())
-    return {"files": len(files), "bytes": total, "listing_sha256": digest.hexdigest()}
+    return _identity({"files": len(files), "bytes": total, "listing_sha256": digest.hexdigest()}, by)
 
 
 def _captions_dir(fs, folder: str) -> str:
@@ -149,10 +177,11 @@ def _place(fs, path: str) -> str:
     return os.path.realpath(path) if isinstance(fs, LocalFileSystem) else path
 
 
-def list_sources(inputs: list, storage_options: Optional[dict] = None) -> list:
+def list_sources(inputs: list, storage_options: Optional[dict] = None, by: str = STAT) -> list:
     """The inputs of a job as Sources, each input once, in a stable order; storage_options go to
     fsspec with every URL (the job's key: an endpoint, credentials). An input named several ways
-    (`d/photos`, `d/./photos`, a link to it) is listed once, under its first name in sorted order."""
+    (`d/photos`, `d/./photos`, a link to it) is listed once, under its first name in sorted order.
+    by: the job's input_identity, how each input's content is identified (stat or sha256)."""
     named = []  # (fs, path, is_glob_match)
     for uri in inputs:
         fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
@@ -181,7 +210,7 @@ def list_sources(inputs: list, storage_options: Optional[dict] = None) -> list:
 
     sources, tars, loose, seen = [], {}, {}, set()
     for fs, root in sorted(roots.values(), key=lambda v: v[1]):
-        sources += _folder_sources(fs, root, tars)
+        sources += _folder_sources(fs, root, tars, by)
     for fs, path, from_glob in named:
         place = (fs.protocol, _place(fs, path))
         if covered(fs, path) or place in seen:
@@ -197,7 +226,7 @@ def list_sources(inputs: list, storage_options: Optional[dict] = None) -> list:
     for path, (fs, root) in sorted(tars.items()):
         info = fs.info(path)
         sources.append(Source(kind="tar", uri=_url(fs, path), url=_url(fs, path), name=tar_stem(path),
-                              identity=_content(info), root=root, captions=_captions_dir(fs, posixpath.dirname(path))))
+                              identity=_identity(_content(info, fs, by), by), root=root, captions=_captions_dir(fs, posixpath.dirname(path))))
     for (_, parent), (fs, paths) in sorted(loose.items(), key=lambda kv: kv[0][1]):
         infos = {path: fs.info(path) for path in sorted(paths)}
         files = [(path, posixpath.basename(path)) for path in _accounted(sorted(paths))]
@@ -206,13 +235,13 @@ def list_sources(inputs: list, storage_options: Optional[dict] = None) -> list:
         sources.append(Source(
             kind="files", uri=f"{_url(fs, parent)}#{names}", url=_url(fs, parent),
             name=posixpath.basename(parent) or "root",
-            identity=_listing_identity([(relative, infos[path]) for path, relative in files]),
+            identity=_listing_identity([(relative, infos[path]) for path, relative in files], fs, by),
             files=[(_url(fs, path), relative, sizes[path]) for path, relative in files],
         ))
     return sources
 
 
-def _folder_sources(fs, root: str, tars: dict) -> list:
+def _folder_sources(fs, root: str, tars: dict, by: str = STAT) -> list:
     """A folder's images (one Source), and its tars (added to `tars`, found in this folder)."""
     found, errors = _walk(fs, root)
     for path in sorted(found):
@@ -224,7 +253,7 @@ def _folder_sources(fs, root: str, tars: dict) -> list:
     files = [(path, path[len(root) + 1:]) for path in paths]
     return [Source(
         kind="folder", uri=_url(fs, root), url=_url(fs, root), name=posixpath.basename(root) or "root",
-        identity=_listing_identity([(relative, found[path]) for path, relative in files]),
+        identity=_listing_identity([(relative, found[path]) for path, relative in files], fs, by),
         files=[(_url(fs, path), relative, int(found[path].get("size") or 0)) for path, relative in files],
         listing_errors=[(_url(fs, path), error) for path, error in errors],
         captions=_captions_dir(fs, root),

@@ -16,7 +16,7 @@ from pixcap.schemas import batch as B
 from pixcap.schemas.shards import chunk_part_id
 from pixcap.stages.keys import KeyMaker, UniqueNames, sanitise
 
-from .inputs import Source
+from .inputs import STAT, Source
 
 
 class InputChanged(JobError):
@@ -37,6 +37,11 @@ def _place(uri: str, kind: str) -> str:
     return os.path.realpath(path) + mark + names
 
 
+def identified_by(identity: dict) -> str:
+    """How an input's recorded identity was made (inputs.py): sha256 says so; stat is the rest."""
+    return identity.get("by", STAT)
+
+
 def record_sources(sources: list, recorded: list, output: str) -> list:
     """The input records for the listed sources: recorded ones as they were, new ones with a
     fresh prefix. Raises InputChanged naming every input whose content changed."""
@@ -50,6 +55,11 @@ def record_sources(sources: list, recorded: list, output: str) -> list:
         if entry is None:
             entry = {"uri": source.uri, "kind": source.kind, "identity": source.identity,
                      "prefix": prefixes.claim(sanitise(source.name).replace("/", "_"), source.uri)}
+        elif identified_by(entry["identity"]) != identified_by(source.identity):
+            raise InputChanged(
+                f"input_identity: {output} identified {entry['uri']} by {identified_by(entry['identity'])} when it "
+                f"was made from it, and this job asks for {identified_by(source.identity)}; set input_identity: "
+                f"{identified_by(entry['identity'])} to continue it, or write to a new output")
         elif entry["identity"] != source.identity:
             changed.append(f"{source.uri} ({_changes(entry['identity'], source.identity)})")
         records.append(entry)

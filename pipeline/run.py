@@ -71,7 +71,7 @@ def run_job(job: Job, address=None, stream=None, command=None, verbose: bool = F
     stream = stream or LogStream(logging.getLogger(__name__))
     check_output(job)
     try:
-        sources = list_sources(job.inputs, job.storage_options)
+        sources = list_sources(job.inputs, job.storage_options, job.input_identity)
     except InputError as e:
         raise JobError(str(e)) from None
     resolved = resolve_models(job)

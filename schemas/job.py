@@ -62,6 +62,9 @@ class JobBase:
     storage_options: dict = field(default_factory=dict)  # passed to fsspec with every input and output URL (e.g. S3 client_kwargs)
     stall_seconds: float = 600.0  # no stage moving for this long: say which waits, and on what
     license: str = "other"  # the dataset card's license (an SPDX id such as cc-by-4.0, or other): the images' own
+    # How an input is known to be unchanged since the output was made from it: stat (size and mtime,
+    # or the store's ETag; a file rewritten with both kept passes) or sha256 (every byte hashed on every run).
+    input_identity: str = "stat"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -78,6 +81,7 @@ Job.__module__ = __name__
 Job.__doc__ = "A pipeline job: its inputs, output and settings, and each stage's keys."
 
 POSITIVE = {"shard_size"} | stage_registry.positive_keys()
+INPUT_IDENTITIES = ("stat", "sha256")  # input_identity's values (pipeline/inputs.py)
 
 
 def _coerce(value, annotation, key: str):
@@ -160,7 +164,7 @@ def local_model_path(key: str, name: str):
 def load_job(data: dict) -> Job:
     """Validate a job dict and fill in defaults."""
     job = build_dataclass(Job, data or {}, "")
-    check_values(job, stage_registry.choices(), POSITIVE)
+    check_values(job, {**stage_registry.choices(), "input_identity": INPUT_IDENTITIES}, POSITIVE)
     if job.decode.max_aspect_ratio < 1.0:
         raise JobError(f"decode.max_aspect_ratio: must be at least 1, got {job.decode.max_aspect_ratio}")
     if not 1 <= job.decode.jpeg_quality <= 100:
@@ -267,7 +271,7 @@ def _not_found(path: str) -> JobError:
     if os.sep not in path and "/" not in path:  # a bare name may be a shipped job's, mistyped
         names = sorted(shipped_jobs())
         close = difflib.get_close_matches(path.removesuffix(".yaml"), names, n=1, cutoff=0.75)
-        hint = f"; did you mean the shipped job {close[0]}?" if close else f" (shipped jobs: {', '.join(names)})"
+        hint = f"; did you mean the shipped job {close[0]}?" if close else "; `pixcap jobs` lists the shipped jobs"
     return JobError(f"job file not found: {cut(path, 200)}{hint}")
 
 

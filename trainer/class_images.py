@@ -18,6 +18,8 @@ import torch
 
 from pixcap.schemas import JobError
 
+from .sampling import load_pipeline
+
 CLASS_IMAGE = "class_{:05d}"
 
 
@@ -25,8 +27,6 @@ def class_images(pipeline, prompt: str, count: int, out_dir, steps: int = 20, se
                  guidance_scale: float = 4.5, batch_size: int = 4, resolution: int | None = None,
                  clean_captions: bool = True) -> typing.List[Path]:
     """Generate the `count` class images not yet in out_dir; return the paths of all `count`."""
-    from .sampling import load_pipeline
-
     if not prompt.strip():
         raise JobError("--prompt: the class prompt is empty")
     if count < 1 or batch_size < 1 or steps < 1:

@@ -18,12 +18,19 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.modeling_utils import ModelMixin
+
+from pixcap.schemas import JobError
+
+from .buckets import fit_bucket, to_pixels
+from .latents import VAE_SCALE
 
 CONTROLNET_DIR = "controlnet"  # RUN_DIR/controlnet: the EMA adapter, which sampling uses
 CONTROLNET_RAW_DIR = "controlnet_raw"
@@ -191,14 +198,6 @@ def control_latents(pipe, controls, count: int, height: int | None = None, width
     Each image is resized to cover (height, width) (default: the transformer's size) and centre-cropped, as the
     trainer fits a sample's control map with its image; the posterior mean is taken (training draws from it).
     """
-    import numpy as np
-    from PIL import Image
-
-    from pixcap.schemas import JobError
-
-    from .buckets import fit_bucket, to_pixels
-    from .latents import VAE_SCALE
-
     if controls is None or isinstance(controls, (str, Path, Image.Image)):
         controls = [] if controls is None else [controls]
     controls = list(controls) * count if len(controls) == 1 else list(controls)

@@ -3,7 +3,7 @@ of sks dog") and a batch of class images the base model generated ("a photo of a
 batch's loss with a weight, so the model learns the subject without forgetting the class.
 
 The class stream is the same kind of stream as the instance one (data.step_batches over prior.class_shards,
-seeded apart), a pure function of (seed, rank, step): resuming stays exact. Both batches are joined into
+seeded apart): resuming stays exact. Both batches are joined into
 one forward pass, which is why prior preservation needs one size for every sample (buckets: square).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pixcap.schemas.train_job import TrainJob
 from .data import expand_shards, step_batches
 
 INSTANCES = "instances"  # a joined batch: how many of its first samples are instance images
+CLASS_STATE = "class"  # the class stream's data state, inside the instance stream's
 CLASS_SEED_OFFSET = 7919  # the class stream's seed is the job's plus this: never the instance stream's order
 
 
@@ -27,13 +28,17 @@ def class_job(job: TrainJob) -> TrainJob:
     return dataclasses.replace(job, shards=list(job.prior.class_shards), seed=job.seed + CLASS_SEED_OFFSET)
 
 
-def with_class_batches(job: TrainJob, batches, start_step: int):
-    """(step, instance batch) -> (step, instance batch followed by a class batch), when prior preservation is on."""
+def with_class_batches(job: TrainJob, batches, start_step: int, data_state: dict):
+    """(step, instance batch) -> (step, instance batch followed by a class batch), when prior preservation is on.
+
+    The class stream's own data state (what it carries over segments) is kept inside the instance
+    stream's, under CLASS_STATE, so a checkpoint holds both."""
     if not job.prior.class_shards:
         yield from batches
         return
     classes = class_job(job)
-    class_batches = step_batches(classes, expand_shards(classes.shards), start_step)
+    class_state = data_state.setdefault(CLASS_STATE, {})
+    class_batches = step_batches(classes, expand_shards(classes.shards), start_step, class_state)
     try:
         for (step, batch), (_, class_batch) in zip(batches, class_batches):
             yield step, join(batch, class_batch)

@@ -189,7 +189,7 @@ def train(job: TrainJob) -> dict:
     # The loop
     skipped, window, t0 = Counter(), [], time.time()
     batches = step_batches(job, urls, step, data_state) if step < job.max_steps else iter(())
-    batches = with_class_batches(job, batches, step)  # DreamBooth's class images, when prior preservation is on
+    batches = with_class_batches(job, batches, step, data_state)  # DreamBooth's class images, if prior preservation
     for step, batch in batches:
         skipped.update(batch["skipped"])
         x0 = conditioning.latents(batch, generator)

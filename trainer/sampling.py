@@ -14,7 +14,10 @@ from pathlib import Path
 import torch
 
 from .captions import check_cleaning_available, prepare_captions
+from .controlnet import control_latents
 from .export import read_train_job
+from .lora import load_lora
+from .run_adapters import run_adapters
 from .run_folder import PIPELINE_DIR, SAMPLING_DIR
 from .samplers import DPM_SOLVER, default_steps, sampling_with
 
@@ -27,8 +30,6 @@ def load_pipeline(path, device=None, lora=None):
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = PixArtAlphaPipeline.from_pretrained(str(path))
     if lora is not None:
-        from .lora import load_lora
-
         load_lora(pipe.transformer, lora)  # in place: the pipeline's transformer now carries the adapter
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
@@ -57,8 +58,6 @@ def sample_images(pipeline_dir_or_pipeline, prompts: typing.Sequence[str], out_d
     generator = torch.Generator("cpu").manual_seed(seed)
     steering = contextlib.nullcontext()
     if controlnet is not None:
-        from .controlnet import control_latents
-
         latents = control_latents(pipe, controls, len(prompts), height, width)
         steering = controlnet.placed_like(pipe.transformer).steering(pipe.transformer, latents)
     with steering, sampling_with(pipe, scheduler):
@@ -84,8 +83,6 @@ def sample_run(run_dir, prompts: typing.Sequence[str], out=None, steps: int | No
 
     A LoRA run's adapter (RUN_DIR/lora) and a ControlNet run's ControlNet (RUN_DIR/controlnet) are used
     unless `lora` or `controlnet` names another folder; a ControlNet needs `controls`."""
-    from .adapters import run_adapters
-
     run_dir = Path(run_dir)
     pipeline_dir = run_dir / PIPELINE_DIR
     if not (pipeline_dir / "model_index.json").exists():

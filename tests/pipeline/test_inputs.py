@@ -1,8 +1,10 @@
 """Listing inputs: every entry accounted for, each input once, without running Ray."""
 import os
 
+import pytest
+
 from pixcap.pipeline.inputs import list_sources
-from pixcap.pipeline.parts import make_parts, record_sources
+from pixcap.pipeline.parts import InputChanged, make_parts, record_sources
 from pixcap.schemas import batch as B
 from pixcap.stages.read import ReadStage
 
@@ -68,3 +70,50 @@ def test_a_link_to_an_input_the_output_was_made_from_is_that_input(tmp_path):
     recorded = record_sources(list_sources([str(photos)]), [], "out")
     again = record_sources(list_sources([str(tmp_path / "link")]), recorded, "out")
     assert again == recorded  # the same record, prefix and URI: nothing is added, nothing read again
+
+
+def rewritten_keeping_size_and_mtime(path, data: bytes) -> None:
+    stat = os.stat(path)
+    assert len(data) == stat.st_size
+    path.write_bytes(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_tar_rewritten_with_its_size_and_mtime_passes_by_stat_and_is_refused_by_sha256(tmp_path):
+    from .tarfiles import write_tar
+
+    write_tar(tmp_path / "t.tar", [("a.jpg", jpeg_bytes(1))])
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "b.jpg").write_bytes(jpeg_bytes(2))
+    inputs = [str(tmp_path / "t.tar"), str(folder)]
+    by_stat, by_sha = (record_sources(list_sources(inputs, by=by), [], "out") for by in ("stat", "sha256"))
+    assert by_sha[0]["identity"]["by"] == "sha256" and "by" not in by_stat[0]["identity"]  # stat: as outputs hold it
+
+    other = tmp_path / "other.tar"
+    write_tar(other, [("a.jpg", jpeg_bytes(3))])  # same length: the JPEGs of one size are alike in bytes
+    rewritten_keeping_size_and_mtime(tmp_path / "t.tar", other.read_bytes())
+    rewritten_keeping_size_and_mtime(folder / "b.jpg", (folder / "b.jpg").read_bytes()[::-1])
+    assert record_sources(list_sources(inputs, by="stat"), by_stat, "out") == by_stat  # the limit of stat
+    with pytest.raises(InputChanged) as refused:
+        record_sources(list_sources(inputs, by="sha256"), by_sha, "out")
+    assert "2 input(s) changed" in str(refused.value) and "sha256" in str(refused.value)
+
+
+def test_identifying_inputs_otherwise_than_the_output_did_is_refused_naming_the_key(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(1))
+    recorded = record_sources(list_sources([str(tmp_path)], by="stat"), [], "out")
+    with pytest.raises(InputChanged, match="input_identity: out identified .* by stat .* asks for sha256"):
+        record_sources(list_sources([str(tmp_path)], by="sha256"), recorded, "out")
+
+
+def test_sha256_identity_never_blocks_on_a_fifo_nor_fails_on_an_unreadable_file(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(1))
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "locked.jpg").write_bytes(jpeg_bytes(2))
+    os.chmod(tmp_path / "locked.jpg", 0)
+    try:
+        [source] = list_sources([str(tmp_path)], by="sha256")  # returns: the FIFO is not read
+    finally:
+        os.chmod(tmp_path / "locked.jpg", 0o644)
+    assert [relative for _, relative, _ in source.files] == ["a.jpg", "locked.jpg", "pipe.jpg"]

@@ -206,7 +206,9 @@ def test_a_long_caption_is_the_mean_over_chunks_of_whole_sentences(tiny_models, 
     from pixcap.stages.clip import ClipStage, sentence_chunks
 
     words = lambda text: len(text.split())  # noqa: E731
-    assert sentence_chunks("One two. Three four five. Six.", words, 5) == ["One two.", "Three four five. Six."]
+    assert sentence_chunks("One two. Three four five. Six.", words, 5) == ["One two. Three four five.", "Six."]
+    assert sentence_chunks("One two three. Four five six seven eight nine. Ten.", words, 5) == [
+        "One two three.", "Four five six seven eight nine.", "Ten."]  # a sentence over the capacity stands alone
     assert sentence_chunks("Short one.", words, 5) == ["Short one."]
     config = ClipConfig(model=str(tiny_models["clip_config"]), pretrained=str(tiny_models["clip_checkpoint"]),
                         long_captions="sentences")

@@ -126,3 +126,18 @@ def test_samples_are_found_again_by_offset_or_by_reading_the_shard(tmp_path):
         assert again[-1] is None
         for original, found in zip(reversed(samples), again):
             assert found == original
+
+
+@pytest.mark.slow
+def test_training_resumes_exactly_with_samples_carried_in_its_checkpoint(tmp_path, posterior_shards, tiny_trainer_models):
+    """The loop saves the carried samples in each checkpoint and reads them back: stopped at step 5 (inside
+    the second segment, whose carry the checkpoint of step 5 holds) and resumed, it equals one run to step 8."""
+    from pixcap.trainer.checkpoint import load_data_state, step_dir
+
+    from .test_resume import assert_resume_is_exact
+
+    shards, _ = posterior_shards
+    settings = dict(buckets="aspect", checkpoint_every=3, batch_size=2, shuffle_buffer=4)
+    assert_resume_is_exact(tmp_path, shards[:6], tiny_trainer_models, max_steps=8, stop_at=5, **settings)
+    carried = load_data_state(step_dir(tmp_path / "twice", 5), rank=0)["carry"]
+    assert any(carried)  # the resume really had samples to carry

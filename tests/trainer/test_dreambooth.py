@@ -94,8 +94,8 @@ def demo_subject(folder, prompt: str, count: int = 5):
     from pixcap.demo.sa1b import demo_images
 
     folder.mkdir(parents=True)
-    for i, array in enumerate(demo_images()[:count]):
-        Image.fromarray(array).save(folder / f"photo_{i}.jpg", quality=90)
+    for i, photo in enumerate(demo_images()[::3][:count]):  # each photograph once, not its variants
+        photo.save(folder / f"photo_{i}.jpg", quality=90)
         (folder / f"photo_{i}.txt").write_text(prompt)
     return folder
 
