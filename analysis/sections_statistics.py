@@ -24,11 +24,14 @@ VN_MARKS = (1, 5, 10, 20, 50, 100)
 
 
 def table1_section(summaries: List[OutputSummary]) -> str:
-    per_output = [table_rows(s.table) for s in summaries]
+    # An output of several captioners shows one column per captioner (its primary caption's is the first's).
+    columns = [(f"{s.label}: {name}" if name else s.label, table)
+               for s in summaries for name, table in (s.table.get("captioners") or {"": s.table}).items()]
+    per_output = [table_rows(table) for _, table in columns]
     rows = [[Cell(name, text_cell=True)] + [rows[i][1] for rows in per_output] for i, (name, _) in enumerate(per_output[0])]
     data = [{"output": s.path, "label": s.label, "table": s.table} for s in summaries]
     return section("table1", "Concept density (PixArt-alpha's Table 1)",
-                   table(["", *[s.label for s in summaries]], rows, element_id=TABLE1_ID),
+                   table(["", *[label for label, _ in columns]], rows, element_id=TABLE1_ID),
                    note("The same figures, from the same code, as `pixcap stats --json` prints for each output."),
                    json_script(TABLE1_JSON_ID, data))
 

@@ -27,7 +27,7 @@ from .gallery import ScoreExtremes, nearest_scores
 from .histogram import Histogram
 from .rejects import RejectTally
 from .stats import COLUMNS as TABLE_COLUMNS
-from .stats import VALID_NOUN_MIN_COUNT, ConceptTally, iter_batches, stats_files
+from .stats import VALID_NOUN_MIN_COUNT, ConceptTally, captioner_names, iter_batches, stats_files
 from .thumbnails import Example, read_examples
 from .training_fit import TrainingFit
 
@@ -91,23 +91,27 @@ def summarise_output(path: str, label: str, counter: Optional[T5TokenCounter] = 
     histograms = {name: spec.new_histogram() for name, spec in DISTRIBUTIONS.items()}
     shards = []
     layout = []  # (rows, optional columns present) of each file, read from the footers first
-    scores = []  # the classifiers' columns (the job named them), from the files' schemas
+    score_names = []  # the classifiers' columns (the job named them), from the files' schemas
     for file in files:
         with pq.ParquetFile(file) as parquet:
             names = score_columns(parquet.schema_arrow)
             layout.append((parquet.metadata.num_rows,
                            [c for c in OPTIONAL_COLUMNS if c in parquet.schema_arrow.names] + names))
-            scores += [name for name in names if name not in scores]
-    histograms.update({name: score_distribution(name).new_histogram() for name in scores})
+            score_names += [name for name in names if name not in score_names]
+    histograms.update({name: score_distribution(name).new_histogram() for name in score_names})
     exact = ExactTally(sum(rows for rows, _ in layout))
+    captioners = {name: ConceptTally(name) for name in captioner_names(files[0])}  # Table 1 per captioner
+    captioner_columns = sorted({column for each in captioners.values() for column in each.columns})
     for file, (_, optional) in zip(files, layout):
         samples, clip_sum, clip_n = 0, 0.0, 0
-        columns = PASS_COLUMNS + optional
+        columns = sorted(set(PASS_COLUMNS + optional + captioner_columns))
         for batch in iter_batches(file, columns, batch_rows):
             tally.add(batch)
+            for each in captioners.values():
+                each.add(batch)
             exact.add(batch.column(SHA256))
             extremes.add(batch)
-            _add_batch(batch, histograms, fit, counter, [name for name in scores if name in batch.schema.names])
+            _add_batch(batch, histograms, fit, counter, [name for name in score_names if name in batch.schema.names])
             scores = batch.column(CLIP_SCORE).drop_null()
             samples += batch.num_rows
             clip_sum += pc.sum(scores).as_py() or 0.0
@@ -118,6 +122,8 @@ def summarise_output(path: str, label: str, counter: Optional[T5TokenCounter] = 
     top = heapq.nsmallest(TOP_NOUNS, nouns.items(), key=lambda kv: (-kv[1], kv[0]))
     curve = valid_noun_curve(np.fromiter(nouns.values(), dtype=np.int64, count=len(nouns)))
     table = tally.table(valid_min_count)
+    if captioners:
+        table["captioners"] = {name: each.table(valid_min_count) for name, each in captioners.items()}
     nouns.clear()  # the counter is the one thing here that grows with the data; let it go now
     median = histograms[CLIP_SCORE].percentile(50)
     picks = {"lowest": extremes.lowest, "median": nearest_scores(files, median) if histograms[CLIP_SCORE].count else [],
@@ -125,4 +131,4 @@ def summarise_output(path: str, label: str, counter: Optional[T5TokenCounter] = 
     gallery = {group: read_examples(path, chosen) for group, chosen in picks.items()}
     duplicates = DuplicateCounts(exact.count(), *near_duplicate_count(files))
     return OutputSummary(path, label, table, histograms, counter is not None, top, curve, fit, rejects, shards, gallery,
-                         duplicates, scores)
+                         duplicates, score_names)

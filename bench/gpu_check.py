@@ -254,7 +254,10 @@ def environment() -> dict:
             found[name] = f"missing ({type(e).__name__})"
     import torch
 
+    import pixcap
+
     found["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    found["pixcap"] = os.path.dirname(pixcap.__file__)  # the tree gpu_check.sh linked, or an install
     return found
 
 

@@ -37,4 +37,5 @@ PY
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT_DIR"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,power.draw --format=csv,noheader 2>/dev/null || true
-timeout --kill-after=15 "$LIMIT_S" "$PYTHON" -m bench.gpu_check --shape "$SHAPE" --out "$OUT_DIR"
+# PARTS (optional): some of device caption clip train cpu, for a rerun of what failed
+timeout --kill-after=15 "$LIMIT_S" "$PYTHON" -m bench.gpu_check --shape "$SHAPE" --out "$OUT_DIR" ${PARTS:+--parts $PARTS}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import queue
 import tarfile
 import tempfile
 import time
@@ -143,13 +144,19 @@ def run(shape, clock, note, context) -> dict:
         for process in processes:
             process.start()
         started = time.perf_counter()
-        made = dict(jpegs.get(timeout=max(clock.left(), 1)) for _ in range(shape.cpu_images))
-        datas = [made[i] for i in range(shape.cpu_images)]
-        write_tar(Path(folder) / "sa_000000.tar", datas)
-        ready.set()
-        found = [results.get(timeout=max(clock.left(), 1)) for _ in processes]
+        try:
+            made = dict(jpegs.get(timeout=max(clock.left(), 1)) for _ in range(shape.cpu_images))
+            datas = [made[i] for i in range(shape.cpu_images)]
+            write_tar(Path(folder) / "sa_000000.tar", datas)
+            ready.set()
+            found = [results.get(timeout=max(clock.left(), 1)) for _ in processes]
+        except queue.Empty:
+            raise TimeoutError(f"the {workers} CPU workers had not finished when the part's budget ran out "
+                               f"({time.perf_counter() - started:.0f} s after they started)") from None
         for process in processes:
-            process.join()
+            process.join(timeout=10)
+            if process.is_alive():  # its result is in; a worker stuck on its way out is not waited for
+                process.terminate()
     errors = [r["error"] for r in found if "error" in r]
     if errors:
         raise RuntimeError(f"{len(errors)} of {workers} CPU workers failed: {errors[0]}")

@@ -91,9 +91,11 @@ class TrainStep:
         update_ema(self.ema, self.model, job_default("ema_decay"))
 
     def flops(self) -> int:
-        """The forward's and backward's FLOPs of one step (matrix products and attention, as torch counts)."""
+        """The forward's and backward's FLOPs of one step: its matrix products, attention's among them.
+        Counted with SDPA on its math path, whose products torch counts on every device (its CPU flash
+        kernel goes uncounted); the FLOPs are the same whichever kernel runs them."""
         counter = FlopCounterMode(display=False)
-        with counter:
+        with counter, sdpa_kernel([SDPBackend.MATH]):
             self.loss().backward()
         self.optimizer.zero_grad(set_to_none=True)
         return counter.get_total_flops()

@@ -152,9 +152,15 @@ def shards(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def control_run(base, shards, tiny_trainer_models, tmp_path_factory):
+    """A trained tiny ControlNet; its last samples are drawn from a control map of the shards."""
     run = tmp_path_factory.mktemp("controlnet") / "run"
+    with tarfile.open(shards[0]) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(CONTROL_EXT))
+        (run.parent / "sample.canny.png").write_bytes(tar.extractfile(member).read())
     result = train(tiny_train_job(shards, run, tiny_trainer_models, load_from=str(base), max_steps=4,
-                                  checkpoint_every=2, clean_captions=False, **CONTROLNET))
+                                  checkpoint_every=2, clean_captions=False, sampling_prompts=["a red house"],
+                                  sampling_steps=2, **{**CONTROLNET, "controlnet": {
+                                      "blocks": 1, "sampling_controls": [str(run.parent / "sample.canny.png")]}}))
     return run, result
 
 
@@ -170,6 +176,7 @@ def test_trains_the_controlnet_alone(base, control_run):
     assert state["model"]["controlnet.controlnet_blocks.0.after_proj.weight"].abs().max() > 0  # it learned
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert all(not entry["skipped"].get("no_control") for entry in log)
+    assert len(list((run / "sampling").glob("step-0000004/*.png"))) == 1  # drawn from sampling_controls
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ sidecar captions), and the trainer learns the subject with prior preservation, w
 LoRA, resuming bit for bit."""
 import json
 
+import duckdb
 import numpy as np
 import pytest
 import torch
@@ -100,27 +101,42 @@ def demo_subject(folder, prompt: str, count: int = 5):
     return folder
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("adapter", ["none", "lora"])
-def test_subject_folder_to_dreambooth(adapter, base, models_cache, tiny_trainer_models, tmp_path):
-    """The README's four commands: pixcap run (subject), class-images, pixcap run (class), train."""
+@pytest.fixture(scope="module")
+def dreambooth_outputs(base, models_cache, ray_session, tmp_path_factory):
+    """The README's first three commands, on the session's Ray: pixcap run (subject), class-images,
+    pixcap run (class). Returns (subject output, class output)."""
     from pixcap.cli.main import main
 
-    subject = demo_subject(tmp_path / "subject", "a photo of sks dog")
+    root = tmp_path_factory.mktemp("dreambooth")
+    subject = demo_subject(root / "subject", "a photo of sks dog")
     run = ["run", "jobs/dreambooth_photos.yaml", "--set", f"models_cache={models_cache}", "--set", "shard_size=4"]
-    assert main([*run, "--input", str(subject), "--output", str(tmp_path / "subject_out")]) == 0
+    assert main([*run, "--input", str(subject), "--output", str(root / "subject_out")]) == 0
     assert main(["class-images", str(base), "--prompt", "a photo of a dog", "--count", "4", "--steps", "2",
-                 "--output", str(tmp_path / "class_images")]) == 0
-    assert main([*run, "--input", str(tmp_path / "class_images"), "--output", str(tmp_path / "class_out")]) == 0
-    manifest = json.loads((tmp_path / "subject_out" / MANIFEST_NAME).read_text())
-    assert manifest["totals"]["written"] == 5
+                 "--output", str(root / "class_images")]) == 0
+    assert main([*run, "--input", str(root / "class_images"), "--output", str(root / "class_out")]) == 0
+    return root / "subject_out", root / "class_out"
 
-    job = tiny_train_job([str(tmp_path / "subject_out" / "shards" / "*.tar")], tmp_path / "train",
-                         tiny_trainer_models, load_from=str(base), max_steps=2, batch_size=1, adapter=adapter,
-                         caption_dropout=0.0, clean_captions=False,
-                         prior={"class_shards": [str(tmp_path / "class_out" / "shards" / "*.tar")]})
-    result = train(job)
-    assert result["step"] == 2
+
+@pytest.mark.slow
+def test_subject_and_class_images_are_pixcap_outputs(dreambooth_outputs):
+    subject, classes = dreambooth_outputs
+    for out, captions in ((subject, {"a photo of sks dog"}), (classes, {"a photo of a dog"})):
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        assert manifest["totals"]["written"] == (5 if out == subject else 4)
+        assert manifest["totals"]["rejected"] == 0
+        written = duckdb.sql(f"select caption from '{out}/stats/*.parquet'").fetchall()
+        assert {caption.strip() for (caption,) in written} == captions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapter", ["none", "lora"])
+def test_dreambooth_trains_on_them(adapter, dreambooth_outputs, base, tiny_trainer_models, tmp_path):
+    """The README's last command, with full training and with LoRA."""
+    subject, classes = dreambooth_outputs
+    job = tiny_train_job([str(subject / "shards" / "*.tar")], tmp_path / "train", tiny_trainer_models,
+                         load_from=str(base), max_steps=2, batch_size=1, adapter=adapter, caption_dropout=0.0,
+                         clean_captions=False, prior={"class_shards": [str(classes / "shards" / "*.tar")]})
+    assert train(job)["step"] == 2
     log = [json.loads(line) for line in (tmp_path / "train" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(np.isfinite(entry["loss"]) for entry in log)
     assert (tmp_path / "train" / ("lora" if adapter == "lora" else "pipeline")).exists()

@@ -1,0 +1,96 @@
+"""One pipeline run of jobs/local_captions.yaml's captioners (two families: LLaVA padded and greedy, Qwen2-VL
+native and sampled, quoting the first) and its classifier, on a small tar whose images carry their own
+captions: the shards, the stats as DuckDB, pandas and polars read them, and Table 1 per captioner."""
+import glob
+import json
+import tarfile
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pixcap.analysis.stats import concept_density, format_table
+from pixcap.pipeline.run import run_job
+from pixcap.schemas import load_job, read_job_yaml
+
+from .tarfiles import sa1b_members, write_tar
+
+pytestmark = pytest.mark.slow
+OFFICIAL_PROMPT = 'Given the caption of this image "{sidecar}", describe this image in a very detailed manner'
+
+
+@pytest.fixture(scope="module")
+def captions_run(tmp_path_factory, ray_session, models_cache):
+    root = tmp_path_factory.mktemp("captioners-run")
+    members = sa1b_members(0, 3, captions=True) + sa1b_members(3, 1)  # sa_3 has no caption of its own
+    write_tar(root / "sa_000000.tar", members)
+    data = read_job_yaml("jobs/local_captions.yaml")
+    data.update(inputs=[str(root / "sa_*.tar")], output=str(root / "out"), models_cache=models_cache, shard_size=2,
+                progress_seconds=1.0)
+    data["captioners"][0]["prompt"] = OFFICIAL_PROMPT  # PixArt-alpha's caption-conditioned prompt
+    for captioner in data["captioners"]:
+        captioner["max_new_tokens"] = 8
+    manifest = run_job(load_job(data))
+    return root / "out", manifest
+
+
+def test_every_input_is_accounted_for_and_a_missing_quote_is_a_reject(captions_run):
+    out, manifest = captions_run
+    assert (manifest["totals"]["written"], manifest["totals"]["rejected"]) == (3, 1)
+    rejects = duckdb.sql(f"select key, stage, reason from '{out}/rejects/*.parquet'").fetchall()
+    assert rejects == [("sa_000000/sa_3", "captioners.long", "no_caption")]
+    assert set(manifest["models"]) >= {"captioners.long", "captioners.short", "classifiers.nsfw_score", "t5_tokens"}
+
+
+def test_shards_hold_the_primary_caption_and_each_captioners(captions_run):
+    out, _ = captions_run
+    samples = {}
+    for path in sorted(glob.glob(f"{out}/shards/*.tar")):
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                key, _, suffix = member.name.partition(".")
+                samples.setdefault(key, {})[suffix] = tar.extractfile(member).read()
+    assert len(samples) == 3
+    for members in samples.values():
+        assert set(members) == {"jpg", "txt", "long.txt", "short.txt", "json"}
+        record = json.loads(members["json"])
+        assert members["txt"] == members["long.txt"] == record["caption_long"].encode() == record["caption"].encode()
+        assert members["short.txt"].decode() == record["caption_short"] and record["caption_short"]
+        assert record["caption_model_short"].endswith("tiny-qwen2vl") and 0 <= record["nsfw_score"] <= 1
+
+
+def test_stats_read_every_caption_with_its_scores_in_duckdb_pandas_and_polars(captions_run):
+    import pandas as pd
+    import polars as pl
+
+    out, _ = captions_run
+    schema = pq.read_schema(glob.glob(f"{out}/stats/*.parquet")[0])
+    for name in ("long", "short"):
+        assert schema.field(f"clip_score_{name}").type == pa.float32()
+        assert schema.field(f"nouns_{name}").type == pa.list_(pa.string())
+        assert schema.field(f"t5_tokens_{name}").type == pa.int32()
+    assert schema.field("nsfw_score").type == pa.float32()
+    rows = duckdb.sql(f"select caption, caption_long, clip_score, clip_score_long, clip_score_short, n_nouns_short, "
+                      f"t5_tokens_short, t5_truncated_short from '{out}/stats/*.parquet' order by key").fetchall()
+    assert len(rows) == 3
+    for caption, long, score, score_long, score_short, n_nouns, tokens, truncated in rows:
+        assert caption == long and score == score_long and -1 <= score_short <= 1
+        assert tokens > 0 and truncated == (tokens > 120) and n_nouns >= 0
+    frame = pd.read_parquet(f"{out}/stats")
+    assert frame["caption_short"].str.len().gt(0).all() and frame["nsfw_score"].between(0, 1).all()
+    polars = pl.read_parquet(f"{out}/stats/*.parquet")
+    assert polars["clip_score_short"].dtype == pl.Float32 and polars.height == 3
+    kept = duckdb.sql(f"select count(*) from '{out}/stats/*.parquet' where nsfw_score < 2").fetchone()[0]
+    assert kept == 3
+
+
+def test_pixcap_stats_prints_table1_per_captioner(captions_run):
+    out, _ = captions_run
+    table = concept_density(str(out))
+    assert set(table["captioners"]) == {"long", "short"}
+    assert table["captioners"]["long"]["total_nouns"] == table["total_nouns"]  # the primary is the long one
+    nouns_short = duckdb.sql(f"select sum(n_nouns_short) from '{out}/stats/*.parquet'").fetchone()[0]
+    assert table["captioners"]["short"]["total_nouns"] == nouns_short
+    lines = format_table(table).splitlines()
+    assert lines[0].split()[-2:] == ["long", "short"] and lines[1].split()[-2:] == ["3", "3"]
