@@ -33,7 +33,7 @@ from pathlib import Path
 PARTS = ("device", "caption", "clip", "train", "cpu")
 # Seconds each part may take at --shape full. Together with the worker's start they stay under 8
 # minutes: the lent GPU gives 15 minutes in all, a start takes minutes, and a rerun must still fit.
-BUDGETS = {"device": 30, "caption": 220, "clip": 40, "train": 100, "cpu": 40}
+BUDGETS = {"device": 30, "caption": 230, "clip": 35, "train": 110, "cpu": 40}
 SMALL_BUDGET = 60  # per part at --shape small: the CPU check finishes in well under that
 MEMORY_FLOOR_BYTES_PER_S = 4.3e12  # the H200's device-to-device copy here (KINDS.md): the decoding step's floor
 ASSUMED_PEAK_FLOPS = 790e12  # bf16 matrix product measured on an H200 here, when the device part has no figure
@@ -160,18 +160,21 @@ def worker(shape: Shape, parts: list, out: Path) -> int:
                            trace=traceback.format_exc()[-4000:])
             if "CUDA" in str(e) and "out of memory" not in str(e):
                 return 3  # a CUDA error can poison the context: a fresh worker runs the rest
+        torch._dynamo.reset()  # compiled code and its CUDA graphs hold the last part's model and memory
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return 0
 
 
-def watch(shape: Shape, parts: list, out: Path) -> dict:
-    """Run the parts in worker processes, killing one whose part outlives its budget; {part: record}."""
+def watch(shape: Shape, parts: list, out: Path, limit: float = None) -> dict:
+    """Run the parts in worker processes, killing one whose part outlives its budget, and every one once
+    `limit` seconds have passed (so that this process still writes the results); {part: record}."""
     progress = Progress(out)
     records, remaining = {}, list(parts)
     log = open(out / "worker.log", "a")
-    while remaining:
+    end = time.monotonic() + (limit if limit is not None else sum(shape.budgets[p] + 10 for p in parts))
+    while remaining and time.monotonic() < end:
         command = [sys.executable, "-m", "bench.gpu_check", "--shape", shape.name, "--out", str(out),
                    "--worker", ",".join(remaining)]
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -187,7 +190,7 @@ def watch(shape: Shape, parts: list, out: Path) -> dict:
                 current, started = starts[-1]["part"], time.monotonic()
             # The first part's budget counts from the worker's start: its imports are part of it.
             name = current or remaining[0]
-            if time.monotonic() - started > shape.budgets[name] + 5:
+            if time.monotonic() - started > shape.budgets[name] + 2 or time.monotonic() > end:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
                 killed = name
@@ -208,12 +211,15 @@ def watch(shape: Shape, parts: list, out: Path) -> dict:
             stuck = killed or unfinished[0]
             record = records.setdefault(stuck, {"variants": {}})
             if killed:
-                record.update(status="timed_out", error=f"killed after its budget of {shape.budgets[stuck]} s")
+                record.update(status="timed_out", error=f"killed at its budget of {shape.budgets[stuck]} s"
+                              if time.monotonic() < end else "killed at the check's time limit")
             else:
                 record.update(status="crashed", error=f"the worker exited with {child.returncode}: "
                               + " | ".join(tail(out / "worker.log", 4)))
             unfinished.remove(stuck)
         remaining = unfinished
+    for name in remaining:
+        records[name] = {"status": "skipped", "error": "not begun: the check's time limit came first", "variants": {}}
     log.close()
     return records
 
@@ -223,7 +229,7 @@ def tail(path: Path, lines: int) -> list:
     return [line[-300:] for line in text[-lines:]]
 
 
-def run_check(shape: Shape, parts: list, out: Path) -> dict:
+def run_check(shape: Shape, parts: list, out: Path, limit: float = None) -> dict:
     """Every part, the table printed last; returns the results written to out/results.json."""
     from bench.gpu_check_table import summary, table
 
@@ -231,9 +237,9 @@ def run_check(shape: Shape, parts: list, out: Path) -> dict:
     for name in ("progress.jsonl", "worker.log"):
         (out / name).unlink(missing_ok=True)
     start = time.time()
-    records = watch(shape, parts, out)
+    records = watch(shape, parts, out, limit)
     results = {"shape": asdict(shape), "parts": records, "seconds": time.time() - start,
-               "environment": environment()}
+               "environment": environment(records)}
     results["summary"] = summary(results)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     text = table(results)
@@ -242,22 +248,22 @@ def run_check(shape: Shape, parts: list, out: Path) -> dict:
     return results
 
 
-def environment() -> dict:
+def environment(records: dict) -> dict:
+    """The machine and the packages, read without importing them (this process stays light)."""
+    import importlib.util
     import platform
+    from importlib import metadata
 
     found = {"python": platform.python_version(), "cores": os.cpu_count()}
-    for name in ("torch", "transformers", "diffusers", "open_clip", "simplejpeg"):
+    for name in ("torch", "transformers", "diffusers", "open_clip_torch", "simplejpeg", "accelerate"):
         try:
-            module = __import__(name)
-            found[name] = getattr(module, "__version__", "?")
-        except Exception as e:  # a missing package is a fact of the machine, not a failure here
-            found[name] = f"missing ({type(e).__name__})"
-    import torch
-
-    import pixcap
-
-    found["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    found["pixcap"] = os.path.dirname(pixcap.__file__)  # the tree gpu_check.sh linked, or an install
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:  # a missing package is a fact of the machine, not a failure here
+            found[name] = "missing"
+    device = (records.get("device") or {}).get("result") or {}
+    found["device"] = device.get("name", "cpu")
+    spec = importlib.util.find_spec("pixcap")
+    found["pixcap"] = os.path.dirname(spec.origin) if spec and spec.origin else "?"  # the tree gpu_check.sh linked
     return found
 
 
@@ -266,6 +272,7 @@ def main() -> int:
     parser.add_argument("--shape", choices=SHAPES, default="full")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json, table.txt, logs")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--limit", type=float, help="seconds for the whole check (default: the parts' budgets)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # the parts a worker process runs
     args = parser.parse_args()
     shape = SHAPES[args.shape]
@@ -278,7 +285,7 @@ def main() -> int:
             print("gpu_check: --shape full measures a GPU and none is visible; --shape small checks the code on a CPU",
                   file=sys.stderr)
             return 2
-    run_check(shape, args.parts, args.out)
+    run_check(shape, args.parts, args.out, args.limit)
     return 0
 
 

@@ -15,7 +15,7 @@ from pixcap.stages.keys import sanitise
 
 from .layout import SHARD_FILE_KINDS, shard_file
 
-INPUT_KINDS = ("tar", "folder", "files")
+INPUT_KINDS = ("tar", "folder", "files", "parquet")  # pipeline/inputs.py: Source.kind
 QUOTE_CHARS = 60
 
 

@@ -23,6 +23,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pixcap.schemas.job import INPUT_IDENTITIES
 from pixcap.stages.keys import SidecarTracker, is_image_name, name_bytes
 from pixcap.stages.read import open_regular
+from pixcap.stages.read_parquet import is_parquet
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 STAT, SHA256 = INPUT_IDENTITIES  # input_identity: what the filesystem says of a file, or its bytes' digest
@@ -208,7 +209,7 @@ def list_sources(inputs: list, storage_options: Optional[dict] = None, by: str =
     def covered(fs, path: str) -> bool:
         return any(proto == fs.protocol and _inside(_place(fs, path), place) for proto, place in roots)
 
-    sources, tars, loose, seen = [], {}, {}, set()
+    sources, tars, loose, seen, parquets = [], {}, {}, set(), {}
     for fs, root in sorted(roots.values(), key=lambda v: v[1]):
         sources += _folder_sources(fs, root, tars, by)
     for fs, path, from_glob in named:
@@ -216,17 +217,23 @@ def list_sources(inputs: list, storage_options: Optional[dict] = None, by: str =
         if covered(fs, path) or place in seen:
             continue
         seen.add(place)
-        if is_tar(path):
+        if is_parquet(path):  # rows of images (stages/read_parquet.py)
+            parquets.setdefault(path, fs)
+        elif is_tar(path):
             if path not in tars:
                 tars[path] = (fs, "")
         elif is_image_name(path) or from_glob:  # a glob's other matches are accounted for
             loose.setdefault((fs.protocol, posixpath.dirname(path)), (fs, set()))[1].add(path)
         else:
-            raise InputError(f"{_url(fs, path)} is neither a folder, a tar, nor an image")
+            raise InputError(f"{_url(fs, path)} is neither a folder, a tar, a parquet file, nor an image")
     for path, (fs, root) in sorted(tars.items()):
         info = fs.info(path)
         sources.append(Source(kind="tar", uri=_url(fs, path), url=_url(fs, path), name=tar_stem(path),
                               identity=_identity(_content(info, fs, by), by), root=root, captions=_captions_dir(fs, posixpath.dirname(path))))
+    for path, fs in sorted(parquets.items()):
+        sources.append(Source(kind="parquet", uri=_url(fs, path), url=_url(fs, path),
+                              name=posixpath.basename(path)[:-len(".parquet")],
+                              identity=_identity(_content(fs.info(path), fs, by), by)))
     for (_, parent), (fs, paths) in sorted(loose.items(), key=lambda kv: kv[0][1]):
         infos = {path: fs.info(path) for path in sorted(paths)}
         files = [(path, posixpath.basename(path)) for path in _accounted(sorted(paths))]

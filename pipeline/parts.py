@@ -76,7 +76,7 @@ def make_parts(sources: list, records: list, shard_size: int) -> list:
     parts = []
     for source, record in zip(sources, records):
         prefix = record["prefix"]
-        if source.kind == "tar":
+        if source.kind in ("tar", "parquet"):  # one part, read as a stream
             parts.append(_part(prefix, source, prefix, 0, [], [], [], source.identity["size"]))
             continue
         keys = KeyMaker(prefix)
@@ -94,7 +94,7 @@ def _part(part_id: str, source: Source, prefix: str, first_shard: int, members: 
     return {
         B.PART_BYTES: size,
         B.PART_ID: part_id,
-        B.PART_KIND: "tar" if source.kind == "tar" else "files",
+        B.PART_KIND: source.kind if source.kind in ("tar", "parquet") else "files",
         B.PART_URI: source.url,
         B.PART_ROOT: source.root,
         B.PART_SHARD_PREFIX: prefix,

@@ -111,6 +111,10 @@ class TrainJob:
     mixed_precision: str = "bf16"  # bf16 autocast on CUDA; CPU always runs float32
     gradient_checkpointing: bool = False
     caption_dropout: float = 0.1  # probability a caption becomes the null caption
+    # Which caption of a sample of several captioners to train on (trainer/caption_choice.py): {} KEY.txt,
+    # the primary; {captioner: long}; {proportions: {long: 0.5, short: 0.5}}; {clip_score: 0.1}, Sana's
+    # CLIP-score sampling at that temperature. Drawn per sample from the seed, so resume is exact.
+    caption_choice: dict = field(default_factory=dict)
     shuffle_buffer: int = 1000  # samples, per data-loader worker
     num_workers: int = 4  # data-loader workers per rank
     seed: int = 0
@@ -171,6 +175,7 @@ def load_train_job(data: dict) -> TrainJob:
         raise JobError(f"ema_decay: must be in [0, 1), got {job.ema_decay}")
     if not 0.0 <= job.caption_dropout <= 1.0:
         raise JobError(f"caption_dropout: must be in [0, 1], got {job.caption_dropout}")
+    check_caption_choice(job.caption_choice)
     if job.filters.max_aspect_ratio is not None and job.filters.max_aspect_ratio < 1.0:
         raise JobError(f"filters.max_aspect_ratio: must be at least 1, got {job.filters.max_aspect_ratio}")
     for column, threshold in job.filters.max_scores.items():
@@ -178,6 +183,27 @@ def load_train_job(data: dict) -> TrainJob:
             raise JobError(f"filters.max_scores.{column}: must be a finite number, got {threshold!r}")
     check_adapter(job)
     return job
+
+
+def check_caption_choice(choice: dict) -> None:
+    """One of {}, {captioner: NAME}, {proportions: {NAME: weight}}, {clip_score: temperature}."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    forms = "{captioner: NAME}, {proportions: {NAME: weight, ...}} or {clip_score: temperature}"
+    if not choice:
+        return
+    if len(choice) != 1:
+        raise JobError(f"caption_choice: give one of {forms}, got {choice!r}"[:300])
+    (kind, value), = choice.items()
+    if kind == "captioner" and isinstance(value, str) and value:
+        return
+    if kind == "proportions" and isinstance(value, dict) and value and all(
+            isinstance(k, str) and number(v) and v >= 0 for k, v in value.items()) and sum(value.values()) > 0:
+        return
+    if kind == "clip_score" and number(value) and value > 0:
+        return
+    raise JobError(f"caption_choice: give one of {forms} (weights >= 0, a temperature > 0), got {choice!r}"[:300])
 
 
 def check_adapter(job: TrainJob) -> None:

@@ -17,6 +17,7 @@ BROKEN_SHARD = "broken_shard"  # a shard that broke off (truncated, unreachable)
 CARRIED_UNREADABLE = "carried_unreadable"  # a sample carried over a segment boundary that could not be read again
 NO_CONTROL = "no_control"  # adapter: controlnet, and the sample has no KEY.<controlnet.control>.png
 CONTROL_SIZE = "control_size"  # the control map is not the size of the stored image it belongs to
+NO_CHOSEN_CAPTION = "no_chosen_caption"  # caption_choice: the sample has none of the captions it may choose
 
 SKIPS = {
     NO_RECORD: "the sample has no KEY.json",
@@ -31,6 +32,7 @@ SKIPS = {
     CARRIED_UNREADABLE: "a sample held in a partly filled bucket could not be read again at the next data segment",
     NO_CONTROL: "a ControlNet job, and the sample has no control map of its kind",
     CONTROL_SIZE: "the control map's size differs from its stored image's",
+    NO_CHOSEN_CAPTION: "caption_choice names captioners (or needs CLIP scores) the sample has none of",
 }
 
 

@@ -31,6 +31,7 @@ from .keys import (
 )
 from .caption_text import caption_text
 from .plausible_size import read_checked
+from .read_parquet import parquet_members
 
 # A batch is yielded when it holds BATCH_BYTES of member bytes or ROWS_PER_BATCH rows, whichever
 # comes first: a read task then holds one batch, one member of lookahead and the member being
@@ -113,7 +114,10 @@ class ReadStage:
     def read_part(self, part: dict) -> Iterator[dict]:
         """Number the part's members, mark shard and part ends, and skip finished inputs."""
         skip = set(part[B.PART_SKIP])
-        members = self._tar_members(part, skip) if part[B.PART_KIND] == "tar" else self._file_members(part, skip)
+        if part[B.PART_KIND] == "parquet":  # rows of a parquet file (read_parquet.py)
+            members = parquet_members(part, skip, self.options, self.read_captions, self.max_file_bytes, Member)
+        else:
+            members = self._tar_members(part, skip) if part[B.PART_KIND] == "tar" else self._file_members(part, skip)
         held = None  # one row of lookahead: a row is its shard's last when the next is not in it
         for position, member in enumerate(members):
             if held is not None:

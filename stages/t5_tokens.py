@@ -30,10 +30,10 @@ class T5TokensStage:
         live = [i for i, reason in enumerate(batch[B.REJECT_REASON]) if not reason]
         for name in self.captioners:
             captions = batch[captioner_column(CAPTION, name)]
-            counts = [None] * len(captions)
+            counts = [0] * len(captions)  # a rejected row's 0 is never written (write strips its data)
             for i, count in zip(live, self.counts([captions[i] or "" for i in live])):
                 counts[i] = count
-            truncated = [None if count is None else count > self.config.max_length for count in counts]
+            truncated = [count > self.config.max_length for count in counts]
             for target in ([name, ""] if name and name == self.captioners[0] else [name]):
                 out[captioner_column(T5_TOKENS, target)] = counts
                 out[captioner_column(T5_TRUNCATED, target)] = truncated

@@ -33,8 +33,8 @@ def _column(batch: dict, field: pa.Field, n: int) -> list:
         return [None if v is None else [str(x) for x in v] for v in values]
     if pa.types.is_floating(field.type):
         return [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values]
-    if pa.types.is_integer(field.type):
-        return [None if v is None else int(v) for v in values]
+    if pa.types.is_integer(field.type):  # Ray hands a column of ints with a None as floats, None as NaN
+        return [None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v) for v in values]
     if pa.types.is_boolean(field.type):
         return [None if v is None else bool(v) for v in values]
     if pa.types.is_binary(field.type):

@@ -261,6 +261,15 @@ def test_help_refusals_verify_and_stats_import_no_heavy_library(tmp_path, argv):
     assert ran.stdout.splitlines()[-1] == "HEAVY []", ran.stdout + ran.stderr
 
 
+@pytest.mark.parametrize("command", ["verify", "stats"])
+def test_verify_and_stats_of_a_real_output_import_no_heavy_library(pipeline_run, tmp_path, command):
+    """`verify` spent 6.5 s of its 6 s idle run importing webdataset, which imports torch."""
+    code = (f"import sys\nfrom pixcap.cli.main import main\ncode = main([{command!r}, {str(pipeline_run.out)!r}])\n"
+            f"print('HEAVY', code, sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    ran = python("-c", code, cwd=tmp_path)
+    assert ran.stdout.splitlines()[-1] == "HEAVY 0 []", ran.stdout + ran.stderr
+
+
 # --- logging --------------------------------------------------------------------------------
 
 def test_messages_go_through_the_pixcap_logger(capsys):

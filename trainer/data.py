@@ -38,10 +38,11 @@ from pixcap.schemas.records import (
 from pixcap.schemas.train_job import FilterConfig, TrainJob
 from pixcap.schemas.train_skips import (
     BROKEN_SHARD, CARRIED_UNREADABLE, LATENT_NOT_POSTERIOR, LATENT_SIZE, NO_PIXELS, NO_RECORD, SMALLER_THAN_BUCKET,
-    UNREADABLE, filter_skip,
+    UNREADABLE, NO_CHOSEN_CAPTION, filter_skip,
 )
 
 from .buckets import BUCKETS, covers, fit_bucket, fit_square, nearest_bucket, to_pixels
+from .caption_choice import choice_rng, choose_caption
 from .control_maps import fit_control
 from .coverage import ShareCoverage
 from .features import load_text_features, npy
@@ -110,8 +111,9 @@ class PrepareSamples:
     """Raw samples -> filtered training samples fitted to their size; counts what it skips, and why."""
 
     def __init__(self, mode: str, resolutions, filters: FilterConfig, coverage: ShareCoverage = None,
-                 control: str | None = None):
+                 control: str | None = None, caption_choice: dict | None = None, seed: int = 0, segment: int = 0):
         self.mode, self.resolutions, self.filters = mode, list(resolutions), filters
+        self.caption_choice, self.seed, self.segment = caption_choice or {}, seed, segment
         self.control = control  # a ControlNet job's control map kind (KEY.<control>.png), fitted with the image
         self.coverage = coverage  # resampled streams: stop once every shard was read and nothing passed
         self.skipped = Counter()
@@ -170,6 +172,15 @@ class PrepareSamples:
             return filter_skip(failed[0])
         caption = sample[CAPTION_EXT].decode("utf-8") if CAPTION_EXT in sample else record.get(CAPTION) or ""
         out = {KEY: sample["__key__"], CAPTION: caption, SAMPLE_ID: sample_id(sample)}
+        if self.caption_choice:
+            chosen = choose_caption(sample, record, self.caption_choice, choice_rng(self.seed, self.segment, sample.get("__url__"), out[KEY]))
+            if chosen is None:
+                return NO_CHOSEN_CAPTION
+            out["captioner"], out[CAPTION] = chosen
+            if T5_EMBEDDING_EXT in sample and out[CAPTION] != caption:
+                # pixcap encode stores the primary caption's T5 features only.
+                raise JobError("caption_choice: these shards hold precomputed T5 features of the primary caption "
+                               "only; train from the images (shards without pixcap encode's members)")
         if LATENT_EXT in sample:
             posterior = npy(sample[LATENT_EXT])
             if posterior.shape[0] != POSTERIOR_CHANNELS:
@@ -244,6 +255,8 @@ def bucket_batches(src, batch_size: int, prepare: PrepareSamples, partial: bool,
         nonlocal emitted
         batch = collate(samples)
         batch["skipped"] = dict(prepare.skipped - reported)
+        if prepare.caption_choice:  # which captioner each trained sample's caption came from
+            batch["captioners"] = dict(Counter(s["captioner"] for s in samples))
         reported.update(batch["skipped"])
         samples.clear()
         emitted += 1
@@ -294,7 +307,8 @@ def batch_stream(job: TrainJob, urls, segment: int = 0, resampled: bool = True, 
         stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
         coverage = None  # an epoch ends by itself
     prepare = PrepareSamples(job.buckets, job.resolutions, job.filters, coverage,
-                             control=job.controlnet.control if job.adapter == "controlnet" else None)
+                             control=job.controlnet.control if job.adapter == "controlnet" else None,
+                             caption_choice=job.caption_choice, seed=job.seed, segment=segment)
     def shuffle(src):
         if job.shuffle_buffer < 2:
             return src

@@ -188,10 +188,12 @@ def train(job: TrainJob) -> dict:
 
     # The loop
     skipped, window, t0 = Counter(), [], time.time()
+    captioners = Counter()  # caption_choice: the samples trained on each captioner's caption (rank 0's)
     batches = step_batches(job, urls, step, data_state) if step < job.max_steps else iter(())
     batches = with_class_batches(job, batches, step, data_state)  # DreamBooth's class images, if prior preservation
     for step, batch in batches:
         skipped.update(batch["skipped"])
+        captioners.update(batch.get("captioners", {}))
         x0 = conditioning.latents(batch, generator)
         emb, mask, null_emb, null_mask = conditioning.captions(batch)
         batch_size = x0.shape[0]
@@ -223,6 +225,8 @@ def train(job: TrainJob) -> dict:
             entry = {"step": step, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
                      "lr": scheduler.get_last_lr()[0], "steps_per_s": len(window) / elapsed,
                      "skipped": dict(skipped)}  # rank 0's own data: samples its workers skipped, by reason
+            if captioners:
+                entry["captioners"] = dict(captioners)
             if grad_norm is not None:
                 entry["grad_norm"] = grad_norm.item()
             training_log.write(entry)

@@ -207,7 +207,7 @@ def test_a_glob_accounts_for_every_file_it_matches(tmp_path):
     (tmp_path / "b.json").write_text("{}")
     rows = read_all(list_parts([str(tmp_path / "*")], 100), shard_size=100)
     assert [(r[B.KEY].split("/", 1)[1], r[B.REJECT_REASON]) for r in rows] == [("a", ""), ("b", "no_image")]
-    with pytest.raises(InputError, match="neither a folder, a tar, nor an image"):
+    with pytest.raises(InputError, match="neither a folder, a tar, a parquet file, nor an image"):
         list_parts([str(tmp_path / "b.json")], 100)
 
 

@@ -226,3 +226,17 @@ def test_a_long_caption_is_the_mean_over_chunks_of_whole_sentences(tiny_models, 
     truncated = ClipStage(ClipConfig(model=config.model, pretrained=config.pretrained))(
         stage_batch(model_images(1, seed=5), caption=[caption], nouns=[[]]))
     assert truncated[B.CLIP_SCORE][0] != pytest.approx(out[B.CLIP_SCORE][0], abs=1e-4)
+
+
+def test_an_int_column_ray_made_float_with_a_nan_is_written(models_cache):
+    """Ray hands a column of ints holding a None over as float64 with NaN; the fragment writer takes it."""
+    from pixcap.schemas.fragments import fragment_schema
+    from pixcap.stages.write import fragment_table
+    from tests.output.batches import finished_batch
+
+    job = load_job(captioners_job(LONG, t5_tokens={"tokenizer": "tiny:t5"}, models_cache=models_cache))
+    batch = finished_batch("p-00000", [0, 1], count=2, rejected={1})
+    batch.update({"caption_long": ["a car", ""], "t5_tokens": np.array([3.0, np.nan]), "t5_tokens_long": [3, None]})
+    table = fragment_table(batch, fragment_schema(registry.record_schema(job)))
+    assert table.column("t5_tokens").to_pylist() == [3, None] and table.column("t5_tokens_long").to_pylist() == [3, None]
+    assert table.column(B.REJECT_REASON).to_pylist() == ["", "decode_error"]
