@@ -34,7 +34,7 @@ PARTS = ("device", "caption", "clip", "train", "cpu")
 # Seconds each part may take at --shape full. Together with the worker's start they stay under 8
 # minutes: the lent GPU gives 15 minutes in all, a start takes minutes, and a rerun must still fit.
 BUDGETS = {"device": 30, "caption": 230, "clip": 35, "train": 110, "cpu": 40}
-SMALL_BUDGET = 60  # per part at --shape small: the CPU check finishes in well under that
+SMALL_BUDGET = 120  # per part at --shape small: room for a busy machine; an idle one needs a tenth
 MEMORY_FLOOR_BYTES_PER_S = 4.3e12  # the H200's device-to-device copy here (KINDS.md): the decoding step's floor
 ASSUMED_PEAK_FLOPS = 790e12  # bf16 matrix product measured on an H200 here, when the device part has no figure
 
@@ -121,7 +121,8 @@ class Progress:
     def read(self) -> list:
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = self.path.read_text().split("\n")[:-1]  # the text after the last newline may be a line half-written
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 def part_runner(name: str):
@@ -207,8 +208,11 @@ def watch(shape: Shape, parts: list, out: Path, limit: float = None) -> dict:
                 record.update(status="error", error=e["error"], trace=e.get("trace", ""))
         finished = {e["part"] for e in events if e["event"] in ("done", "error")}
         unfinished = [p for p in remaining if p not in finished]
-        if unfinished:
-            stuck = killed or unfinished[0]
+        begun = [e["part"] for e in events if e["event"] == "start"]
+        # The part a killed or crashed worker was in; none when it stopped after a part's error (a CUDA
+        # error ends a worker), unless it died before its first part.
+        stuck = killed or next((p for p in begun if p not in finished), None) or (unfinished[0] if not begun else None)
+        if stuck and unfinished:
             record = records.setdefault(stuck, {"variants": {}})
             if killed:
                 record.update(status="timed_out", error=f"killed at its budget of {shape.budgets[stuck]} s"

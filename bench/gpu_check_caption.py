@@ -219,13 +219,20 @@ def run(shape, clock, note, context) -> dict:
     found = {"build_s": built, "parameters": params, "attention": model.config._attn_implementation,
              "dtype": str(model.dtype), "tokens": shape.caption_tokens, "variants": {}}
     note("build", {k: v for k, v in found.items() if k != "variants"})
+    supported, why = continuous_batching_support(model)
+    # generate_batch has no way to hand LLaVA its image in the transformers this was written against; a
+    # version that does gets this probe's "supported" and still needs its run written here.
+    found["variants"]["generate_batch"] = {"skipped" if not supported else "not_run": why}
+    note("generate_batch", found["variants"]["generate_batch"])
     largest = max((shape.eager_batch, *shape.static_batches))
     batch = crops_batch(caption_stage(loaded, shape, largest, False), shape, largest)
     plan = [("eager", shape.eager_batch, False)] + [("static", size, True) for size in shape.static_batches]
+    eager = None
     for kind, size, static in plan:
         name = f"{kind} b{size}"
-        # A static batch compiles first (a minute or more on a GPU): not begun without the time to finish.
-        needed = 75 if static and device == "cuda" else 10
+        # A static batch may compile first (a minute or more on a GPU; a later batch size may reuse a
+        # dynamic-shape graph): not begun with too little time left. One killed midway loses only itself.
+        needed = 30 if static and device == "cuda" else 10
         if clock.left() < needed:
             result = {"skipped": f"{clock.left():.0f} s left of the part's budget, {needed} s needed"}
         else:
@@ -234,15 +241,9 @@ def run(shape, clock, note, context) -> dict:
             except Exception as e:  # one variant failing (out of memory at 256, a compile error) is its row
                 result = {"error": f"{type(e).__name__}: {e}"[:1000]}
                 reset_peak()
+        if "images_per_s" in result:
+            eager = eager or result["images_per_s"]  # eager runs first: the rate every variant is set against
+            result["vs_eager"] = result["images_per_s"] / eager
         found["variants"][name] = result
         note(name, result)
-    eager = found["variants"].get(f"eager b{shape.eager_batch}", {}).get("images_per_s")
-    for result in found["variants"].values():
-        if eager and "images_per_s" in result:
-            result["vs_eager"] = result["images_per_s"] / eager
-    supported, why = continuous_batching_support(model)
-    # generate_batch has no way to hand LLaVA its image in the transformers this was written against; a
-    # version that does gets this probe's "supported" and still needs its run written here.
-    found["variants"]["generate_batch"] = {"skipped" if not supported else "not_run": why}
-    note("generate_batch", found["variants"]["generate_batch"])
     return found

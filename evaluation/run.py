@@ -9,6 +9,7 @@ batches, so it writes the same images and the same summary as an eval that was n
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -106,16 +107,12 @@ def features_path(output: str, k: int) -> str:
 
 
 def _npz_bytes(**arrays) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     np.savez(buffer, **{k: v for k, v in arrays.items() if v is not None})
     return buffer.getvalue()
 
 
 def run_batch(output: str, k: int, batch: List[dict], generator, scorers) -> None:
-    import io
-
     prompts = [item["prompt"] for item in batch]
     images = generator.images([p[e.PROMPT_TEXT] for p in prompts], [item["seed"] for item in batch])
     for item, image in zip(batch, images):

@@ -2,9 +2,8 @@
 category, GenEval's overall score (the mean of its tasks' accuracies) and the FID figures."""
 from __future__ import annotations
 
-from typing import Dict, List
-
 import math
+from typing import Dict, List
 
 from pixcap.schemas import evaluation as e
 

@@ -238,3 +238,32 @@ def test_a_sample_without_its_control_map_is_skipped_and_counted(base, tiny_trai
                          clean_captions=False, **CONTROLNET)
     with pytest.raises(JobError, match="no_control"):
         train(job)
+
+
+@pytest.mark.parametrize("mode", ["square", "aspect"])
+def test_a_control_map_is_fitted_where_its_image_is(mode):
+    """A map drawn from the image itself (its grey) lands pixel on pixel on the fitted image, in both modes."""
+    from pixcap.schemas.train_job import FilterConfig
+    from pixcap.trainer.data import PrepareSamples
+
+    rng = np.random.default_rng(0)
+    height, width = 256, 480  # wide: the square crop and the bucket both cut and scale it
+    blocks = rng.integers(0, 256, size=(height // 16, width // 16, 3), dtype=np.uint8)
+    array = blocks.repeat(16, axis=0).repeat(16, axis=1)  # sharp edges: a pixel's shift shows
+    jpeg, grey = io.BytesIO(), io.BytesIO()
+    Image.fromarray(array).save(jpeg, format="JPEG", quality=98)
+    decoded = Image.open(io.BytesIO(jpeg.getvalue())).convert("RGB")
+    decoded.convert("L").save(grey, format="PNG")
+    record = {WIDTH: width, HEIGHT: height}
+    sample = {"__key__": "k", "__url__": "u", RECORD_EXT: json.dumps(record).encode(), "jpg": jpeg.getvalue(),
+              CONTROL_EXT: grey.getvalue()}
+    prepared = PrepareSamples(mode, [256], FilterConfig(), control="canny").prepare(sample)
+    pixels, control = prepared["pixels"].numpy(), prepared["control"].numpy()
+    assert pixels.shape == control.shape and control.shape[0] == 3
+    luma = 0.299 * pixels[0] + 0.587 * pixels[1] + 0.114 * pixels[2]  # PIL's L, on the fitted image
+    assert np.abs(luma - control[0]).max() < 0.08  # rounding, and bicubic's overshoot clipped per channel
+    assert np.abs(luma[:, 1:] - control[0][:, :-1]).max() > 0.3  # one pixel off is far off
+    small = io.BytesIO()
+    decoded.convert("L").resize((width // 2, height // 2)).save(small, format="PNG")
+    assert PrepareSamples(mode, [256], FilterConfig(), control="canny").prepare(
+        {**sample, CONTROL_EXT: small.getvalue()}) == "control_size"
