@@ -6,6 +6,9 @@
 # by links that follow pyproject's package-dir (pip installs nothing of pixcap, so no build backend is needed).
 #
 #     bash bench/gpu_check.sh [OUT_DIR]      # OUT_DIR: default $OUT (the run tool's), else out/gpu_check
+#
+# On a lent H200: `bash bench/gpu_wheels.sh` here first, then one call with .whl carried and a limit of
+# about 540 s: `bash bench/gpu_check.sh "$OUT"` (results.json, table.txt, progress.jsonl, worker.log).
 #     SHAPE=small bash bench/gpu_check.sh    # the same at toy sizes, on any machine
 set -euo pipefail
 cd "$(dirname "$0")/.."

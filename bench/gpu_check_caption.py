@@ -242,8 +242,10 @@ def run(shape, clock, note, context) -> dict:
                 result = {"error": f"{type(e).__name__}: {e}"[:1000]}
                 reset_peak()
         if "images_per_s" in result:
-            eager = eager or result["images_per_s"]  # eager runs first: the rate every variant is set against
-            result["vs_eager"] = result["images_per_s"] / eager
+            if kind == "eager":  # it runs first: the rate every variant is set against
+                eager = result["images_per_s"]
+            if eager:
+                result["vs_eager"] = result["images_per_s"] / eager
         found["variants"][name] = result
         note(name, result)
     return found

@@ -18,6 +18,7 @@ import torch
 
 from pixcap.schemas import JobError
 
+from .captions import prepare_captions
 from .sampling import load_pipeline
 
 CLASS_IMAGE = "class_{:05d}"
@@ -47,9 +48,10 @@ def class_images(pipeline, prompt: str, count: int, out_dir, steps: int = 20, se
         chunk = missing[start:start + batch_size]
         # One generator per image: image i is the same in any batch, in any run.
         generators = [torch.Generator("cpu").manual_seed(seed * 1_000_003 + i) for i in chunk]
-        images = pipe([prompt] * len(chunk), num_inference_steps=steps, guidance_scale=guidance_scale,
-                      generator=generators, height=resolution, width=resolution, clean_caption=clean_captions,
-                      use_resolution_binning=False).images
+        # The prompt reaches T5 as the base's training captions did (captions.py), as in `pixcap sample`.
+        images = pipe(prepare_captions([prompt], clean_captions) * len(chunk), num_inference_steps=steps,
+                      guidance_scale=guidance_scale, generator=generators, height=resolution, width=resolution,
+                      clean_caption=False, use_resolution_binning=False).images
         for i, image in zip(chunk, images):
             partial = partial_dir / paths[i].name
             image.save(partial, format="PNG")
