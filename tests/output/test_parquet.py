@@ -64,5 +64,5 @@ def test_a_file_of_no_rows_alone_is_no_rows_and_keeps_its_metadata(output, tmp_p
 def test_ray_reads_an_output_with_files_of_no_rows(output, ray_session):
     import ray
 
-    for folder in ("stats", "rejects"):
-        assert ray.data.read_parquet(sorted(glob.glob(f"{output}/{folder}/*.parquet"))).count() == 2
+    # The stats only: the rejects' empty file is the same kind of file, and each Ray read costs seconds.
+    assert ray.data.read_parquet(sorted(glob.glob(f"{output}/stats/*.parquet"))).count() == 2

@@ -240,3 +240,22 @@ def test_an_int_column_ray_made_float_with_a_nan_is_written(models_cache):
     table = fragment_table(batch, fragment_schema(registry.record_schema(job)))
     assert table.column("t5_tokens").to_pylist() == [3, None] and table.column("t5_tokens_long").to_pylist() == [3, None]
     assert table.column(B.REJECT_REASON).to_pylist() == ["", "decode_error"]
+
+
+def test_the_shipped_caption_jobs_load_and_the_official_preset_has_pixart_alphas_settings():
+    from pathlib import Path
+
+    from pixcap.schemas import read_job_yaml
+
+    jobs = Path(__file__).resolve().parents[2] / "jobs"
+    official = load_job(read_job_yaml(str(jobs / "sam_llava_official.yaml")))
+    (captioner,) = official.captioners
+    assert (captioner.prompt, captioner.temperature, captioner.max_new_tokens, captioner.view) == (
+        "describe this image in a very detailed manner", 0.2, 1024, "crop")
+    modern = load_job(read_job_yaml(str(jobs / "sam_qwen25vl_7b.yaml")))
+    assert [c.name for c in modern.captioners] == ["long", "short"] and "{long}" in modern.captioners[1].prompt
+    assert [c.column for c in modern.classifiers] == ["nsfw_score", "watermark_score"]
+    local = load_job(read_job_yaml(str(jobs / "local_captions.yaml")))
+    assert [(c.model, c.view, c.temperature > 0) for c in local.captioners] == [
+        ("tiny:llava", "pad", False), ("tiny:qwen2vl", "native", True)]
+    assert [c.model for c in local.classifiers] == ["tiny:nsfw"]

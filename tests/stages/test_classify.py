@@ -1,6 +1,5 @@
 """The image-classifier stage (classifiers:), on the tiny ViT classifier with Falconsai's labels, and the
 registry's listed instances: the job keys, the record's column, the fingerprint, the shard's stats."""
-import io
 import json
 import math
 import tarfile

@@ -140,3 +140,22 @@ def test_dreambooth_trains_on_them(adapter, dreambooth_outputs, base, tiny_train
     log = [json.loads(line) for line in (tmp_path / "train" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(np.isfinite(entry["loss"]) for entry in log)
     assert (tmp_path / "train" / ("lora" if adapter == "lora" else "pipeline")).exists()
+
+
+@pytest.mark.parametrize("name", ["train_tiny_lora", "train_tiny_controlnet", "train_tiny_dreambooth",
+                                  "train_dreambooth_1024", "dreambooth_photos"])
+def test_the_shipped_jobs_are_valid(name):
+    from pixcap.schemas import load_job, load_train_job, read_job_yaml
+
+    data = read_job_yaml(f"jobs/{name}.yaml", [])
+    (load_job if name == "dreambooth_photos" else load_train_job)(data)
+
+
+def test_the_official_dreambooth_recipe():
+    """PixArt_xl2_img1024_dreambooth.py: XL-2 at 1024, lr 5e-6 unscaled, batch 1, clip 0.01, no warm-up."""
+    from pixcap.schemas import load_train_job, read_job_yaml
+
+    job = load_train_job(read_job_yaml("jobs/train_dreambooth_1024.yaml", []))
+    assert (job.model, job.resolution, job.lr, job.lr_scaling, job.batch_size) == ("XL-2", 1024, 5e-6, "none", 1)
+    assert (job.grad_clip, job.warmup_steps, job.gradient_checkpointing) == (0.01, 0, True)
+    assert job.prior.class_shards and job.caption_dropout == 0.0
