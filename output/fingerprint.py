@@ -14,11 +14,13 @@ from pixcap.schemas.job import flatten
 
 # Job keys (or dotted prefixes, ending in ".") that change speed or place, never content; each
 # stage's own such keys are its config's speed_keys (schemas/stages.py).
-NOT_CONTENT = ("inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "license", "storage_options",
-               "storage_options.", "ray.")
+# input_identity says how an input is recognised as unchanged, which decides what is refused, never
+# what is written.
+NOT_CONTENT = ("inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "license", "input_identity",
+               "storage_options", "storage_options.", "ray.")
 # Job keys added after outputs were made: at this value they stay out of the fingerprint, so an output made
 # before them keeps its own (a stage config's are its `added_later`, schemas/stages.py).
-ADDED_LATER = {"input_identity": "stat"}
+ADDED_LATER: dict = {}
 
 
 def _is_content(key: str, skipped) -> bool:

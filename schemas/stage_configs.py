@@ -44,7 +44,7 @@ class DecodeConfig:
 
 @dataclass
 class CaptionConfig:
-    # A caption backend (schemas/stages.py: CAPTION_BACKENDS): hf, LLaVA through transformers;
+    # A caption backend (schemas/stages.py: CAPTION_BACKENDS): hf, any image-text-to-text model through transformers;
     # vllm, through vLLM's engine; sidecar, existing KEY.txt captions.
     backend: str = "hf"
     # Required where the backend runs a model: a path or a hub name (llava-hf/llava-1.5-7b-hf); tiny:llava,

@@ -3,8 +3,9 @@ of sks dog") and a batch of class images the base model generated ("a photo of a
 batch's loss with a weight, so the model learns the subject without forgetting the class.
 
 The class stream is the same kind of stream as the instance one (data.step_batches over prior.class_shards,
-seeded apart): resuming stays exact. Both batches are joined into
-one forward pass, which is why prior preservation needs one size for every sample (buckets: square).
+seeded apart), and its data state is checkpointed with the instance stream's: resuming stays exact. Both
+batches are joined into one forward pass, which is why prior preservation needs one size for every sample
+(buckets: square).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .data import expand_shards, step_batches
 
 INSTANCES = "instances"  # a joined batch: how many of its first samples are instance images
 CLASS_STATE = "class"  # the class stream's data state, inside the instance stream's
-CLASS_SEED_OFFSET = 7919  # the class stream's seed is the job's plus this: never the instance stream's order
+CLASS_SEED_OFFSET = 7919  # the class stream's seed is the job's plus this, so its order is its own
 
 
 def class_job(job: TrainJob) -> TrainJob:

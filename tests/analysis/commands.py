@@ -1,14 +1,9 @@
-"""The analysis subcommands on a parser of their own, as pixcap.cli registers them."""
-import argparse
-
-from pixcap.analysis.cli import register
+"""Running an analysis subcommand as `pixcap` runs it: the real parser and its exit codes."""
+from pixcap.cli.main import main
 
 
 def run_analysis(capsys, *argv) -> tuple:
     """(exit code, stdout, stderr) of one analysis subcommand."""
-    parser = argparse.ArgumentParser(prog="pixcap")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    code = args.func(args)
+    code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err

@@ -82,7 +82,10 @@ class Browser:
     def wait_for(self, expression: str, timeout: float = 60):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError:  # the document is being replaced by the navigation
+                value = None
             if value:
                 return value
             time.sleep(0.1)

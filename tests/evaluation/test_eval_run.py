@@ -99,15 +99,17 @@ def pixcap(*args, **kwargs):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_eval_then_rerun_gives_the_same_summary(tmp_path, finished_eval, trained_run, models_cache,
-                                                            eval_shards):
-    _, summary = finished_eval
-    out = tmp_path / "eval-a"  # the same folder name: the summary's label is the folder's
-    args = ["eval", trained_run, "--prompts", "builtin", "--output", out, "--images-per-prompt", 2,
-            "--reference", str(eval_shards[0]).replace("shard-00000", "shard-*"), *eval_settings(models_cache)]
-    first = pixcap(*args)
-    scores = out / "scores"
-    deadline = time.time() + 300
+def test_sigkill_mid_eval_then_rerun_gives_the_same_summary(tmp_path, trained_run, models_cache, eval_shards):
+    """Two evals by the command, in folders of one name: one never stopped, one killed with SIGKILL
+    after its first batch and run again. Same scores, same summary."""
+    def args(out):
+        return ["eval", trained_run, "--prompts", "builtin", "--output", out, "--images-per-prompt", 2,
+                "--reference", str(eval_shards[0]).replace("shard-00000", "shard-*"), *eval_settings(models_cache)]
+
+    whole, resumed = tmp_path / "whole" / "eval-a", tmp_path / "resumed" / "eval-a"
+    first = pixcap(*args(resumed))
+    scores = resumed / "scores"
+    deadline = time.time() + 600
     while not (scores.is_dir() and any(scores.glob("batch-*.parquet"))):
         assert first.poll() is None, first.communicate()[1][-2000:]
         assert time.time() < deadline
@@ -115,13 +117,16 @@ def test_sigkill_mid_eval_then_rerun_gives_the_same_summary(tmp_path, finished_e
     first.send_signal(signal.SIGKILL)
     first.wait()
     done = len(list(scores.glob("batch-*.parquet")))
-    assert 1 <= done < 5 and not (out / "summary.json").exists()
-    second = pixcap(*args)
-    stdout, stderr = second.communicate(timeout=300)
-    assert second.returncode == 0, stderr[-2000:]
-    assert f"{5 - done} of 5 batches to do" in stderr
-    assert json.loads((out / "summary.json").read_text()) == summary
-    assert "clip_score" in stdout
+    assert 1 <= done < 5 and not (resumed / "summary.json").exists()
+    for out, to_do in ((resumed, 5 - done), (whole, 5)):
+        run = pixcap(*args(out))
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr[-2000:]
+        assert f"{to_do} of 5 batches to do" in stderr and "clip_score" in stdout
+    assert json.loads((resumed / "summary.json").read_text()) == json.loads((whole / "summary.json").read_text())
+    for k in range(5):
+        name = f"batch-{k:06d}.parquet"
+        assert pq.read_table(resumed / "scores" / name).equals(pq.read_table(whole / "scores" / name))
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path, trained_run, finished_eval, models_cache):
