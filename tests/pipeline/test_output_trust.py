@@ -99,7 +99,7 @@ def test_progress_lines_come_while_the_run_goes(collection):
     _, out, _, messages = collection
     lines = [line for line in messages.splitlines() if line.startswith("pixcap: parts ")]
     assert len(lines) >= 2, messages  # a timer, not only the end
-    assert lines[-1].startswith("pixcap: parts 4/4 | inputs 7 committed (5 written + 2 rejected)"), lines[-1]
+    assert lines[-1].startswith("pixcap: parts 4/4 | inputs 7 done, 7 committed (5 written + 2 rejected)"), lines[-1]
     assert "Ray's own messages go to" in messages and os.listdir(out / "_logs")
 
 
