@@ -39,7 +39,7 @@ def _lowest(subset: str, column: str) -> float:
     import duckdb
 
     pattern = layout.under(subset, layout.shard_glob("stats"))
-    value = duckdb.sql(f"SELECT min(\"{column}\") FROM read_parquet('{pattern}')").fetchone()[0]
+    value = duckdb.sql(f"SELECT min(\"{column}\") FROM read_parquet('{pattern}')").fetchall()[0][0]
     if value is None:
         raise JobError(f"--by {column}: the top half has no {column} values")
     return float(value)
