@@ -78,20 +78,26 @@ def json_script(element_id: str, data) -> str:
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
-def render_page(title: str, body: str) -> str:
+def standalone_page(title: str, style: str, body: str, head_script: str = "", tail_script: str = "",
+                    csp: str = CSP) -> str:
+    """One HTML file that works offline and from disk: everything inline, nothing fetched (its CSP says so)."""
+    head = f"<script>{head_script}</script>\n" if head_script else ""
+    tail = f"<script>{tail_script}</script>\n" if tail_script else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
-<style>{STYLE}</style>
-<script>{ERROR_COUNTER}</script>
-</head>
+<style>{style}</style>
+{head}</head>
 <body>
 {body}
-<script>{SORTING}</script>
-</body>
+{tail}</body>
 </html>
 """
+
+
+def render_page(title: str, body: str) -> str:
+    return standalone_page(title, STYLE, body, head_script=ERROR_COUNTER, tail_script=SORTING)

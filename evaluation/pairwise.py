@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import html
 import io
 import json
 import os
@@ -24,6 +23,8 @@ from PIL import Image
 
 from pixcap.schemas import JobError
 from pixcap.schemas import evaluation as e
+
+from pixcap.analysis.page import standalone_page
 
 from .study_page import SCRIPT, STYLE
 
@@ -85,17 +86,7 @@ def render_study(pairs: list, label_a: str, label_b: str, study: str) -> str:
             "pairs": [{**{k: v for k, v in p.items() if k != "images"},
                        "images": [_data_uri(path) for path in p["images"]]} for p in pairs]}
     payload = json.dumps(data).replace("</", "<\\/")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Which image is better? ({html.escape(study)})</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<h1>Which image is better?</h1>
+    body = f"""<h1>Which image is better?</h1>
 <p class="note">For each pair, choose the image that fits the text better, and the image of better quality.
 Your choices are kept in this browser; download them when you are done.</p>
 <p id="progress" data-done="0">…</p>
@@ -109,11 +100,8 @@ Your choices are kept in this browser; download them when you are done.</p>
 </div>
 <p><button id="previous">Previous pair</button> <button id="next">Next pair</button>
 <button id="download">Download choices (JSON)</button></p>
-<script type="application/json" id="study-data">{payload}</script>
-<script>{SCRIPT}</script>
-</body>
-</html>
-"""
+<script type="application/json" id="study-data">{payload}</script>"""
+    return standalone_page(f"Which image is better? ({study})", STYLE, body, tail_script=SCRIPT, csp=CSP)
 
 
 def write_study_page(eval_a: str, eval_b: str, output: str, seed: int = 0) -> StudyPage:
