@@ -45,6 +45,8 @@ def output_labels(outputs: Sequence[str]) -> List[str]:
 
 def _header(summaries: List[OutputSummary]) -> str:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if not summaries:  # evals and studies only: their sections say what they come from
+        return f"<h1>pixcap report</h1><p class=\"note\">Made {when}.</p>"
     outputs = "".join(f"<li><b>{esc(s.label)}</b>: {esc(os.path.abspath(s.path))}</li>" for s in summaries)
     contents = " · ".join(f'<a href="#{anchor}">{esc(title)}</a>' for anchor, title in CONTENTS)
     return (f"<h1>pixcap report</h1><p class=\"note\">Made {when} from the stats and rejects parquet "
