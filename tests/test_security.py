@@ -78,25 +78,29 @@ def hf_modules(tmp_path, monkeypatch):
 def add_custom_code(folder: Path, marker_dir: Path, classes: dict) -> None:
     """Give a model folder custom classes, each in its own module whose import creates marker_dir/MODULE.
 
-    classes: {module: (subclassed transformers class, json file, where in it the auto_map goes, auto key)}
+    classes: {module: (subclassed transformers class, json file, where in it the auto_map goes, auto key
+    [, the class body])}
     """
     marker_dir.mkdir(exist_ok=True)
-    for module, (base, file, path, auto_key) in classes.items():
+    for module, (base, file, path, auto_key, *body) in classes.items():
         (folder / f"{module}.py").write_text(
-            f"import os\nos.mkdir({str(marker_dir / module)!r})\n"
-            f"from transformers import {base}\nclass Custom({base}):\n    pass\n"
+            f"import os\nos.makedirs({str(marker_dir / module)!r}, exist_ok=True)\n"
+            f"from transformers import {base}\nclass Custom({base}):\n    {body[0] if body else 'pass'}\n"
         )
         config = json.loads((folder / file).read_text())
         node = config
         for key in path:
             node = node[key]
         # AutoTokenizer's auto_map is a [slow, fast] pair; the others name one class.
-        node["auto_map"] = {auto_key: [None, f"{module}.Custom"] if auto_key == "AutoTokenizer" else f"{module}.Custom"}
+        node.setdefault("auto_map", {})[auto_key] = [None, f"{module}.Custom"] if auto_key == "AutoTokenizer" else f"{module}.Custom"
         (folder / file).write_text(json.dumps(config))
 
 
+# A remote-code folder names its model class too (the hf backend loads any AutoModelForImageTextToText).
 LLAVA_CUSTOM_CODE = {
     "custom_config": ("LlavaConfig", "config.json", [], "AutoConfig"),
+    "custom_model": ("LlavaForConditionalGeneration", "config.json", [], "AutoModelForImageTextToText",
+                     "from .custom_config import Custom as config_class"),
     "custom_processor": ("LlavaProcessor", "processor_config.json", [], "AutoProcessor"),
     "custom_image_processor": ("CLIPImageProcessor", "processor_config.json", ["image_processor"], "AutoImageProcessor"),
     "custom_tokenizer": ("PreTrainedTokenizerFast", "tokenizer_config.json", [], "AutoTokenizer"),
