@@ -62,7 +62,10 @@ def test_every_part_measures_at_the_small_shape_and_the_table_says_so(tmp_path):
     captions = parts["caption"]["result"]["variants"]
     eager, static = captions[f"eager b{SMALL.eager_batch}"], captions[f"static b{SMALL.static_batches[0]}"]
     for found in (eager, static):
-        assert found["images_per_s"] > 0 and found["ms_per_step"] > 0 and found["floor_ms_per_step"] > 0
+        assert found["images_per_s"] > 0 and found["floor_ms_per_step"] > 0
+        # The step is the call less a separately timed prefill: on a loaded CPU that difference can be 0.
+        tokens = SMALL.caption_tokens
+        assert found["ms_per_step"] == max(found["seconds"] - found["prefill_s"], 0.0) / max(tokens - 1, 1) * 1e3
         assert found["first_caption_words"] > 0
     assert static["vs_eager"] == static["images_per_s"] / eager["images_per_s"]
     assert "pixel_values" in captions["generate_batch"].get("skipped", "pixel_values")
