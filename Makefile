@@ -38,7 +38,7 @@ chromium:
 # `ray` (the session's Ray, or a Ray a `pixcap run` subprocess starts), `s3` (the S3 server).
 # `slow` marks the long end-to-end, fault and memory tests. pytest prints the 20 slowest tests.
 
-# Every test: the slow end-to-end, fault, cluster and memory tests too. Under 20 minutes on 2 cores.
+# Every test: the slow end-to-end, fault, cluster and memory tests too (the 20 slowest are listed at the end).
 test: $(STAMP) chromium
 	$(PY) -m pytest
 
@@ -48,7 +48,7 @@ test-fast: $(STAMP) chromium
 
 # The tests that need neither Ray nor the S3 server (so no `pixcap run` getting as far as Ray), and
 # are not slow (the tiny trainer's overfit, distributed and SIGTERM runs take minutes without Ray):
-# under 3 minutes.
+# the quick loop while editing.
 test-unit: $(STAMP) chromium
 	$(PY) -m pytest -m "not ray and not s3 and not slow"
 
