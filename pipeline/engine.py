@@ -88,6 +88,26 @@ def _check_reachable(address, timeout: float = 5.0) -> None:
         raise JobError(f"cannot reach the Ray cluster at {address}: {e}") from None
 
 
+@contextlib.contextmanager
+def _sigterm_recorded(received: list):
+    """While ray.init runs, the SIGTERM handler it installs also notes the signal in `received`."""
+    import ray._private.utils as ray_utils
+
+    install = ray_utils.set_sigterm_handler
+
+    def noting(sigterm_handler):
+        def handler(signum, frame):
+            received.append(signum)
+            sigterm_handler(signum, frame)
+        install(handler)
+
+    ray_utils.set_sigterm_handler = noting
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = install
+
+
 def _init(address, quiet: bool) -> None:
     """ray.init; a Ray pixcap starts itself listens on loopback only."""
     options = {"include_dashboard": False, "ignore_reinit_error": True, "log_to_driver": not quiet}
@@ -100,8 +120,10 @@ def _init(address, quiet: bool) -> None:
         # only sets their format) as long as it is allowed to configure logging.
         _ray_logs_to(None)
     handler = signal.getsignal(signal.SIGTERM)
+    received = []
     try:
-        ray.init(address=address, **options)
+        with _sigterm_recorded(received):
+            ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise JobError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
     except SystemExit as e:
@@ -114,6 +136,10 @@ def _init(address, quiet: bool) -> None:
         # through its finally blocks (releasing the lock) and says so.
         if handler is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, handler)
+    if received and callable(handler):
+        # The SIGTERM came while ray.init forked (its SystemExit raised inside logging's at-fork
+        # callback, where Python prints "Exception ignored" and goes on): it is not lost.
+        handler(signal.SIGTERM, None)
     if quiet:
         from ray.data import DataContext
 
