@@ -53,38 +53,47 @@ def _text(value) -> str:
         return printable_name(text)
 
 
-def _table(batch: dict, rows: list, schema: pa.Schema) -> pa.Table:
-    """The given rows of the batch as a fragment table, rejected rows stripped of data."""
-    rejected = [bool(batch[B.REJECT_REASON][i]) for i in rows]
+def _stripped(batch: dict) -> dict:
+    """The batch with rejected rows' data taken out (None) before any value is converted, so that the
+    value a row was rejected for is never converted again."""
+    rejected = [bool(r) for r in batch[B.REJECT_REASON]]
+    return {column: values if column in KEPT_ON_REJECT else [None if r else v for v, r in zip(values, rejected)]
+            for column, values in batch.items()}
+
+
+def _table(batch: dict, schema: pa.Schema) -> pa.Table:
+    """The batch as a fragment table, rejected rows stripped of data."""
+    n = len(batch[B.SHARD])
+    stripped = _stripped(batch)
     columns = {}
     for field in schema:
-        values = _column(batch, field, len(batch[B.SHARD]))
-        values = [values[i] for i in rows]
-        if field.name not in KEPT_ON_REJECT:
-            values = [None if r else v for v, r in zip(values, rejected)]
+        values = _column(stripped, field, n)
         if not field.nullable:
             values = ["" if v is None else v for v in values]
         columns[field.name] = values
     return pa.table(columns, schema=schema)
 
 
+def _row(batch: dict, i: int) -> dict:
+    return {column: [values[i]] for column, values in batch.items()}
+
+
 def fragment_table(batch: dict, schema: pa.Schema = None) -> pa.Table:
     """The batch as a fragment: every column of schema (FRAGMENT_SCHEMA, or a job's: fragment_schema), rejected
     rows stripped of data. A row whose values the table cannot hold becomes a reject row (write_error)
-    instead of failing the batch."""
+    instead of failing the batch: only when the batch fails is each live row tried alone."""
     schema = FRAGMENT_SCHEMA if schema is None else schema
-    rows = list(range(len(batch[B.SHARD])))
     try:
-        return _table(batch, rows, schema)
+        return _table(batch, schema)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         pass
     outcomes = RowOutcomes(batch, STAGE)
     for i in outcomes.live_rows():
         try:
-            _table(batch, [i], schema)
+            _table(_row(batch, i), schema)
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
             outcomes.reject(i, R.WRITE_ERROR, error_text(e))
-    return _table({**batch, **outcomes.columns()}, rows, schema)
+    return _table({**batch, **outcomes.columns()}, schema)
 
 
 def ledger_summary(table: pa.Table, fragment: str) -> dict:

@@ -31,3 +31,11 @@ def test_a_row_whose_value_the_table_cannot_hold_is_a_write_error_and_the_others
 def test_a_batch_that_fits_is_written_whole():
     table = fragment_table(batch_of(2))
     assert table.num_rows == 2 and table.column(B.REJECT_REASON).to_pylist() == ["", ""]
+
+
+def test_a_value_that_cannot_be_converted_costs_its_row_only():
+    batch = batch_of(3)
+    batch[WIDTH][2] = "not a number"  # int() refuses it before Arrow sees it
+    table = fragment_table(batch)
+    assert table.column(B.REJECT_REASON).to_pylist() == ["", "", R.WRITE_ERROR]
+    assert table.column(WIDTH).to_pylist() == [64, 64, None]
