@@ -57,20 +57,23 @@ def number(value, digits: int = 1) -> str:
     return "-" if value is None or value != value else f"{value:.{digits}f}"  # None, or NaN (no GPU memory)
 
 
-def caption_rows(record: dict) -> list:
-    variants = dict(record.get("variants", {}))
-    variants.update((record.get("result") or {}).get("variants", {}))
+def variant_rows(part: str, variants: dict, measured) -> list:
+    """A row per variant of a part: measured(name, v) where it has figures, else why it has none."""
     rows = []
     for name, v in variants.items():
         if name == "build" or not isinstance(v, dict):
             continue
-        if "images_per_s" in v:
-            rows.append(f"caption  {name:<28} {v['images_per_s']:9.2f}  {v['ms_per_step']:7.1f} ms/step  "
-                        f"floor {v['floor_ms_per_step']:5.1f} ms ({number(v['step_over_floor'])}x)  "
-                        f"peak {number(v['peak_gib'])} GiB  {number(v.get('vs_eager'), 2)}x eager  warm-up {v['warm_up_s']:.0f} s")
-        else:
-            rows.append(f"caption  {name:<28} {first_words(v)}")
+        rows.append(measured(name, v) if "images_per_s" in v else f"{part:<8} {name:<28} {first_words(v)}")
     return rows
+
+
+def caption_rows(record: dict) -> list:
+    variants = dict(record.get("variants", {}))
+    variants.update((record.get("result") or {}).get("variants", {}))
+    return variant_rows("caption", variants, lambda name, v: (
+        f"caption  {name:<28} {v['images_per_s']:9.2f}  {v['ms_per_step']:7.1f} ms/step  "
+        f"floor {v['floor_ms_per_step']:5.1f} ms ({number(v['step_over_floor'])}x)  "
+        f"peak {number(v['peak_gib'])} GiB  {number(v.get('vs_eager'), 2)}x eager  warm-up {v['warm_up_s']:.0f} s"))
 
 
 def first_words(v: dict) -> str:
@@ -105,15 +108,10 @@ def table(results: dict) -> str:
                      f"keeps the weights), {number(figures.get('forward_bf16_weights_images_per_s'), 0)} (bf16 weights)")
     train = parts.get("train", {})
     info = (train.get("result") or train.get("variants", {}).get("build") or {})
-    for name, v in {**train.get("variants", {}), **info.get("variants", {})}.items():
-        if name == "build":
-            continue
-        if "images_per_s" in v:
-            lines.append(f"train    {name:<28} {v['images_per_s']:9.1f}  {v['steps_per_s']:.2f} steps/s at batch "
-                         f"{info.get('batch_size')}  MFU {number(None if v['mfu'] is None else 100 * v['mfu'])}%  "
-                         f"peak {number(v['peak_gib'])} GiB  warm-up {v['warm_up_s']:.0f} s")
-        else:
-            lines.append(f"train    {name:<28} {first_words(v)}")
+    lines += variant_rows("train", {**train.get("variants", {}), **info.get("variants", {})}, lambda name, v: (
+        f"train    {name:<28} {v['images_per_s']:9.1f}  {v['steps_per_s']:.2f} steps/s at batch "
+        f"{info.get('batch_size')}  MFU {number(None if v['mfu'] is None else 100 * v['mfu'])}%  "
+        f"peak {number(v['peak_gib'])} GiB  warm-up {v['warm_up_s']:.0f} s"))
     cpu = parts.get("cpu", {}).get("result")
     if cpu:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in cpu["stage_ms_per_image"].items())

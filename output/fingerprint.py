@@ -18,14 +18,10 @@ from pixcap.schemas.job import flatten
 # what is written.
 NOT_CONTENT = ("inputs", "output", "models_cache", "progress_seconds", "stall_seconds", "license", "input_identity",
                "storage_options", "storage_options.", "ray.")
-# Job keys added after outputs were made: at this value they stay out of the fingerprint, so an output made
-# before them keeps its own (a stage config's are its `added_later`, schemas/stages.py).
-ADDED_LATER: dict = {}
 
 
-def _is_content(key: str, skipped) -> bool:
-    return key not in skipped and not any(key == skip or (skip.endswith(".") and key.startswith(skip))
-                                          for skip in NOT_CONTENT)
+def _is_content(key: str) -> bool:
+    return not any(key == skip or (skip.endswith(".") and key.startswith(skip)) for skip in NOT_CONTENT)
 
 
 def _stage_settings(job: Job) -> dict:
@@ -43,8 +39,7 @@ def fingerprint(job: Job, revisions: dict) -> dict:
     """{dotted key: value} of every content setting, plus {"revision.STAGE": revision}."""
     stages = {spec.name for spec in registry.configured()}
     settings = {key: value for key, value in flatten(job.to_dict()).items()
-                if key.partition(".")[0] not in stages and _is_content(key, ())
-                and not (key in ADDED_LATER and ADDED_LATER[key] == value)}
+                if key.partition(".")[0] not in stages and _is_content(key)}
     settings.update(_stage_settings(job))
     settings.update({f"revision.{stage}": revision for stage, revision in revisions.items()})
     return dict(sorted(settings.items()))

@@ -12,7 +12,7 @@ import typing
 from pixcap.schemas import JobError
 from pixcap.schemas.manifest import LOCK_NAME, LOGS_DIR
 
-from .lock import OutputLock, take_lock
+from .lock import take_lock
 from .manifest import is_pixcap_manifest, read_manifest, write_manifest
 from .provenance import utc_now
 from .storage import Storage
@@ -67,5 +67,3 @@ def ended_status(error: BaseException) -> str:
     """An interrupt (Ctrl-C, SIGTERM) stops a run; anything else fails it."""
     return "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
 
-
-__all__ = ["OutputLock", "existing_manifest", "taken_output", "record_end", "ended_status"]

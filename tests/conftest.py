@@ -1,8 +1,8 @@
 """Shared fixtures, and the markers that `make test-unit` and `make test-fast` select by.
 
 Session fixtures: each is built once per pytest run, however many tests use it. A new test that
-needs Ray, the pipeline's output or S3 should take these rather than build its own; that is what
-keeps `make test` within its 20 minutes on two cores.
+needs Ray, the pipeline's output or S3 should take these rather than build its own: every output
+built again is minutes of `make test`.
 
 - models_cache: a folder with the tiny offline models built (jobs name them tiny:llava, tiny:clip...).
 - ray_session: the one local Ray of the session (2 CPUs, every process on 127.0.0.1). A test that
@@ -32,9 +32,9 @@ hand, so that a new test is sorted by what it needs:
 - s3: needs the S3 server (s3_server, bucket).
 `slow` is set by hand on the long end-to-end, fault and memory tests.
 
-    make test-unit   pytest -m "not ray and not s3 and not slow"   no Ray, no S3 server (< 3 min)
+    make test-unit   pytest -m "not ray and not s3 and not slow"   no Ray, no S3 server
     make test-fast   pytest -m "not slow"                           adds the quick tests on Ray and S3
-    make test        pytest                                         everything (< 20 min on 2 cores)
+    make test        pytest                                         everything
 """
 import os
 from typing import NamedTuple
@@ -123,6 +123,30 @@ def pipeline_run(tmp_path_factory, ray_session, models_cache) -> PipelineRun:
     out = root / "out"
     manifest = run_job(job_for(root, out, models_cache))
     return PipelineRun(root, out, manifest, expected)
+
+
+@pytest.fixture(scope="session")
+def subset_parent(tmp_path_factory, ray_session, models_cache) -> str:
+    """An output of 12 samples and 1 reject in 5 shards of 320x256 images (big enough for the 256 px
+    trainer), with an exact and a near copy across its tars (tests/subsets/subset_collection.py).
+    Read-only: `pixcap select` and `pixcap ablate` cut subsets of it into folders of their own."""
+    import io
+
+    from pixcap.pipeline.run import run_job
+    from pixcap.schemas import load_job
+
+    from tests.subsets.subset_collection import write_subset_collection
+    from tests.tiny_jobs import with_tiny_models
+
+    root = tmp_path_factory.mktemp("subset-collection")
+    write_subset_collection(root)
+    job = load_job(with_tiny_models({
+        "inputs": [str(root / "tars" / "sa_*.tar")], "output": str(root / "out"), "shard_size": 3,
+        "models_cache": models_cache, "caption": {"max_new_tokens": 8, "batch_size": 4},
+        "ray": {"cpus_per_task": 0.25, "cpus_per_actor": 0.25},
+    }))
+    run_job(job, stream=io.StringIO())
+    return str(root / "out")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """The data ablation end to end on tiny models, as one command: `pixcap ablate OUT` selects the top
 and bottom halves by clip_score, trains the same job on each, evaluates both models on one prompt
 set, and writes one report with both subsets' Table 1 and both models' scores."""
-import io
 import json
 import re
 
@@ -10,29 +9,15 @@ import pytest
 
 from pixcap.schemas.manifest import STATS_DIR
 
-from tests.subsets.subset_collection import write_subset_collection
-from tests.tiny_jobs import with_tiny_models
 
 from .conftest import eval_settings
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory, ray_session, models_cache):
-    """A pixcap output of 12 samples of 320x256 (big enough for the 256 px trainer), tiny models."""
-    from pixcap.pipeline.run import run_job
-    from pixcap.schemas import load_job
-
-    root = tmp_path_factory.mktemp("ablation-collection")
-    write_subset_collection(root)
-    job = load_job(with_tiny_models({
-        "inputs": [str(root / "tars" / "sa_*.tar")], "output": str(root / "out"), "shard_size": 4,
-        "models_cache": models_cache, "caption": {"max_new_tokens": 8, "batch_size": 4},
-        "ray": {"cpus_per_task": 0.25, "cpus_per_actor": 0.25},
-    }))
-    run_job(job, stream=io.StringIO())
-    return root / "out"
+@pytest.fixture
+def parent(subset_parent):
+    return subset_parent
 
 
 def test_ablation_recipe_end_to_end(tmp_path, parent, models_cache):

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import psutil
 import pytest
 import yaml
 
+from bench.loopback import LOOPBACK, free_ports
 from pixcap.schemas.manifest import MANIFEST_NAME
 
 from .collection import write_collection
@@ -29,21 +29,8 @@ from .test_end_to_end import job_for
 
 pytestmark = pytest.mark.slow
 
-LOOPBACK = "127.0.0.1"
 BIN = Path(sys.executable).parent  # the venv's ray and pixcap, as an activated venv puts them on PATH
 JOB_TIMEOUT = 600
-
-
-def free_ports(count: int) -> list:
-    """Ports free on loopback now; all held open together, so they are distinct."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((LOOPBACK, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def started_by(head: psutil.Process, temp_dir: str) -> list:

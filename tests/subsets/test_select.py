@@ -27,28 +27,15 @@ from pixcap.schemas.manifest import EMBEDDINGS_DIR, MANIFEST_NAME, REJECTS_DIR, 
 from pixcap.schemas.selection import Selection, parse_dedup
 
 from tests.object_store import upload
-from tests.tiny_jobs import with_tiny_models
-from .subset_collection import EXACT_COPY, NEAR_COPY, NEAR_COSINE, write_subset_collection
+from .subset_collection import EXACT_COPY, NEAR_COPY, NEAR_COSINE
 
 pytestmark = pytest.mark.slow
 TOP_HALF = Selection(top_fraction=0.5)
 
 
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory, ray_session, models_cache):
-    """An output of 12 samples and 1 reject in 5 shards, with an exact and a near copy across its tars."""
-    from pixcap.pipeline.run import run_job
-    from pixcap.schemas import load_job
-
-    root = tmp_path_factory.mktemp("select-collection")
-    write_subset_collection(root)
-    job = load_job(with_tiny_models({
-        "inputs": [str(root / "tars" / "sa_*.tar")], "output": str(root / "out"), "shard_size": 3,
-        "models_cache": models_cache, "caption": {"max_new_tokens": 8, "batch_size": 4},
-        "ray": {"cpus_per_task": 0.25, "cpus_per_actor": 0.25},
-    }))
-    run_job(job, stream=io.StringIO())
-    return str(root / "out")
+@pytest.fixture
+def parent(subset_parent):
+    return subset_parent
 
 
 def select(parent, subset, selection=TOP_HALF) -> dict:

@@ -24,7 +24,7 @@ from pixcap.trainer.loop import train
 from pixcap.trainer.model import build_transformer, model_forward
 
 from .shards_fixture import tiny_train_job, write_shards
-from .test_resume import assert_same, losses
+from .test_resume import assert_same_run
 
 CONTROLNET = {"adapter": "controlnet", "controlnet": {"blocks": 1}, "lr": 1e-2}
 
@@ -185,11 +185,7 @@ def test_resume_equals_one_run(base, shards, control_run, tiny_trainer_models, t
     settings = dict(load_from=str(base), checkpoint_every=2, clean_captions=False, **CONTROLNET)
     train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=3, **settings))
     train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=4, **settings))
-    a = torch.load(latest_checkpoint(once) / "state.pt", weights_only=True)
-    b = torch.load(latest_checkpoint(tmp_path / "twice") / "state.pt", weights_only=True)
-    for part in ("model", "ema", "optimizer", "scheduler"):
-        assert_same(a[part], b[part], part)
-    assert losses(once) == losses(tmp_path / "twice")
+    assert_same_run(once, tmp_path / "twice")
 
 
 def test_samples_follow_the_control_image(control_run, tmp_path, capsys):

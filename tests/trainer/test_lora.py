@@ -19,7 +19,7 @@ from pixcap.trainer.model import build_transformer
 from pixcap.trainer.sampling import load_pipeline, sample_images
 
 from .shards_fixture import tiny_train_job, write_shards
-from .test_resume import assert_same, losses
+from .test_resume import assert_same_run
 
 LORA = {"adapter": "lora", "lora": {"rank": 4, "alpha": 4.0}, "lr": 1e-2}
 
@@ -74,11 +74,7 @@ def test_resume_equals_one_run(base, shards, lora_run, tiny_trainer_models, tmp_
     settings = dict(load_from=str(base), checkpoint_every=2, clean_captions=False, **LORA)
     train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=3, **settings))
     train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=4, **settings))
-    a = torch.load(latest_checkpoint(once) / "state.pt", weights_only=True)
-    b = torch.load(latest_checkpoint(tmp_path / "twice") / "state.pt", weights_only=True)
-    for part in ("model", "ema", "optimizer", "scheduler"):
-        assert_same(a[part], b[part], part)
-    assert losses(once) == losses(tmp_path / "twice")
+    assert_same_run(once, tmp_path / "twice")
 
 
 def test_export_loads_onto_a_pipeline_and_changes_it(base, lora_run, tmp_path, capsys):
