@@ -255,6 +255,9 @@ def load_yaml(text):
 
 
 MAX_JOB_BYTES = 2**20  # a job is a page of YAML; a bigger file is not one, and is never read whole
+# A --set value is a word, a list of inputs or a prompt; PyYAML parses about 30 KB/s of flow lists in
+# Python, so a pasted megabyte would take a minute before its refusal.
+MAX_SET_BYTES = 2**16
 
 
 def _kind(mode: int) -> str:
@@ -351,6 +354,9 @@ def set_dotted(data: dict, assignment: str) -> None:
     if not sep or not dotted:
         raise JobError(f"--set {quote(assignment)}: expected dotted.key=value")
     named = cut(dotted, 200)
+    if len(raw) > MAX_SET_BYTES:
+        raise JobError(f"--set {named}: a value of {len(raw)} characters is not a setting (at most {MAX_SET_BYTES});"
+                       " put it in the job file")
     try:
         value = load_yaml(raw) if raw else ""
     except YAMLRefused as e:

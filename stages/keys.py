@@ -95,6 +95,14 @@ def printable_name(name: str) -> str:
     return name_bytes(name).decode("utf-8", "backslashreplace")
 
 
+def quoted_name(name: str) -> str:
+    r"""A name quoted for an error text, in the form `source` writes it: bytes that are not UTF-8 as
+    `\xNN` (not repr's `\udcNN`), and a newline or other unprintable character escaped, so that the
+    error stays one line."""
+    text = printable_name(name)
+    return "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text) + "'"
+
+
 def short_hash(text: str) -> str:
     return hashlib.sha1(name_bytes(text)).hexdigest()[:8]
 

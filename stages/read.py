@@ -27,7 +27,7 @@ from pixcap.schemas.stages import DecodeConfig
 from pixcap.schemas.shards import shard_name
 
 from .keys import (
-    CAPTION_EXTENSION, KeyMaker, SidecarTracker, is_image_name, is_unsafe_path, printable_name, split_extension,
+    CAPTION_EXTENSION, KeyMaker, SidecarTracker, is_image_name, is_unsafe_path, printable_name, quoted_name, split_extension,
 )
 from .caption_text import caption_text
 from .plausible_size import read_checked
@@ -262,11 +262,11 @@ class ReadStage:
 def _member_problem(uri: str, name: str, key: Optional[str], is_file: bool) -> tuple:
     """(reason, error) for a tar member that may not be read, or ("", "")."""
     if key is None:
-        return R.DUPLICATE, f"member {name!r} appears again in {uri}"
+        return R.DUPLICATE, f"member {quoted_name(name)} appears again in {uri}"
     if is_unsafe_path(name):
-        return R.UNSAFE_MEMBER, f"member path {name!r} leaves the archive"
+        return R.UNSAFE_MEMBER, f"member path {quoted_name(name)} leaves the archive"
     if not is_file:
-        return R.UNSAFE_MEMBER, f"member {name!r} is a link or device, not a file"
+        return R.UNSAFE_MEMBER, f"member {quoted_name(name)} is a link or device, not a file"
     return "", ""
 
 
@@ -275,7 +275,7 @@ def _orphan(uri: str, name: str, is_file: bool, key: Optional[str]) -> Member:
     member = Member(name=name, source=f"{uri}::{name}", key=key)
     member.reason, member.error = _member_problem(uri, name, key, is_file)
     if not member.reason:
-        member.reason, member.error = R.NO_IMAGE, f"member {name!r} is not an image, and no image in {uri} has its name"
+        member.reason, member.error = R.NO_IMAGE, f"member {quoted_name(name)} is not an image, and no image in {uri} has its name"
     return member
 
 

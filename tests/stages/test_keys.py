@@ -17,7 +17,7 @@ from pixcap.output.storage import Storage
 from pixcap.schemas import batch as B
 from pixcap.schemas.stages import DecodeConfig
 from pixcap.stages.decode import DecodeStage
-from pixcap.stages.keys import KeyMaker, UniqueNames, printable_name, short_hash
+from pixcap.stages.keys import KeyMaker, UniqueNames, printable_name, quoted_name, short_hash
 from tests.pipeline.hostile import crafted_names
 from tests.pipeline.tarfiles import jpeg_bytes, write_tar
 from tests.pipeline.test_read import list_parts, read_all
@@ -77,6 +77,7 @@ LATIN1 = "caf\udce9"  # b"caf\xe9" (latin-1) as Python lists it: the byte that i
 def test_names_that_are_not_utf8_hash_and_print_without_error():
     assert printable_name(f"{LATIN1}.jpg") == "caf\\xe9.jpg"  # the byte kept, as a \xNN escape
     assert printable_name("café 写真.jpg") == "café 写真.jpg"  # valid names unchanged
+    assert quoted_name(f"{LATIN1}\n.jpg") == "'caf\\xe9\\n.jpg'"  # as source writes it, on one line
     assert short_hash("x.png") == hashlib.sha1(b"x.png").hexdigest()[:8]  # earlier keys stay the same
     keys = KeyMaker("p")  # the latin-1 and the UTF-8 spelling sanitise to one key: the second is hashed
     assert keys.make(f"{LATIN1}.jpg") == "p/caf_"
@@ -110,6 +111,6 @@ def test_a_file_name_that_is_not_utf8_in_a_folder_and_in_a_tar_is_written(tmp_pa
                      (f"{root}/t.tar::caf\\xe9.jpg", "t/caf_")]
     rejects = duckdb.sql(f"select source, reason, error from '{out.path('rejects')}/*.parquet'").fetchall()
     assert [(source, reason) for source, reason, _ in rejects] == [(f"{root}/t.tar::caf\\xe9-alone.json", "no_image")]
-    assert "-alone.json" in rejects[0][2]  # the error names the member (repr escapes the byte)
+    assert "'caf\\xe9-alone.json'" in rejects[0][2]  # the error names the member as source writes it
     samples = list(wds.WebDataset(sorted(glob.glob(out.path("shards") + "/*.tar")), shardshuffle=False))
     assert sorted(json.loads(s["json"])["source"] for s in samples) == [source for source, _ in stats]
