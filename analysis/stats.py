@@ -174,8 +174,10 @@ def format_table(table: dict) -> str:
                                   for name, _ in rows])
 
 
-def card_table(out_dir: str) -> Optional[dict]:
+def card_table(out_dir: str, manifest: dict) -> Optional[dict]:
     """Table 1 as {measure: value} for the dataset card; None for an output without samples."""
+    if not manifest["totals"]["written"]:
+        return None
     try:
         return dict(table_rows(concept_density(out_dir)))
     except FileNotFoundError:

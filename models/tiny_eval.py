@@ -47,18 +47,19 @@ def build_tiny_vqa(path, seed: int = 0) -> Path:
     # BLIP's tokenizer is BERT's with [DEC] as its bos token (the decoder's start) and [ENC].
     tokenizer = BertTokenizer(vocab=vocab, bos_token="[DEC]", extra_special_tokens={"enc_token": "[ENC]"})
     config = BlipConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, pad_token_id=vocab["[PAD]"],
-                         bos_token_id=vocab["[DEC]"], sep_token_id=vocab["[SEP]"]),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=32,
-    )
+        text_config=_tower(vocab_size=len(vocab), max_position_embeddings=64, pad_token_id=vocab["[PAD]"],
+                           bos_token_id=vocab["[DEC]"], sep_token_id=vocab["[SEP]"]),
+        vision_config=_tower(image_size=32, patch_size=8), projection_dim=32)
     torch.manual_seed(seed)
     BlipForQuestionAnswering(config).eval().save_pretrained(folder)
     image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
     BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def _tower(**extra) -> dict:
+    """The config of a tiny transformer tower (text or vision): 2 layers of width 32, 2 heads."""
+    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, **extra)
 
 
 def _word_bpe(words) -> tuple:
@@ -90,14 +91,9 @@ def build_tiny_detector(path, seed: int = 0) -> Path:
     # hold any query in characters.
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=64)
     config = Owlv2Config(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64,
-                         bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-                         pad_token_id=vocab["<|endoftext|>"]),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=64, patch_size=16),
-        projection_dim=32,
-    )
+        text_config=_tower(vocab_size=len(vocab), max_position_embeddings=64, bos_token_id=vocab["<|startoftext|>"],
+                           eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]),
+        vision_config=_tower(image_size=64, patch_size=16), projection_dim=32)
     torch.manual_seed(seed)
     Owlv2ForObjectDetection(config).eval().save_pretrained(folder)
     image_processor = Owlv2ImageProcessor(size={"height": 64, "width": 64})

@@ -201,5 +201,5 @@ def _run_locked(job: Job, resolved: Job, revisions: dict, sources: list, records
     input_counts(manifest["inputs"], manifest["shards"])
     run.update(ended=utc_now(), status="finished", written=committer.written, rejected=committer.rejected)
     write_manifest(storage, manifest)
-    write_dataset_card(storage, manifest, card_table(storage.url()) if manifest["totals"]["written"] else None)
+    write_dataset_card(storage, manifest, card_table(storage.url(), manifest))
     return manifest

@@ -198,5 +198,5 @@ def _select_locked(parent: Storage, parent_manifest: dict, subset: Storage, sele
     input_counts(manifest["inputs"], manifest["shards"])
     run.update(ended=utc_now(), status="finished", written=written, rejected=0, selected=counts)
     write_manifest(subset, manifest)
-    write_dataset_card(subset, manifest, card_table(subset.url()) if manifest["totals"]["written"] else None)
+    write_dataset_card(subset, manifest, card_table(subset.url(), manifest))
     return manifest
