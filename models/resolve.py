@@ -11,10 +11,12 @@ import os
 from pixcap.schemas import JobError
 from pixcap.schemas.job import local_model_path
 from pixcap.schemas.models import TINY_AESTHETIC, TINY_CLIP, TINY_DIT, TINY_LLAVA, TINY_PREFIX, TINY_T5, TINY_VAE
-from pixcap.schemas.models import TINY_DETECTOR, TINY_INCEPTION, TINY_NSFW, TINY_QWEN2VL, TINY_VQA
+from pixcap.schemas.models import TINY_DETECTOR, TINY_INCEPTION, TINY_NSFW, TINY_QWEN2VL, TINY_VQA, TINY_CLIP_NSFW
+from pixcap.schemas.models import TINY_IDEFICS3
 
 from .tiny import build_tiny_model
 from .tiny_aesthetic import AESTHETIC_FILE
+from .tiny_clip_nsfw import CLIP_NSFW_FILE
 from .tiny_captioning import CLIP_NAME
 from .tiny_eval import INCEPTION_FILE
 
@@ -28,6 +30,8 @@ TINY_FOLDERS = {
     TINY_AESTHETIC: ("tiny-aesthetic", AESTHETIC_FILE),
     TINY_NSFW: ("tiny-nsfw", ""),
     TINY_QWEN2VL: ("tiny-qwen2vl", ""),
+    TINY_CLIP_NSFW: ("tiny-clip-nsfw", CLIP_NSFW_FILE),
+    TINY_IDEFICS3: ("tiny-idefics3", ""),
     TINY_VQA: ("tiny-vqa", ""),
     TINY_DETECTOR: ("tiny-detector", ""),
     TINY_INCEPTION: ("tiny-inception", INCEPTION_FILE),

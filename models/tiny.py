@@ -15,6 +15,8 @@ from pathlib import Path
 from .tiny_aesthetic import AESTHETIC_FILE, build_tiny_aesthetic
 from .tiny_captioning import CLIP_NAME, build_tiny_clip, build_tiny_llava
 from .tiny_classifier import build_tiny_classifier
+from .tiny_clip_nsfw import CLIP_NSFW_FILE, build_tiny_clip_nsfw
+from .tiny_idefics3 import build_tiny_idefics3
 from .tiny_qwen2vl import build_tiny_qwen2vl
 from .tiny_diffusion import build_tiny_dit, build_tiny_t5, build_tiny_vae
 from .tiny_eval import EVAL_BUILDERS
@@ -31,6 +33,8 @@ BUILDERS = {
     "tiny-aesthetic": build_tiny_aesthetic,
     "tiny-nsfw": build_tiny_classifier,
     "tiny-qwen2vl": build_tiny_qwen2vl,
+    "tiny-clip-nsfw": build_tiny_clip_nsfw,
+    "tiny-idefics3": build_tiny_idefics3,
 }
 
 
@@ -86,4 +90,6 @@ def build_tiny_models(root, seed: int = 0) -> dict:
         "aesthetic": folders["tiny-aesthetic"] / AESTHETIC_FILE,
         "nsfw": folders["tiny-nsfw"],
         "qwen2vl": folders["tiny-qwen2vl"],
+        "clip_nsfw": folders["tiny-clip-nsfw"] / CLIP_NSFW_FILE,
+        "idefics3": folders["tiny-idefics3"],
     }

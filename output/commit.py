@@ -1,5 +1,6 @@
 """Commit: a shard whose inputs are all in fragments becomes tar + rejects + stats, in input order;
-the images come from the shard's blobs (pipeline/blobs.py), which go once the stats are written.
+the images, and the members made beside them (control maps), come from the shard's blobs
+(output/blobs.py), which go once the stats are written.
 
 Each file is written to a temporary name and renamed; the stats parquet is renamed last and is
 the commit point, so a reader that follows the stats never sees a half-written shard. The
@@ -27,6 +28,7 @@ from pixcap.schemas.fragments import record_of
 from pixcap.schemas.records import CAPTION_EXT, IMAGE_EXT, MEMBER_META, RECORD_EXT, SAMPLE_SCHEMA
 
 from . import failpoints
+from .layout import blob as blob_path
 from .layout import shard_blobs
 from .layout import shard_files
 from .ledger import Ledger
@@ -78,28 +80,38 @@ def _text_members(schema: pa.Schema) -> dict:
             if field.metadata and MEMBER_META in field.metadata}
 
 
-def _with_images(storage: Storage, samples: list):
-    """(row, stored bytes) in order, the blobs fetched BLOB_READS at a time: a shard's images are
-    never all in memory, and an object store serves each group concurrently."""
+def _blob_members(row: dict, shard: str) -> dict:
+    """{member suffix: blob path} of the members a row has beside its image (KEY.canny.png); a fragment
+    written before there were such members has none."""
+    return {member: blob_path(shard, row[B.INDEX], member) for member in row.get(B.BLOB_MEMBERS) or ()}
+
+
+def _with_images(storage: Storage, samples: list, shard: str):
+    """(row, stored bytes, {member: bytes} of its other blobs) in order, the blobs fetched BLOB_READS
+    samples at a time: a shard's images are never all in memory, and an object store serves each
+    group concurrently. A blob that is missing fails the commit: a sample is written whole or not at all."""
     for start in range(0, len(samples), BLOB_READS):
         group = samples[start:start + BLOB_READS]
-        images = storage.read_many([row[B.STORED_AT] for row in group])
-        yield from ((row, images[row[B.STORED_AT]]) for row in group)
+        members = [_blob_members(row, shard) for row in group]
+        blobs = storage.read_many([row[B.STORED_AT] for row in group] + [p for m in members for p in m.values()])
+        yield from ((row, blobs[row[B.STORED_AT]], {member: blobs[path] for member, path in made.items()})
+                    for row, made in zip(group, members))
 
 
-def _write_tar(f, storage: Storage, samples: list, failpoint, schema: pa.Schema = SAMPLE_SCHEMA) -> None:
+def _write_tar(f, storage: Storage, samples: list, failpoint, schema: pa.Schema = SAMPLE_SCHEMA, shard: str = "") -> None:
     # Fixed owner and mtime: the same samples give byte-identical shards on every run.
     writer = wds.TarWriter(f, user="pixcap", group="pixcap", mtime=0.0)
     members = _text_members(schema)
     try:
         partway = False
-        for row, image in _with_images(storage, samples):
+        for row, image, blobs in _with_images(storage, samples, shard):
             writer.write(
                 {
                     "__key__": row[B.KEY],
                     IMAGE_EXT: image,
                     CAPTION_EXT: row[B.CAPTION].encode("utf-8"),
                     **{member: (row[column] or "").encode("utf-8") for member, column in members.items()},
+                    **blobs,  # KEY.canny.png
                     RECORD_EXT: _record_json(row, schema),
                 }
             )
@@ -155,7 +167,7 @@ def commit_shard(storage: Storage, shard: str, fragments: list, failpoint=_no_fa
     files = {}
     if samples:
         with storage.writer(paths["tar"]) as f:
-            _write_tar(f, storage, samples, failpoint, schema)
+            _write_tar(f, storage, samples, failpoint, schema, shard)
         files[paths["tar"]] = {"bytes": f.bytes, "sha256": f.digest.hexdigest()}
         if all(r[B.CLIP_EMBEDDING] for r in samples):
             files[paths["embeddings"]] = _write_embeddings(storage, paths["embeddings"], samples)

@@ -11,6 +11,7 @@ folder and an object store (Storage joins them to its root; `under` joins them t
     _work/fragments/*.parquet   finished rows not yet committed
     _work/parts/PART.done       a part whose shards are all committed
     _work/blobs/SHARD/INDEX.jpg each image's stored bytes until its shard commits
+    _work/blobs/SHARD/INDEX.canny.png   its other members (control maps), beside it
     _work/selection.parquet     a subset's plan of kept rows
     _logs/                      Ray's console output
 """
@@ -75,10 +76,11 @@ def shard_blobs(shard: str) -> str:
     return f"{BLOBS}/{shard}"
 
 
-def blob(shard: str, index: int) -> str:
+def blob(shard: str, index: int, member: str = IMAGE_EXT) -> str:
+    """The blob of one input's shard member (its image; a control map: member canny.png)."""
     # Named by the input's place, not by a random id: a retried task writes the same bytes to the
     # same name, and a row finished twice still has one blob.
-    return f"{shard_blobs(shard)}/{int(index):06d}.{IMAGE_EXT}"
+    return f"{shard_blobs(shard)}/{int(index):06d}.{member}"
 
 
 def under(output: str, relative: str) -> str:

@@ -1,9 +1,10 @@
-"""The Ray Data graph: read -> decode -> model_inputs -> [classifiers] -> captioners -> nouns -> clip -> [scorers]
--> fragments.
+"""The Ray Data graph: read -> decode -> [control] -> model_inputs -> [classifiers] -> captioners -> nouns -> clip
+-> [scorers] -> fragments.
 
 Read, decode and model_inputs are one task per input part (a tar, or a chunk of a folder), so
 parts spread over every CPU of the cluster; decode writes each image's stored bytes to the output
-there (pipeline/blobs.py), and model_inputs makes the models' crops there, so the rows that go on
+there (output/blobs.py), with what the registry's stored-image stages (control maps) make of them beside
+them, and model_inputs makes the models' crops there, so the rows that go on
 carry only model-ready crops and small columns. The stages with a model (caption, nouns, clip)
 run as actor pools that load it once, on GPUs when the job asks for them; the write is a task.
 """
@@ -75,11 +76,17 @@ def _read(parts, shard_size, read_captions, max_file_bytes, storage_options, cou
         yield rows
 
 
-def _decode(batch, config, storage, counter):
+def _decode(batch, config, storage, counter, stored_stages=(), members=None):
+    """Decode, then each stored-image stage the job runs ((name, config): the control maps), then the stored
+    bytes and the members made of them go to blobs: they stay here, on the output."""
     failpoints.reached("decode")
-    out = BlobWriter(storage)(DecodeStage(config)(batch))  # the stored bytes stay here, on the output
+    out = DecodeStage(config)(batch)
     counter.add.remote("decode", len(out[B.KEY]))
-    return out
+    for name, stage_config in stored_stages:
+        failpoints.reached(name)
+        out = registry.BY_NAME[name].stage_class(stage_config)(stage_config)(out)
+        counter.add.remote(name, len(out[B.KEY]))
+    return BlobWriter(storage, members)(out)
 
 
 # One ModelInputsStage per worker process and job configuration: Ray reuses task workers, and
@@ -105,7 +112,7 @@ def model_inputs_arguments(job: Job) -> dict:
 
 
 def _read_part(parts, shard_size, read_captions, max_file_bytes, storage_options, decode, storage, captioners, clip,
-               keep_image, counter):
+               keep_image, counter, stored_stages=(), members=None):
     """One input part (a tar, or a chunk of a folder) per task: its members read, decoded and
     cropped for the models, a read batch at a time. One map_batches rather than three: Ray Data
     fuses the three anyway, and a fused task takes as many parts as its largest batch size, so
@@ -113,7 +120,8 @@ def _read_part(parts, shard_size, read_captions, max_file_bytes, storage_options
     inputs = 0
     for rows in _read(parts, shard_size, read_captions, max_file_bytes, storage_options, counter):
         inputs += len(rows[B.KEY])
-        yield _model_inputs(_decode(rows, decode, storage, counter), captioners, clip, keep_image)
+        yield _model_inputs(_decode(rows, decode, storage, counter, stored_stages, members), captioners, clip,
+                            keep_image)
     # A part read through gives the progress line its true count of inputs for its bytes (sidecars
     # and tar headers included), from which it estimates the parts not read yet.
     counter.add.remote(PARTS_READ, len(parts[B.PART_ID]))
@@ -138,7 +146,8 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
         fn_kwargs={"shard_size": job.shard_size, "read_captions": registry.reads_captions(job),
                    "max_file_bytes": job.decode.max_file_bytes, "storage_options": job.storage_options,
                    "decode": job.decode, "storage": storage, **model_inputs_arguments(job),
-                   "counter": counter},
+                   "counter": counter, "members": registry.blob_members(job),
+                   "stored_stages": [(found.name, found.config) for found in registry.stored_image_stages(job)]},
         num_cpus=cpus, **faults,
     )
     for name, actors, gpus in actor_pools(job):  # the pools engine.start_ray checked and fitted

@@ -26,6 +26,9 @@ STORED = "stored"  # bytes of the image to store in the shard (JPEG); consumed b
 # The pipeline writes STORED to the output where it was decoded and carries only where it is:
 # a path under OUT/_work/blobs ("" for a rejected row), read by the shard commit.
 STORED_AT = "stored_at"
+# The members a row has blobs of besides its image (control maps: ["canny.png"]), written beside it by the
+# blob writer from the stages' columns (schemas/stages.py: blob_members) and put in the tar by the commit.
+BLOB_MEMBERS = "blob_members"
 MODEL_IMAGE = "model_image"  # HxWx3 uint8, short side decode.model_side; consumed by model_inputs
 MODEL_IMAGE_EMPTY_SHAPE = (0, 0, 3)  # what a rejected row carries instead (also for the pixels below)
 

@@ -14,6 +14,7 @@ WORK_FIELDS = [
     pa.field(B.PART_END, pa.bool_()),
     pa.field(B.PART_ID, pa.string()),
     pa.field(B.STORED_AT, pa.string()),
+    pa.field(B.BLOB_MEMBERS, pa.list_(pa.string())),
     pa.field(B.CLIP_EMBEDDING, pa.binary()),
     pa.field(B.REJECT_STAGE, pa.string()),
     pa.field(B.REJECT_REASON, pa.string()),

@@ -24,6 +24,7 @@ GROUNDED_NOUNS = "grounded_nouns"
 N_GROUNDED = "n_grounded"
 CLIP_MODEL = "clip_model"
 AESTHETIC_SCORE = "aesthetic_score"  # LAION's improved aesthetic predictor on the CLIP image embedding; null when not run
+NSFW_CLIP_SCORE = "nsfw_clip_score"  # LAION's CLIP-based NSFW head on the CLIP image embedding (clip_nsfw stage)
 
 # Columns every written sample carries, in the order they are stored.
 SAMPLE_SCHEMA = pa.schema(
@@ -128,6 +129,18 @@ RECORD_EXT = "json"
 LATENT_EXT = "latent.npy"  # the VAE posterior, float32 [8, h, w]: mean, then log-variance
 T5_EMBEDDING_EXT = "t5.npy"
 T5_MASK_EXT = "t5mask.npy"
+
+
+def caption_feature_members(name: str) -> tuple:
+    """The members holding T5's features of a named captioner's caption (KEY.long.t5.npy, KEY.long.t5mask.npy);
+    the primary caption's (KEY.txt's) are T5_EMBEDDING_EXT and T5_MASK_EXT."""
+    return f"{name}.{T5_EMBEDDING_EXT}", f"{name}.{T5_MASK_EXT}"
+
+
+def is_feature_member(member: str) -> bool:
+    """A member `pixcap encode` adds: the posterior, and the T5 features of the primary or a named caption."""
+    return member == LATENT_EXT or any(member == ext or member.endswith("." + ext)
+                                       for ext in (T5_EMBEDDING_EXT, T5_MASK_EXT))
 
 # Control maps the pipeline's control stage adds beside a sample, one member per kind: KEY.canny.png
 # (Canny edges), and others by name (KEY.hed.png, KEY.depth.png). Greyscale PNGs of the stored image's size.

@@ -39,6 +39,7 @@ WRITE_ERROR = "write_error"
 AESTHETIC_ERROR = "aesthetic_error"
 CONTROL_ERROR = "control_error"
 CLASSIFY_ERROR = "classify_error"
+CLIP_NSFW_ERROR = "clip_nsfw_error"
 
 # What each reason means (the README's policy table says when each is given).
 REASONS = {
@@ -61,4 +62,5 @@ REASONS = {
     AESTHETIC_ERROR: "the aesthetic predictor failed on this image",
     CONTROL_ERROR: "a control map (Canny edges) could not be made from the stored image",
     CLASSIFY_ERROR: "an image classifier (classifiers:) failed on this image",
+    CLIP_NSFW_ERROR: "LAION's CLIP-based NSFW head (clip_nsfw:) failed on this image's CLIP embedding",
 }

@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass
 
 from .models import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+from .records import CANNY
 
 # -- each stage's job keys ----------------------------------------------------------------------
 # Besides its fields, a config says which of its keys change only speed (`speed_keys`: not part of
@@ -103,6 +104,14 @@ class AestheticConfig(PoolConfig):
 
 
 @dataclass
+class ClipNsfwConfig(AestheticConfig):
+    # "" is off. Else LAION's CLIP-based NSFW head, its PyTorch port as a state dict (a .pth loaded tensors
+    # only, or .safetensors): clip_ViT-L-14_openai_binary_nsfw_head.pth with clip ViT-L-14/openai; or
+    # tiny:clip_nsfw (for tiny:clip). The probability of NSFW from the CLIP image embedding: stages/clip_nsfw.py.
+    pass
+
+
+@dataclass
 class ControlConfig:
     # Control maps for a ControlNet, written beside each sample as KEY.<kind>.png (stages/control.py).
     # [] is off; "canny": Canny edges of the stored image (scikit-image; no weights).
@@ -116,6 +125,20 @@ class ControlConfig:
     speed_keys: typing.ClassVar[tuple] = ()
     positive: typing.ClassVar[tuple] = ("canny_sigma",)
     choices: typing.ClassVar[dict] = {}
+
+    def problems(self) -> typing.List[str]:
+        """What is wrong with these keys, one line each (the job is refused before anything runs)."""
+        problems = [f"kinds: {kind!r} is not a control map pixcap makes ({', '.join(CONTROL_KINDS)})"
+                    for kind in self.kinds if kind not in CONTROL_KINDS]
+        if len(set(self.kinds)) < len(self.kinds):
+            problems.append(f"kinds: a kind is named twice ({', '.join(self.kinds)})")
+        if not 0.0 <= self.canny_low <= self.canny_high <= 1.0:
+            problems.append(f"canny_low and canny_high: quantiles with 0 <= low <= high <= 1, "
+                            f"got {self.canny_low} and {self.canny_high}")
+        return problems
+
+
+CONTROL_KINDS = (CANNY,)  # the control maps the control stage makes (stages/control.py)
 
 
 VIEWS = ("crop", "pad", "native")

@@ -20,6 +20,7 @@ from . import records as R
 from .stage_configs import (  # noqa: F401 (the configs are part of the registry's API)
     CAPTIONER_NAME, COLUMN_NAME, DEFAULT_PROMPT, POOL_SPEED_KEYS, QUOTE_SIDECAR, VIEWS, AestheticConfig, CaptionConfig,
     CaptionerConfig, ClassifierConfig, ClipConfig, ControlConfig, DecodeConfig, NounsConfig, PoolConfig, T5TokensConfig,
+    ClipNsfwConfig,
 )
 
 # -- the registry -------------------------------------------------------------------------------
@@ -72,6 +73,11 @@ class StageSpec:
     context: typing.Optional[typing.Callable] = None
     # "module:function": check(resolved config) -> an error line or "", once its models are resolved.
     check: str = ""
+    # An optional stage without a model: the config key that turns it on (a non-empty list or string).
+    switch: str = ""
+    # Shard members it makes beside the image, stored as blobs until the commit: members(config) ->
+    # {member suffix: batch column of their bytes} (the control stage's {"canny.png": "control_canny"}).
+    members: typing.Optional[typing.Callable] = None
 
     def backend(self, config) -> typing.Optional[Backend]:
         return self.backends[config.backend] if self.backends else None
@@ -81,7 +87,7 @@ class StageSpec:
             return False
         if self.listed:
             return bool(getattr(job, self.name))
-        return not self.optional or bool(getattr(self.config_of(job), self.model_keys[0].key))
+        return not self.optional or bool(getattr(self.config_of(job), self.switch or self.model_keys[0].key))
 
     def config_of(self, job):
         return getattr(job, self.name)
@@ -154,10 +160,17 @@ CAPTION_BACKENDS = {
 }
 CAPTION_MODEL_KEY = ModelKey("model", WEIGHTS, example="llava-hf/llava-1.5-7b-hf")
 
+
+def _control_members(config) -> dict:
+    return {R.control_ext(kind): R.control_column(kind) for kind in config.kinds}
+
 STAGES: typing.Tuple[StageSpec, ...] = (
     StageSpec("read", TASK, stage="pixcap.stages.read:ReadStage"),
     StageSpec("decode", TASK, DecodeConfig, stage="pixcap.stages.decode:DecodeStage",
               columns=(R.SHA256, R.FORMAT, R.WIDTH, R.HEIGHT, R.ORIG_WIDTH, R.ORIG_HEIGHT, R.PASSTHROUGH)),
+    # On the stored image, in the part's task, before its bytes become a blob: KEY.canny.png beside KEY.jpg.
+    StageSpec("control", TASK, ControlConfig, stage="pixcap.stages.control:ControlStage", optional=True,
+              switch="kinds", members=_control_members),
     StageSpec("model_inputs", TASK, stage="pixcap.stages.model_inputs:ModelInputsStage", counted=False),
     # Before the captioners: they see decode's model image, which clip then lets go.
     StageSpec("classifiers", ACTORS, ClassifierConfig, stage="pixcap.stages.classify:ClassifierStage",
@@ -182,6 +195,10 @@ STAGES: typing.Tuple[StageSpec, ...] = (
               model_keys=(ModelKey("model", WEIGHTS_FILE, "LAION's sac+logos+ava1-l14-linearMSE.pth, a .safetensors "
                                    "state dict, or tiny:aesthetic"),),
               columns=(R.AESTHETIC_SCORE,), optional=True),
+    StageSpec("clip_nsfw", ACTORS, ClipNsfwConfig, stage="pixcap.stages.clip_nsfw:ClipNsfwStage",
+              model_keys=(ModelKey("model", WEIGHTS_FILE, "LAION's clip_ViT-L-14_openai_binary_nsfw_head.pth, a "
+                                   ".safetensors state dict, or tiny:clip_nsfw"),),
+              optional=True, fields=lambda config, job: [R.score_field(R.NSFW_CLIP_SCORE)]),
 )
 BY_NAME = {spec.name: spec for spec in STAGES}
 
@@ -194,6 +211,17 @@ def configured() -> typing.List[StageSpec]:
 def model_stages(job) -> typing.List[StageInstance]:
     """The actor-pool stage instances this job runs, in order (an optional stage only when it is on)."""
     return [instance for spec in STAGES if spec.kind == ACTORS for instance in spec.instances(job)]
+
+
+def stored_image_stages(job) -> typing.List[StageInstance]:
+    """The optional task stages this job runs on each stored image, in order (in the part's task, after decode)."""
+    return [instance for spec in STAGES if spec.kind == TASK and spec.optional for instance in spec.instances(job)]
+
+
+def blob_members(job) -> typing.Dict[str, str]:
+    """{member suffix: batch column} of the shard members this job's stages make beside the image."""
+    return {member: column for spec in STAGES if spec.members for found in spec.instances(job)
+            for member, column in spec.members(found.config).items()}
 
 
 def instance(job, name: str) -> StageInstance:
@@ -236,7 +264,7 @@ def reads_captions(job) -> bool:
 def progress_stages(job) -> typing.Tuple[str, ...]:
     """The stages whose counts the progress line shows, in graph order."""
     return tuple(found for spec in STAGES if spec.counted
-                 for found in ([spec.name] if spec.kind == TASK else [i.name for i in spec.instances(job)]))
+                 for found in ([spec.name] if spec.kind == TASK and spec.enabled(job) else [i.name for i in spec.instances(job)]))
 
 
 def optional_columns() -> typing.Set[str]:
@@ -268,7 +296,8 @@ def speed_keys() -> typing.Set[str]:
 
 
 def listed_problems(job) -> typing.List[str]:
-    """What is wrong with the job's listed stages (captioners, classifiers), one line each."""
+    """What is wrong with the job's listed stages (captioners, classifiers), and with any stage config that
+    says its own problems (control), one line each."""
     problems = []
     for spec in configured():
         if not spec.listed:
@@ -290,6 +319,8 @@ def listed_problems(job) -> typing.List[str]:
                 problems.append(f"{at}.{spec.listed}: {name!r} is named twice")
             seen.add(name)
     problems += _captioner_problems(job)
+    problems += [f"{found.name}.{line}" for spec in configured() if hasattr(spec.config, "problems")
+                 for found in spec.instances(job) for line in found.config.problems()]
     if not problems:
         names = record_schema(job).names
         twice = sorted({name for name in names if names.count(name) > 1})

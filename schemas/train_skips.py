@@ -18,6 +18,7 @@ CARRIED_UNREADABLE = "carried_unreadable"  # a sample carried over a segment bou
 NO_CONTROL = "no_control"  # adapter: controlnet, and the sample has no KEY.<controlnet.control>.png
 CONTROL_SIZE = "control_size"  # the control map is not the size of the stored image it belongs to
 NO_CHOSEN_CAPTION = "no_chosen_caption"  # caption_choice: the sample has none of the captions it may choose
+NO_CAPTION_FEATURES = "no_caption_features"  # caption_choice on encoded shards: no T5 features of the chosen caption
 
 SKIPS = {
     NO_RECORD: "the sample has no KEY.json",
@@ -33,6 +34,8 @@ SKIPS = {
     NO_CONTROL: "a ControlNet job, and the sample has no control map of its kind",
     CONTROL_SIZE: "the control map's size differs from its stored image's",
     NO_CHOSEN_CAPTION: "caption_choice names captioners (or needs CLIP scores) the sample has none of",
+    NO_CAPTION_FEATURES: "caption_choice on shards from pixcap encode, and the chosen caption has no stored T5 features"
+                         " (encoded by a pixcap that stored the primary caption's only): encode again",
 }
 
 

@@ -22,16 +22,21 @@ STAGE = "aesthetic"
 
 
 class AestheticStage:
-    """Adds AESTHETIC_SCORE (float32, NaN where there is no embedding), batch_size rows per forward pass."""
+    """Adds AESTHETIC_SCORE (float32, NaN where there is no embedding), batch_size rows per forward pass.
+
+    The shape of every head on the stored CLIP embedding: a subclass names its loader, column, stage and
+    reject reason (stages/clip_nsfw.py)."""
+    STAGE, COLUMN, REJECT, WHAT = STAGE, AESTHETIC_SCORE, R.AESTHETIC_ERROR, "the aesthetic predictor"
+    load = staticmethod(load_aesthetic_mlp)
 
     def __init__(self, config: AestheticConfig):
-        self.model = load_aesthetic_mlp(config.model)  # once per actor; config.model is a resolved path
+        self.model = self.load(config.model)  # once per actor; config.model is a resolved path
         self.batch_size = config.batch_size
 
     def _check_width(self, vectors: np.ndarray) -> None:
         if vectors.shape[1] != self.model.input_size:
             # Every row would be wrong, not one: a job pairing weights with another CLIP stops here.
-            raise ValueError(f"the aesthetic predictor takes {self.model.input_size}-dim CLIP embeddings; the clip "
+            raise ValueError(f"{self.WHAT} takes {self.model.input_size}-dim CLIP embeddings; the clip "
                              f"stage gives {vectors.shape[1]}: use the CLIP it was trained on (ViT-L-14, openai)")
 
     @torch.inference_mode()
@@ -44,7 +49,7 @@ class AestheticStage:
 
     def __call__(self, batch: dict) -> dict:
         embeddings = batch[B.CLIP_EMBEDDING]
-        outcomes = RowOutcomes(batch, STAGE)
+        outcomes = RowOutcomes(batch, self.STAGE)
         rows = [i for i in outcomes.live_rows() if embeddings[i] is not None and len(embeddings[i])]
         scores = np.full(len(embeddings), np.nan, dtype=np.float32)
         if rows:
@@ -56,5 +61,5 @@ class AestheticStage:
             def run(chunk: list) -> None:
                 scores[chunk] = self.score(vectors[[position[i] for i in chunk]])
 
-            in_chunks(rows, self.batch_size, run, lambda i, e: outcomes.reject(i, R.AESTHETIC_ERROR, error_text(e)))
-        return {**batch, AESTHETIC_SCORE: scores, **outcomes.columns()}
+            in_chunks(rows, self.batch_size, run, lambda i, e: outcomes.reject(i, self.REJECT, error_text(e)))
+        return {**batch, self.COLUMN: scores, **outcomes.columns()}

@@ -7,7 +7,8 @@ so the trainer fits it with the same resize and crop as its image (trainer/contr
 becomes the shard member KEY.<kind>.png (KEY.canny.png). HED or depth maps, which need weights,
 would be kinds of their own beside it.
 
-Runs where the stored image's bytes (B.STORED) are still in the row: after decode.
+Runs where the stored image's bytes (B.STORED) are still in the row: in the part's task, after decode
+and before the blob writer, which stores each map beside its image (schemas/stages.py: the entry's members).
 """
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from PIL import Image
 from pixcap.schemas import batch as B
 from pixcap.schemas.records import CANNY, control_column
 from pixcap.schemas.rejects import CONTROL_ERROR
-from pixcap.schemas.stages import ControlConfig
+from pixcap.schemas.stage_configs import CONTROL_KINDS, ControlConfig
 
 from .outcomes import RowOutcomes, error_text
 
 STAGE = "control"
-KINDS = (CANNY,)
+KINDS = CONTROL_KINDS
 
 
 def canny_map(image: Image.Image, sigma: float, low: float, high: float) -> np.ndarray:
@@ -46,11 +47,9 @@ class ControlStage:
     """Adds control_column(kind) for each configured kind: PNG bytes, or b"" for a rejected row."""
 
     def __init__(self, config: ControlConfig):
-        unknown = [kind for kind in config.kinds if kind not in KINDS]
-        if unknown:
-            raise ValueError(f"control.kinds: {unknown[0]!r} is not a control map pixcap makes ({', '.join(KINDS)})")
-        if not 0.0 <= config.canny_low <= config.canny_high <= 1.0:
-            raise ValueError("control.canny_low and canny_high: quantiles with 0 <= low <= high <= 1")
+        problems = config.problems()  # the job refused these already; a caller without one is told here
+        if problems:
+            raise ValueError(f"{STAGE}.{problems[0]}")
         self.config = config
 
     def maps(self, stored: bytes) -> dict:

@@ -38,7 +38,7 @@ def choose_caption(sample: dict, record: dict, choice: dict, rng: random.Random)
         names = [_draw(rng, names, [weights[name] for name in names])] if names else []
     else:
         temperature = float(choice[BY_CLIP_SCORE])
-        scored = [(name, record.get(captioner_column(CLIP_SCORE, name))) for name in _present(sample, _named(sample))]
+        scored = [(name, record.get(captioner_column(CLIP_SCORE, name))) for name in named_captions(sample)]
         scored = [(name, score) for name, score in scored if isinstance(score, (int, float)) and math.isfinite(score)]
         if scored:
             top = max(score for _, score in scored)  # softmax, shifted for exp's range
@@ -50,7 +50,7 @@ def choose_caption(sample: dict, record: dict, choice: dict, rng: random.Random)
     return names[0], sample[caption_member(names[0])].decode("utf-8")
 
 
-def _named(sample: dict) -> list:
+def named_captions(sample: dict) -> list:
     """The captioners whose KEY.NAME.txt the sample holds, in name order (KEY.txt is the primary's copy)."""
     suffix = "." + CAPTION_EXT
     return sorted(key[:-len(suffix)] for key in sample if key.endswith(suffix) and key != CAPTION_EXT and

@@ -33,12 +33,12 @@ from PIL import Image
 from pixcap.schemas import JobError
 from pixcap.schemas.records import (
     AESTHETIC_SCORE, CAPTION, CAPTION_EXT, CLIP_SCORE, HEIGHT, IMAGE_EXT, KEY, LATENT_EXT, N_GROUNDED, N_NOUNS, ORIG_HEIGHT,
-    ORIG_WIDTH, RECORD_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT, WIDTH,
+    ORIG_WIDTH, RECORD_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT, WIDTH, caption_feature_members,
 )
 from pixcap.schemas.train_job import FilterConfig, TrainJob
 from pixcap.schemas.train_skips import (
     BROKEN_SHARD, CARRIED_UNREADABLE, LATENT_NOT_POSTERIOR, LATENT_SIZE, NO_PIXELS, NO_RECORD, SMALLER_THAN_BUCKET,
-    UNREADABLE, NO_CHOSEN_CAPTION, filter_skip,
+    UNREADABLE, NO_CHOSEN_CAPTION, NO_CAPTION_FEATURES, filter_skip,
 )
 
 from .buckets import BUCKETS, covers, fit_bucket, fit_square, nearest_bucket, to_pixels
@@ -172,15 +172,16 @@ class PrepareSamples:
             return filter_skip(failed[0])
         caption = sample[CAPTION_EXT].decode("utf-8") if CAPTION_EXT in sample else record.get(CAPTION) or ""
         out = {KEY: sample["__key__"], CAPTION: caption, SAMPLE_ID: sample_id(sample)}
+        text_members = (T5_EMBEDDING_EXT, T5_MASK_EXT)  # precomputed: the T5 features of the caption trained on
         if self.caption_choice:
             chosen = choose_caption(sample, record, self.caption_choice, choice_rng(self.seed, self.segment, sample.get("__url__"), out[KEY]))
             if chosen is None:
                 return NO_CHOSEN_CAPTION
             out["captioner"], out[CAPTION] = chosen
-            if T5_EMBEDDING_EXT in sample and out[CAPTION] != caption:
-                # pixcap encode stores the primary caption's T5 features only.
-                raise JobError("caption_choice: these shards hold precomputed T5 features of the primary caption "
-                               "only; train from the images (shards without pixcap encode's members)")
+            if T5_EMBEDDING_EXT in sample:
+                text_members = chosen_text_members(sample, out["captioner"], same_as_primary=out[CAPTION] == caption)
+                if text_members is None:
+                    return NO_CAPTION_FEATURES
         if LATENT_EXT in sample:
             posterior = npy(sample[LATENT_EXT])
             if posterior.shape[0] != POSTERIOR_CHANNELS:
@@ -206,8 +207,8 @@ class PrepareSamples:
             if isinstance(control, str):
                 return control
             out["control"] = control
-        if T5_EMBEDDING_EXT in sample and T5_MASK_EXT in sample:
-            out["t5"], out["t5_mask"] = load_text_features(sample[T5_EMBEDDING_EXT], sample[T5_MASK_EXT])
+        if all(member in sample for member in text_members):
+            out["t5"], out["t5_mask"] = load_text_features(*(sample[member] for member in text_members))
         # PixArt's micro-conditions (used at 1024): in aspect mode the original image's (height, width) and
         # the bucket's ratio (InternalDataMS); in square mode the square itself and 1 (InternalData).
         if self.mode == "square":
@@ -220,6 +221,18 @@ class PrepareSamples:
         # Raw and precomputed samples never share a batch: their tensors differ.
         out["bucket"] = (size, "posterior" in out, "t5" in out)
         return out
+
+
+def chosen_text_members(sample: dict, captioner: str, same_as_primary: bool):
+    """The members of the chosen caption's T5 features in an encoded sample, or None where it has none:
+    KEY.NAME.t5.npy; or, from a pixcap encode that stored the primary caption's only, KEY.t5.npy
+    where the chosen caption is the primary's text (the same text has the same features)."""
+    members = caption_feature_members(captioner)
+    if all(member in sample for member in members):
+        return members
+    if same_as_primary and T5_MASK_EXT in sample:
+        return T5_EMBEDDING_EXT, T5_MASK_EXT
+    return None
 
 
 # Batch fields a data-loader worker adds for step_batches alone: the samples it carries over the
@@ -342,6 +355,20 @@ def _quiet_exit_on_sigterm(worker_id: int) -> None:
     # print a traceback while the trainer stops cleanly; one that exits with status 0 does not.
     # (Ignoring it instead would hang multiprocessing's exit, which terminates workers with SIGTERM.)
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held while the trainer forked it (below)
+
+
+def _started(loader):
+    """iter(loader), with SIGTERM held while it forks its workers. A SIGTERM that arrives during a fork
+    is handled inside the fork's callbacks (logging's _releaseLock), where Python drops the exception
+    the trainer's handler raises: the training would go on. Held, it is handled right after the fork."""
+    if not loader.num_workers:
+        return iter(loader)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _in_the_trainer(loader):
@@ -351,7 +378,7 @@ def _in_the_trainer(loader):
     Closing this generator shuts the workers down here, not in the iterator's __del__: an
     exception raised inside __del__ is dropped, so a SIGTERM arriving while workers are shut
     down there would be lost and the training would go on."""
-    batches = iter(loader)
+    batches = _started(loader)
     try:
         yield from batches
     except JobError as e:

@@ -2,8 +2,9 @@
 
 Each input shard becomes DIR/<same name>.tar holding every original member unchanged plus the
 feature members features.py describes (the VAE posterior at the sample's fitted size, and T5's
-output for the caption as cleaned for training); DIR/null_caption.npz holds the empty caption's
-features and the settings. Inputs are never modified. Resumable like `pixcap run`: a shard is written
+output for the caption as cleaned for training: the primary caption's as KEY.t5.npy, and every named
+captioner's as KEY.NAME.t5.npy, so that a job's caption_choice can choose among them);
+DIR/null_caption.npz holds the empty caption's features and the settings. Inputs are never modified. Resumable like `pixcap run`: a shard is written
 to a temporary name and renamed, and finished shards are skipped.
 """
 from __future__ import annotations
@@ -19,10 +20,14 @@ import torch
 
 from pixcap.models.resolve import resolve_model
 from pixcap.schemas import JobError
-from pixcap.schemas.records import CAPTION, IMAGE_EXT, LATENT_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT
+from pixcap.schemas.records import (
+    CAPTION, IMAGE_EXT, LATENT_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT, caption_feature_members, caption_member,
+    is_feature_member,
+)
 from pixcap.schemas.train_job import FilterConfig
 from pixcap.schemas.train_skips import NO_IMAGE_TO_ENCODE
 
+from .caption_choice import named_captions
 from .data import PrepareSamples
 from .shard_read import expand_shards, one_line, tar_samples
 from .training_log import quiet_libraries
@@ -31,7 +36,6 @@ from .features import (NULL_CAPTION, check_revisions, check_settings, model_revi
 
 logger = logging.getLogger(__name__)
 CHUNK = 64  # samples read before encoding, so each bucket gets batches
-FEATURE_EXTS = (LATENT_EXT, T5_EMBEDDING_EXT, T5_MASK_EXT)
 
 
 class ShardEncoder:
@@ -62,22 +66,35 @@ class ShardEncoder:
         return out
 
     def captions(self, captions: list) -> list:
-        """Captions -> (t5.npy, t5mask.npy) bytes."""
-        out = []
-        for start in range(0, len(captions), self.batch_size):
-            emb, mask = self.text.encode(captions[start : start + self.batch_size])
-            out += [text_feature_bytes(e, m) for e, m in zip(emb, mask)]
-        return out
+        """Captions -> (t5.npy, t5mask.npy) bytes; each distinct text is encoded once (KEY.txt is a copy of
+        one captioner's caption, and T5 pads every caption to the same length, so its batch does not matter)."""
+        unique = list(dict.fromkeys(captions))
+        features = []
+        for start in range(0, len(unique), self.batch_size):
+            emb, mask = self.text.encode(unique[start : start + self.batch_size])
+            features += [text_feature_bytes(e, m) for e, m in zip(emb, mask)]
+        by_text = dict(zip(unique, features))
+        return [by_text[caption] for caption in captions]
 
     def encode_chunk(self, raw: list) -> list:
-        """Raw samples -> the same samples with the three feature members added (skipped ones dropped)."""
+        """Raw samples -> the same samples with the feature members added (skipped ones dropped): the
+        posterior, the primary caption's T5 features, and each named captioner's (KEY.NAME.t5.npy)."""
         # Features already present are dropped first, so a re-encode always starts from the stored image.
-        raw = [{k: v for k, v in s.items() if k not in FEATURE_EXTS} for s in raw]
+        raw = [{k: v for k, v in s.items() if not is_feature_member(k)} for s in raw]
         kept = [(s, p) for s, p in ((s, self.prepare.prepare_or_skip(s)) for s in raw) if p is not None]
         posteriors = self.posteriors([p["pixels"] for _, p in kept])
-        texts = self.captions([p[CAPTION] for _, p in kept])
-        return [{**s, LATENT_EXT: posterior, T5_EMBEDDING_EXT: t5, T5_MASK_EXT: t5mask}
-                for (s, _), posterior, (t5, t5mask) in zip(kept, posteriors, texts)]
+        # (sample index, members) of every caption to encode: the primary, then the named captioners'.
+        slots, texts = [], []
+        for i, (s, p) in enumerate(kept):
+            slots.append((i, (T5_EMBEDDING_EXT, T5_MASK_EXT)))
+            texts.append(p[CAPTION])
+            for name in named_captions(s):
+                slots.append((i, caption_feature_members(name)))
+                texts.append(s[caption_member(name)].decode("utf-8"))
+        out = [{**s, LATENT_EXT: posterior} for (s, _), posterior in zip(kept, posteriors)]
+        for (i, members), features in zip(slots, self.captions(texts)):
+            out[i].update(zip(members, features))
+        return out
 
     def encode_shard(self, url: str, out_path: Path) -> int:
         """Write url's samples with features to out_path (via a temporary name); return the sample count.

@@ -5,7 +5,9 @@ Per sample (member names in schemas/records.py):
   log-variance, unscaled (PixArt's extract_features stores mean and std). The trainer draws a fresh
   latent from it at every read with its own seeded generator (latents.sample_posterior).
 - KEY.t5.npy: float16 [n, D], T5's output for the n unmasked tokens only (padding is masked out of
-  attention anyway); KEY.t5mask.npy: uint8 [120].
+  attention anyway); KEY.t5mask.npy: uint8 [120]. Those are the primary caption's (KEY.txt's); on an output
+  of several captioners each one's caption has its own, KEY.NAME.t5.npy and KEY.NAME.t5mask.npy, which a
+  job's caption_choice reads (data.chosen_text_members).
 Per folder: null_caption.npz, the empty caption's T5 features for caption dropout, and the settings the
 folder was encoded with. A train job must agree with them: captions cleaned or not, square or aspect
 buckets, and the resolution, since each changes what the features are; and the revisions of the T5 and

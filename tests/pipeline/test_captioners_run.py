@@ -41,7 +41,8 @@ def test_every_input_is_accounted_for_and_a_missing_quote_is_a_reject(captions_r
     assert (manifest["totals"]["written"], manifest["totals"]["rejected"]) == (3, 1)
     rejects = duckdb.sql(f"select key, stage, reason from '{out}/rejects/*.parquet'").fetchall()
     assert rejects == [("sa_000000/sa_3", "captioners.long", "no_caption")]
-    assert set(manifest["models"]) == {"captioners.long", "captioners.short", "classifiers.nsfw_score", "nouns", "clip"}
+    assert set(manifest["models"]) == {"captioners.long", "captioners.short", "classifiers.nsfw_score", "nouns", "clip",
+                                       "clip_nsfw"}
 
 
 def test_shards_hold_the_primary_caption_and_each_captioners(captions_run):
@@ -59,6 +60,7 @@ def test_shards_hold_the_primary_caption_and_each_captioners(captions_run):
         assert members["txt"] == members["long.txt"] == record["caption_long"].encode() == record["caption"].encode()
         assert members["short.txt"].decode() == record["caption_short"] and record["caption_short"]
         assert record["caption_model_short"].endswith("tiny-qwen2vl") and 0 <= record["nsfw_score"] <= 1
+        assert 0 < record["nsfw_clip_score"] < 1  # LAION's CLIP-based head on the clip stage's embedding
 
 
 def test_stats_read_every_caption_with_its_scores_in_duckdb_pandas_and_polars(captions_run):
@@ -83,6 +85,7 @@ def test_stats_read_every_caption_with_its_scores_in_duckdb_pandas_and_polars(ca
     assert polars["clip_score_short"].dtype == pl.Float32 and polars.height == 3
     kept = duckdb.sql(f"select count(*) from '{out}/stats/*.parquet' where nsfw_score < 2").fetchall()[0][0]
     assert kept == 3
+    assert schema.field("nsfw_clip_score").type == pa.float32() and frame["nsfw_clip_score"].between(0, 1).all()
 
 
 def test_pixcap_stats_prints_table1_per_captioner(captions_run):

@@ -1,4 +1,4 @@
-"""Several captioners per image: the job's `captioners:` list, two tiny model families (LLaVA, Qwen2-VL),
+"""Several captioners per image: the job's `captioners:` list, three tiny model families (LLaVA, Qwen2-VL, Idefics3),
 sampling seeded per sample, prompts that quote captions, the pad view, and each caption's own nouns,
 CLIP score and T5 tokens."""
 import numpy as np
@@ -138,6 +138,22 @@ def test_qwen2vl_captions_natively_and_alone_equals_batched(qwen, model_images, 
     alone = [qwen(stage_batch([image]))["caption_short"][0] for image in images]
     assert out["caption_short"] == alone and all(alone) and len(set(alone)) > 1
     assert out["caption_model_short"] == [qwen.config.model] * 4 and "caption" not in out  # not the primary
+
+
+def test_idefics3_captions_through_the_hf_backend_and_alone_equals_batched(tiny_models, model_images, stage_batch):
+    from transformers import AutoModelForImageTextToText
+
+    stage = CaptionStage(CaptionerConfig(name="third", model=str(tiny_models["idefics3"]), view="native",
+                                         max_new_tokens=6, batch_size=3), primary=False)
+    # The hf backend's one loader: AutoModelForImageTextToText maps Idefics3's config to its model class.
+    assert type(stage.model) is AutoModelForImageTextToText._model_mapping[type(stage.model.config)]
+    assert type(stage.model).__name__ == "Idefics3ForConditionalGeneration" and stage.view is None
+    assert stage.prompt.startswith("<|im_start|>User:<image>") and stage.prompt.endswith("Assistant:")
+    images = model_images(4, seed=11)
+    out = stage(stage_batch(images))
+    alone = [stage(stage_batch([image]))["caption_third"][0] for image in images]
+    assert out["caption_third"] == alone and all(alone) and len(set(alone)) > 1
+    assert out["caption_model_third"] == [str(tiny_models["idefics3"])] * 4
 
 
 def test_the_primary_writes_the_base_columns_and_its_crop_is_consumed(long_stage, model_images, stage_batch):

@@ -1,0 +1,27 @@
+"""A tiny, seeded, randomly initialised CLIP-based NSFW head: LAION's NSFWModel_L14 on the tiny CLIP's
+embedding, saved as LAION's PyTorch port is (a state dict in a .pth), so tests load it through the same
+code as `clip_ViT-L-14_openai_binary_nsfw_head.pth`. Its normalisation statistics are random too, so a
+test sees them applied."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .clip_nsfw_head import ClipNsfwHead
+from .tiny_captioning import TINY_CLIP_CONFIG
+
+CLIP_NSFW_FILE = "tiny-clip-nsfw.pth"
+
+
+def build_tiny_clip_nsfw(path, seed: int = 0) -> Path:
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = ClipNsfwHead(TINY_CLIP_CONFIG["embed_dim"])
+    with torch.no_grad():
+        model.norm.mean.normal_(0.0, 0.05)
+        model.norm.variance.uniform_(0.001, 0.01)  # unit embeddings' per-dimension spread is small
+    weights = folder / CLIP_NSFW_FILE
+    torch.save(model.state_dict(), weights)
+    return weights
