@@ -57,22 +57,29 @@ paris london tokyo york john mary google
 """.split()
 
 
-def _vocabulary() -> list:
-    """Specials first, then the words once each, in a fixed order (ids are part of the format)."""
-    return SPECIAL_TOKENS + list(dict.fromkeys(w for w in WORDS if w not in SPECIAL_TOKENS))
+def word_level(special_tokens: list):
+    """(tokenizers.Tokenizer, its vocabulary): word-level over WORDS, these special tokens first, then the
+    words once each, in a fixed order (ids are part of the format); lowercasing, a whitespace and
+    punctuation split, and a decoder that joins words with spaces and tidies punctuation. Each tiny
+    captioner family's tokenizer is this with its own special tokens."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-
-def build_tokenizer():
-    """A word-level tokenizer (lowercasing, whitespace/punctuation split) that adds <s> in front."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {word: i for i, word in enumerate(_vocabulary())}
+    words = special_tokens + list(dict.fromkeys(w for w in WORDS if w not in special_tokens))
+    vocab = {word: i for i, word in enumerate(words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces, tidies punctuation
-    tok.add_special_tokens(SPECIAL_TOKENS)
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    tok.add_special_tokens(special_tokens)
+    return tok, vocab
+
+
+def build_tokenizer():
+    """LLaVA's: a word-level tokenizer that adds <s> in front."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok, vocab = word_level(SPECIAL_TOKENS)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab["<s>"])]
     )

@@ -6,22 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from .clip_nsfw_head import ClipNsfwHead
-from .tiny_captioning import TINY_CLIP_CONFIG
+from .tiny_aesthetic import save_tiny_head
 
 CLIP_NSFW_FILE = "tiny-clip-nsfw.pth"
 
 
+def _random_statistics(model: ClipNsfwHead) -> None:
+    model.norm.mean.normal_(0.0, 0.05)
+    model.norm.variance.uniform_(0.001, 0.01)  # unit embeddings' per-dimension spread is small
+
+
 def build_tiny_clip_nsfw(path, seed: int = 0) -> Path:
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = ClipNsfwHead(TINY_CLIP_CONFIG["embed_dim"])
-    with torch.no_grad():
-        model.norm.mean.normal_(0.0, 0.05)
-        model.norm.variance.uniform_(0.001, 0.01)  # unit embeddings' per-dimension spread is small
-    weights = folder / CLIP_NSFW_FILE
-    torch.save(model.state_dict(), weights)
-    return weights
+    return save_tiny_head(path, CLIP_NSFW_FILE, seed, ClipNsfwHead, _random_statistics)

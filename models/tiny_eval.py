@@ -50,10 +50,15 @@ def build_tiny_vqa(path, seed: int = 0) -> Path:
         text_config=_tower(vocab_size=len(vocab), max_position_embeddings=64, pad_token_id=vocab["[PAD]"],
                            bos_token_id=vocab["[DEC]"], sep_token_id=vocab["[SEP]"]),
         vision_config=_tower(image_size=32, patch_size=8), projection_dim=32)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
+    return _saved(folder, seed, BlipForQuestionAnswering, config, processor)
+
+
+def _saved(folder: Path, seed: int, model_class, config, processor) -> Path:
+    """The model, randomly initialised from the seed, and its processor, saved as from_pretrained loads them."""
     torch.manual_seed(seed)
-    BlipForQuestionAnswering(config).eval().save_pretrained(folder)
-    image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
-    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    model_class(config).eval().save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder
 
 
@@ -94,11 +99,9 @@ def build_tiny_detector(path, seed: int = 0) -> Path:
         text_config=_tower(vocab_size=len(vocab), max_position_embeddings=64, bos_token_id=vocab["<|startoftext|>"],
                            eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]),
         vision_config=_tower(image_size=64, patch_size=16), projection_dim=32)
-    torch.manual_seed(seed)
-    Owlv2ForObjectDetection(config).eval().save_pretrained(folder)
-    image_processor = Owlv2ImageProcessor(size={"height": 64, "width": 64})
-    Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+                               tokenizer=tokenizer)
+    return _saved(folder, seed, Owlv2ForObjectDetection, config, processor)
 
 
 def build_tiny_inception(path, seed: int = 0) -> Path:

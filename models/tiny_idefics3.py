@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .tiny_captioning import WORDS
+from .tiny_captioning import word_level
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
                   "<global-img>", "<unk>"]
@@ -30,15 +30,9 @@ IMAGE_SEQ_LEN = (IMAGE_SIZE // PATCH) ** 2 // SCALE ** 2
 
 def build_idefics3_tokenizer():
     """A word-level tokenizer with Idefics3's special tokens (ids are part of the format: fixed order)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {word: i for i, word in enumerate(SPECIAL_TOKENS + list(dict.fromkeys(WORDS)))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    tok.add_special_tokens(SPECIAL_TOKENS)
+    tok, _ = word_level(SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<end_of_utterance>", pad_token="<|endoftext|>",
                                    bos_token="<|im_start|>", unk_token="<unk>", padding_side="left")
 

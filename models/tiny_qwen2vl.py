@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .tiny_captioning import WORDS
+from .tiny_captioning import word_level
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                   "<|image_pad|>", "<|video_pad|>", "<unk>"]
@@ -29,15 +29,9 @@ PATCH, MERGE, TEMPORAL = 4, 2, 2
 
 def build_qwen_tokenizer():
     """A word-level tokenizer with Qwen2-VL's special tokens (ids are part of the format: fixed order)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {word: i for i, word in enumerate(SPECIAL_TOKENS + list(dict.fromkeys(WORDS)))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    tok.add_special_tokens(SPECIAL_TOKENS)
+    tok, _ = word_level(SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<unk>",
         extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",

@@ -11,8 +11,8 @@ test can remove that node while the point's work is under way;
 if it can create that file, so once across processes and restarts (else a restarted actor would
 be killed again forever). Unset in normal runs, where a check is one dict lookup.
 
-Points: read, decode, caption, nouns, clip (per batch, in Ray workers); fragment (the driver,
-per fragment it records); shard_tar (a commit task, once a shard's tar has its first 10 KB in
+Points: read, decode, and each model stage by its name: caption, nouns, clip, captioners.NAME
+(per batch, in Ray workers); fragment (the driver, per fragment it records); shard_tar (a commit task, once a shard's tar has its first 10 KB in
 the temp file); shard_commit (a commit task, between a shard's rejects and its stats); subset_commit (select,
 between a subset shard's tar and its stats).
 """

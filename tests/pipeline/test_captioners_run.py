@@ -1,16 +1,24 @@
 """One pipeline run of jobs/local_captions.yaml's captioners (two families: LLaVA padded and greedy, Qwen2-VL
 native and sampled, quoting the first) and its classifier, on a small tar whose images carry their own
-captions: the shards, the stats as DuckDB, pandas and polars read them, and Table 1 per captioner."""
+captions: the shards, the stats as DuckDB, pandas and polars read them, Table 1 per captioner, and the same
+captions from a run SIGKILLed half-way and resumed."""
 import glob
+import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import tarfile
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from pixcap.analysis.stats import concept_density, format_table
+from pixcap.output import failpoints
 from pixcap.pipeline.run import run_job
 from pixcap.schemas import load_job, read_job_yaml
 
@@ -20,19 +28,27 @@ pytestmark = pytest.mark.slow
 OFFICIAL_PROMPT = 'Given the caption of this image "{sidecar}", describe this image in a very detailed manner'
 
 
-@pytest.fixture(scope="module")
-def captions_run(tmp_path_factory, ray_session, models_cache):
-    root = tmp_path_factory.mktemp("captioners-run")
-    members = sa1b_members(0, 3, captions=True) + sa1b_members(3, 1)  # sa_3 has no caption of its own
-    write_tar(root / "sa_000000.tar", members)
+def captions_job(root, out, models_cache, batch_size=None) -> dict:
+    """jobs/local_captions.yaml on ROOT's tar; batch_size: every model's (speed only: the output is the same)."""
     data = read_job_yaml("jobs/local_captions.yaml")
-    data.update(inputs=[str(root / "sa_*.tar")], output=str(root / "out"), models_cache=models_cache, shard_size=2,
+    data.update(inputs=[str(root / "sa_*.tar")], output=str(out), models_cache=models_cache, shard_size=2,
                 progress_seconds=1.0)
     data["captioners"][0]["prompt"] = OFFICIAL_PROMPT  # PixArt-alpha's caption-conditioned prompt
     for captioner in data["captioners"]:
         captioner["max_new_tokens"] = 8
     data["t5_tokens"]["tokenizer"] = ""  # one actor pool fewer (tests/stages/test_captioners.py counts T5 tokens)
-    manifest = run_job(load_job(data))
+    if batch_size:
+        for config in data["captioners"] + [data["clip"]]:
+            config["batch_size"] = batch_size
+    return data
+
+
+@pytest.fixture(scope="module")
+def captions_run(tmp_path_factory, ray_session, models_cache):
+    root = tmp_path_factory.mktemp("captioners-run")
+    members = sa1b_members(0, 3, captions=True) + sa1b_members(3, 1)  # sa_3 has no caption of its own
+    write_tar(root / "sa_000000.tar", members)
+    manifest = run_job(load_job(captions_job(root, root / "out", models_cache)))
     return root / "out", manifest
 
 
@@ -97,3 +113,34 @@ def test_pixcap_stats_prints_table1_per_captioner(captions_run):
     assert table["captioners"]["short"]["total_nouns"] == nouns_short
     lines = format_table(table).splitlines()
     assert lines[0].split()[-2:] == ["long", "short"] and lines[1].split()[-2:] == ["3", "3"]
+
+
+def captions_of(out) -> dict:
+    """{tar member name: bytes} of every caption in the shards (KEY.txt, KEY.long.txt, KEY.short.txt)."""
+    found = {}
+    for path in sorted(glob.glob(f"{out}/shards/*.tar")):
+        with tarfile.open(path) as tar:
+            found.update({m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".txt")})
+    return found
+
+
+def test_a_run_sigkilled_while_captioning_writes_the_same_captions(captions_run, tmp_path, models_cache, ray_session):
+    """The driver SIGKILLed while the sampled captioner works (its second batch): the rerun captions the rows again,
+    one at a time where the uninterrupted run took four, and every caption, the sampled captioner's included,
+    is the same byte for byte."""
+    reference, manifest = captions_run
+    root = reference.parent
+    out = tmp_path / "killed"
+    job_file = tmp_path / "killed.yaml"
+    job_file.write_text(yaml.safe_dump(captions_job(root, out, models_cache, batch_size=1)))
+    env = {**os.environ, failpoints.ENV: "captioners.short:2:driver", failpoints.ONCE_ENV: str(tmp_path / "fired")}
+    address = ray_session.get_runtime_context().gcs_address
+    driver = subprocess.run([sys.executable, "-m", "pixcap.cli.main", "run", str(job_file), "--address", address],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert driver.returncode == -signal.SIGKILL, driver.stderr[-2000:]
+    assert not glob.glob(f"{out}/stats/*.parquet")  # killed before any shard was committed
+    resumed = run_job(load_job(captions_job(root, out, models_cache, batch_size=1)), stream=io.StringIO())
+    assert resumed["totals"] == manifest["totals"]
+    captions = captions_of(out)
+    assert len(captions) == 9  # sa_0..2, each KEY.txt, KEY.long.txt and KEY.short.txt (sa_3 is a reject)
+    assert captions == captions_of(reference)
