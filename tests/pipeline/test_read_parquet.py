@@ -76,3 +76,32 @@ def test_a_parquet_input_has_an_identity_that_changes_with_its_bytes(tmp_path, i
     first = list_sources([str(path)], by=identity)[0].identity
     pq.write_table(pa.table({"image": [jpeg_bytes(1), jpeg_bytes(2)]}), path)
     assert list_sources([str(path)], by=identity)[0].identity != first
+
+
+@pytest.mark.slow
+def test_pixcap_run_on_a_parquet_input_writes_n_minus_one_and_rejects_one(tmp_path, ray_session, models_cache):
+    """The whole run on a parquet input of 5 rows (image bytes and alt-text), 1 of them corrupt: 4 samples
+    and 1 reject row naming it; verify passes."""
+    import io
+
+    import duckdb
+
+    from pixcap.output.verify import verify_output
+    from pixcap.pipeline.run import run_job
+
+    from .test_end_to_end import job_for
+
+    images = [jpeg_bytes(i) for i in range(5)]
+    images[2] = b"\xff\xd8\xff\xe0 not really a jpeg"
+    texts = [f"a photo number {i}" for i in range(5)]
+    pq.write_table(pa.table({"image": images, "text": texts}), tmp_path / "laion.parquet", row_group_size=2)
+    out = tmp_path / "out"
+    manifest = run_job(job_for(None, out, models_cache, inputs=[str(tmp_path / "laion.parquet")], shard_size=2),
+                       stream=io.StringIO())
+    assert (manifest["totals"]["written"], manifest["totals"]["rejected"]) == (4, 1)
+    written = duckdb.sql(f"select key from '{out}/stats/*.parquet' order by key").fetchall()
+    assert written == [(f"laion/{i:09d}",) for i in (0, 1, 3, 4)]
+    rejects = duckdb.sql(f"select key, stage, reason from '{out}/rejects/*.parquet'").fetchall()
+    assert rejects == [("laion/000000002", "decode", rejects[0][2])] and rejects[0][2] in ("decode_error",
+                                                                                             "not_an_image")
+    assert verify_output(str(out)) == []
