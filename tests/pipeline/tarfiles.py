@@ -1,4 +1,5 @@
 """Build small tars and folders of images for the pipeline tests."""
+import glob
 import io
 import tarfile
 
@@ -41,3 +42,12 @@ def sa1b_members(first: int, count: int, captions: bool = False) -> list:
         if captions:
             members.append((f"sa_{k}.txt", f"a caption for image {k}".encode()))
     return members
+
+
+def shard_members(out) -> dict:
+    """{tar member name: bytes} of every shard of an output (KEY.jpg, KEY.txt, KEY.canny.png, ...)."""
+    found = {}
+    for path in sorted(glob.glob(f"{out}/shards/*.tar")):
+        with tarfile.open(path) as tar:
+            found.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})
+    return found

@@ -22,7 +22,7 @@ from pixcap.output import failpoints
 from pixcap.pipeline.run import run_job
 from pixcap.schemas import load_job, read_job_yaml
 
-from .tarfiles import sa1b_members, write_tar
+from .tarfiles import sa1b_members, shard_members, write_tar
 
 pytestmark = pytest.mark.slow
 OFFICIAL_PROMPT = 'Given the caption of this image "{sidecar}", describe this image in a very detailed manner'
@@ -117,11 +117,7 @@ def test_pixcap_stats_prints_table1_per_captioner(captions_run):
 
 def captions_of(out) -> dict:
     """{tar member name: bytes} of every caption in the shards (KEY.txt, KEY.long.txt, KEY.short.txt)."""
-    found = {}
-    for path in sorted(glob.glob(f"{out}/shards/*.tar")):
-        with tarfile.open(path) as tar:
-            found.update({m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".txt")})
-    return found
+    return {name: data for name, data in shard_members(out).items() if name.endswith(".txt")}
 
 
 def test_a_run_sigkilled_while_captioning_writes_the_same_captions(captions_run, tmp_path, models_cache, ray_session):

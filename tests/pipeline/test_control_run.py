@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from pixcap.schemas import load_job, load_train_job, read_job_yaml
 from pixcap.schemas.stage_configs import ControlConfig
 from pixcap.stages.control import ControlStage
 
-from .tarfiles import jpeg_bytes, write_tar
+from .tarfiles import jpeg_bytes, shard_members, write_tar
 
 pytestmark = pytest.mark.slow
 JOB = Path(__file__).resolve().parents[2] / "jobs" / "local_control.yaml"
@@ -50,11 +49,9 @@ def control_run(tmp_path_factory, ray_session, models_cache):
 def tar_samples(out) -> dict:
     """{key: {member suffix: bytes}} of every shard."""
     samples = {}
-    for path in sorted(glob.glob(f"{out}/shards/*.tar")):
-        with tarfile.open(path) as tar:
-            for member in tar.getmembers():
-                key, _, suffix = member.name.partition(".")
-                samples.setdefault(key, {})[suffix] = tar.extractfile(member).read()
+    for name, data in shard_members(out).items():
+        key, _, suffix = name.partition(".")
+        samples.setdefault(key, {})[suffix] = data
     return samples
 
 
