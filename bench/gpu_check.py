@@ -168,9 +168,9 @@ def worker(shape: Shape, parts: list, out: Path) -> int:
     return 0
 
 
-def watch(shape: Shape, parts: list, out: Path, limit: float = None) -> dict:
-    """Run the parts in worker processes, killing one whose part outlives its budget, and every one once
-    `limit` seconds have passed (so that this process still writes the results); {part: record}."""
+def watch(shape: Shape, parts: list, out: Path, limit: float = None, grace: float = 2.0) -> dict:
+    """Run the parts in worker processes, killing one whose part outlives its budget by `grace` seconds, and
+    every one once `limit` seconds have passed (so that this process still writes the results); {part: record}."""
     progress = Progress(out)
     records, remaining = {}, list(parts)
     log = open(out / "worker.log", "a")
@@ -191,7 +191,7 @@ def watch(shape: Shape, parts: list, out: Path, limit: float = None) -> dict:
                 current, started = starts[-1]["part"], time.monotonic()
             # The first part's budget counts from the worker's start: its imports are part of it.
             name = current or remaining[0]
-            if time.monotonic() - started > shape.budgets[name] + 2 or time.monotonic() > end:
+            if time.monotonic() - started > shape.budgets[name] + grace or time.monotonic() > end:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
                 killed = name
