@@ -40,6 +40,8 @@ import time
 
 import numpy as np
 
+from bench.device_timing import first, timed
+
 LLAVA_VOCABULARY = 32064  # llava-hf/llava-1.5-7b-hf: Llama's 32000 + <image>, <pad> and padding to 64
 BACKENDS = ("clip", "hf-eager", "hf-static", "vllm")
 
@@ -132,25 +134,6 @@ def model_inputs(args, images: list, **columns) -> tuple:
     return batch, len(images) / (time.perf_counter() - start)
 
 
-def first(batch: dict, n: int) -> dict:
-    return {column: values[:n] for column, values in batch.items()}
-
-
-def synchronize() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(run) -> float:
-    synchronize()
-    start = time.perf_counter()
-    run()
-    synchronize()
-    return time.perf_counter() - start
-
-
 def memory() -> dict:
     import torch
 
@@ -179,11 +162,11 @@ def run_hf(args, static: bool) -> dict:
         # generate reads its defaults from the model's generation config: a static cache there makes
         # the stage's own generate call allocate it once and compile the decoding step.
         stage.model.generation_config.cache_implementation = "static"
-    warm_up = timed(lambda: stage(first(batch, size)))  # compiles, for static
+    warm_up = timed(lambda: stage(first(batch, size)))[0]  # compiles, for static
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     out = {}
-    seconds = timed(lambda: out.update(stage(batch)))
+    seconds = timed(lambda: out.update(stage(batch)))[0]
     assert not any(out[B.REJECT_REASON]), set(out[B.REJECT_ERROR])
     generated = stage.processor.tokenizer(out[B.CAPTION][0], add_special_tokens=False)["input_ids"]
     return caption_result(len(batch[B.KEY]), args.tokens, seconds, warm_up_s=warm_up, batch_size=size,
@@ -210,7 +193,7 @@ def run_vllm(args) -> dict:
     lengths = {len(output.outputs[0].token_ids) for output in check}
     assert lengths == {args.tokens}, lengths
     out = {}
-    seconds = timed(lambda: out.update(stage(batch)))
+    seconds = timed(lambda: out.update(stage(batch)))[0]
     assert not any(out[B.REJECT_REASON]), set(out[B.REJECT_ERROR])
     return caption_result(len(images), args.tokens, seconds, load_s=load, requests_per_call=len(images),
                           cpu_model_inputs_images_per_s=cpu_rate)
@@ -240,10 +223,10 @@ def run_clip(args) -> dict:
                 model.encode_image(pixels if autocast else pixels.to(torch.bfloat16))
 
     forward_all(stage.model, True)
-    results["forward_fp32_weights_autocast_images_per_s"] = count / timed(lambda: forward_all(stage.model, True))
+    results["forward_fp32_weights_autocast_images_per_s"] = count / timed(lambda: forward_all(stage.model, True))[0]
     bf16 = stage.model.to(torch.bfloat16)
     forward_all(bf16, False)
-    results["forward_bf16_weights_images_per_s"] = count / timed(lambda: forward_all(bf16, False))
+    results["forward_bf16_weights_images_per_s"] = count / timed(lambda: forward_all(bf16, False))[0]
     stage.model.float()
 
     nouns = "dog cat tree car house street sky cloud person bicycle mountain river".split()
@@ -251,7 +234,7 @@ def run_clip(args) -> dict:
                B.NOUNS: [nouns[: 6 + i % 6] for i in range(size)]}
     batch, _ = model_inputs(args, images[:size], **columns)  # the crops the pipeline's CPU tasks make
     stage(batch)
-    results["clip_stage_images_per_s"] = size / timed(lambda: stage(batch))
+    results["clip_stage_images_per_s"] = size / timed(lambda: stage(batch))[0]
     return {**results, **memory(), "model": name, "batch_size": size}
 
 

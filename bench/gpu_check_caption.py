@@ -20,11 +20,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-import time
 
 import numpy as np
 import torch
 
+from bench.device_timing import first, peak_gib, reset_peak, timed
 from bench.gpu_check import MEMORY_FLOOR_BYTES_PER_S
 
 MODEL_LABEL = "llava-1.5-7b-shape (random weights)"
@@ -111,34 +111,6 @@ def crops_batch(stage, shape, rows: int) -> dict:
     crops = [stage.view.crop(rng.integers(0, 256, (side, side * 3 // 2, 3), dtype=np.uint8)) for _ in range(rows)]
     return {B.KEY: [f"k{i}" for i in range(rows)], B.REJECT_STAGE: [""] * rows, B.REJECT_REASON: [""] * rows,
             B.REJECT_ERROR: [""] * rows, stage.rows.pixels: crops}
-
-
-def first(batch: dict, rows: int) -> dict:
-    return {column: values[:rows] for column, values in batch.items()}
-
-
-def synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(run) -> tuple:
-    """(seconds, result) of run(), the device's queue drained before and after."""
-    synchronize()
-    start = time.perf_counter()
-    result = run()
-    synchronize()
-    return time.perf_counter() - start, result
-
-
-def peak_gib() -> float:
-    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
-
-
-def reset_peak() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
 
 
 @torch.inference_mode()

@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 import torch
 
-from bench.gpu_check_caption import first, peak_gib, reset_peak, timed
+from bench.device_timing import first, peak_gib, reset_peak, timed
 
 NOUNS = "dog cat tree car house street sky cloud person bicycle mountain river".split()
 CAPTION = "a dog and a cat under a tree near a car in the street, with mountains and a river behind them"

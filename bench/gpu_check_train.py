@@ -22,7 +22,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.gpu_check import ASSUMED_PEAK_FLOPS
-from bench.gpu_check_caption import peak_gib, reset_peak, timed
+from bench.device_timing import peak_gib, reset_peak, timed
 
 WARM_UP_STEPS = 3  # the first compiles, for the compiled variant
 FLASH_OR_EFFICIENT = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]

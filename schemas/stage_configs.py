@@ -67,10 +67,16 @@ class CaptionConfig:
 
 
 @dataclass
-class NounsConfig(PoolConfig):
-    model: str = "en_core_web_sm"
+class ModelPoolConfig(PoolConfig):
+    """A CPU actor pool around one model: which model, and how many rows a call takes."""
+    model: str = ""
     batch_size: int = 256
     actors: int = 1
+
+
+@dataclass
+class NounsConfig(ModelPoolConfig):
+    model: str = "en_core_web_sm"  # a spaCy pipeline (its package name or folder)
 
 
 @dataclass
@@ -94,13 +100,11 @@ class ClipConfig(PoolConfig):
 
 
 @dataclass
-class AestheticConfig(PoolConfig):
-    # "" is off. Else LAION's improved aesthetic predictor as a state dict (a .pth loaded tensors
+class AestheticConfig(ModelPoolConfig):
+    # model: "" is off. Else LAION's improved aesthetic predictor as a state dict (a .pth loaded tensors
     # only, or .safetensors), e.g. sac+logos+ava1-l14-linearMSE.pth with clip ViT-L-14/openai;
     # or tiny:aesthetic (for tiny:clip). Scores the CLIP image embedding: stages/aesthetic.py.
-    model: str = ""
-    batch_size: int = 256
-    actors: int = 1
+    pass
 
 
 @dataclass

@@ -92,8 +92,11 @@ class Browser:
         raise TimeoutError(expression)
 
     def open(self, url: str, ready: str) -> None:
+        # Page.navigate answers before the new document replaces the old one, where `ready` may already
+        # hold (a reload): the old window is marked, so only the new document's `ready` counts.
+        self.evaluate("window.__pixcapLeaving = true")
         self.call("Page.navigate", session=True, url=url)
-        self.wait_for(ready)
+        self.wait_for(f"!window.__pixcapLeaving && ({ready})")
 
     def close(self) -> None:
         try:
