@@ -17,6 +17,9 @@ from .records import CANNY
 # an output's fingerprint), which numbers must be positive, and which keys take one of a few values
 # (`choices`; a `backend` key's values are its stage's backends below).
 
+# The caption backends by name (schemas/stages.py: CAPTION_BACKENDS says what each runs).
+HF_BACKEND, VLLM_BACKEND, SIDECAR_BACKEND = "hf", "vllm", "sidecar"
+
 DEFAULT_PROMPT = "Describe this image and its style in a very detailed manner"
 POOL_SPEED_KEYS = ("batch_size", "actors", "gpus_per_actor")  # how an actor pool runs, never what it writes
 
@@ -47,7 +50,7 @@ class DecodeConfig:
 class CaptionConfig:
     # A caption backend (schemas/stages.py: CAPTION_BACKENDS): hf, any image-text-to-text model through transformers;
     # vllm, through vLLM's engine; sidecar, existing KEY.txt captions.
-    backend: str = "hf"
+    backend: str = HF_BACKEND
     # Required where the backend runs a model: a path or a hub name (llava-hf/llava-1.5-7b-hf); tiny:llava,
     # the random test model, only where a job names it. No default: a forgotten key must not caption with babble.
     model: str = ""
@@ -146,7 +149,7 @@ CONTROL_KINDS = (CANNY,)  # the control maps the control stage makes (stages/con
 
 
 VIEWS = ("crop", "pad", "native")
-QUOTE_SIDECAR = "sidecar"  # {sidecar} in a captioner's prompt: the sample's own caption (alt-text, KEY.txt)
+QUOTE_SIDECAR = SIDECAR_BACKEND  # {sidecar} in a captioner's prompt: the sample's own caption (alt-text, KEY.txt)
 CAPTIONER_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # a column suffix and a shard member: no "_", no "."
 COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # a classifier's column, as SQL takes it unquoted
 

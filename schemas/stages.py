@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from . import records as R
 from .stage_configs import (  # noqa: F401 (the configs are part of the registry's API)
-    CAPTIONER_NAME, COLUMN_NAME, DEFAULT_PROMPT, POOL_SPEED_KEYS, QUOTE_SIDECAR, VIEWS, AestheticConfig, CaptionConfig,
+    CAPTIONER_NAME, COLUMN_NAME, DEFAULT_PROMPT, HF_BACKEND, POOL_SPEED_KEYS, SIDECAR_BACKEND, VLLM_BACKEND, QUOTE_SIDECAR, VIEWS, AestheticConfig, CaptionConfig,
     CaptionerConfig, ClassifierConfig, ClipConfig, ControlConfig, DecodeConfig, NounsConfig, PoolConfig, T5TokensConfig,
     ClipNsfwConfig,
 )
@@ -146,17 +146,18 @@ def caption_names(job) -> typing.List[str]:
 
 
 def _captions_context(config, job) -> dict:
-    return {"captioners": caption_names(job)}
+    return dict(captioners=caption_names(job))  # the stage's keyword argument
 
 
 def _captioner_context(config, job) -> dict:
     return {"primary": config is job.captioners[0]}
 
 
+CAPTION_STAGE, CAPTIONERS_STAGE = "caption", "captioners"  # one caption per image; several, by name
 CAPTION_BACKENDS = {
-    "hf": Backend("pixcap.stages.caption:CaptionStage"),
-    "vllm": Backend("pixcap.stages.caption_vllm:VllmCaptionStage"),
-    "sidecar": Backend("pixcap.stages.caption:SidecarCaptionStage", runs_model=False, reads_captions=True),
+    HF_BACKEND: Backend("pixcap.stages.caption:CaptionStage"),
+    VLLM_BACKEND: Backend("pixcap.stages.caption_vllm:VllmCaptionStage"),
+    SIDECAR_BACKEND: Backend("pixcap.stages.caption:SidecarCaptionStage", runs_model=False, reads_captions=True),
 }
 CAPTION_MODEL_KEY = ModelKey("model", WEIGHTS, example="llava-hf/llava-1.5-7b-hf")
 
@@ -177,9 +178,9 @@ STAGES: typing.Tuple[StageSpec, ...] = (
               model_keys=(ModelKey("model", WEIGHTS, example="Falconsai/nsfw_image_detection"),),
               gpu_key="gpus_per_actor", optional=True, listed="column",
               fields=lambda config, job: [R.score_field(config.column)], check="pixcap.stages.classify:check_classifier"),
-    StageSpec("caption", ACTORS, CaptionConfig, backends=CAPTION_BACKENDS, model_keys=(CAPTION_MODEL_KEY,),
-              gpu_key="gpus_per_actor", columns=(R.CAPTION, R.CAPTION_MODEL), replaced_by="captioners"),
-    StageSpec("captioners", ACTORS, CaptionerConfig, backends=CAPTION_BACKENDS, model_keys=(CAPTION_MODEL_KEY,),
+    StageSpec(CAPTION_STAGE, ACTORS, CaptionConfig, backends=CAPTION_BACKENDS, model_keys=(CAPTION_MODEL_KEY,),
+              gpu_key="gpus_per_actor", columns=(R.CAPTION, R.CAPTION_MODEL), replaced_by=CAPTIONERS_STAGE),
+    StageSpec(CAPTIONERS_STAGE, ACTORS, CaptionerConfig, backends=CAPTION_BACKENDS, model_keys=(CAPTION_MODEL_KEY,),
               gpu_key="gpus_per_actor", columns=(R.CAPTION, R.CAPTION_MODEL), listed="name",
               fields=lambda config, job: R.captioner_fields(config.name), context=_captioner_context),
     StageSpec("nouns", ACTORS, NounsConfig, stage="pixcap.stages.nouns:NounsStage",
@@ -311,7 +312,7 @@ def listed_problems(job) -> typing.List[str]:
             problems += [f"{at}.{key}: must be positive, got {getattr(config, key)!r}"
                          for key in spec.config.positive if getattr(config, key) <= 0]
             name = getattr(config, spec.listed)
-            pattern = CAPTIONER_NAME if spec.name == "captioners" else COLUMN_NAME
+            pattern = CAPTIONER_NAME if spec.name == CAPTIONERS_STAGE else COLUMN_NAME
             if not pattern.match(name):
                 problems.append(f"{at}.{spec.listed}: {name!r} is not a name here (lowercase letters and digits"
                                 f"{', and _' if pattern is COLUMN_NAME else ''}, starting with a letter)")
@@ -335,7 +336,7 @@ def _captioner_problems(job) -> typing.List[str]:
     earlier = {QUOTE_SIDECAR}
     for i, config in enumerate(job.captioners):
         at = f"captioners[{i}]"
-        if config.name == QUOTE_SIDECAR and config.backend != "sidecar":
+        if config.name == QUOTE_SIDECAR and config.backend != SIDECAR_BACKEND:
             problems.append(f"{at}.name: sidecar is the inputs' own caption; name this captioner otherwise")
         if config.temperature < 0 or config.top_p > 1:
             problems.append(f"{at}: temperature must be >= 0 and top_p in (0, 1], got {config.temperature}, {config.top_p}")

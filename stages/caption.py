@@ -17,7 +17,7 @@ import torch
 
 from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
-from pixcap.schemas.stages import CaptionConfig
+from pixcap.schemas.stages import CAPTION_STAGE, CaptionConfig
 
 from .caption_views import view_of
 from .captioner_rows import CaptionerRows, as_image
@@ -25,7 +25,7 @@ from .outcomes import error_text, in_chunks
 from .sampling import SeededSampling
 
 SIDECAR_MODEL = "sidecar"  # caption_model of captions taken from KEY.txt files
-STAGE = "caption"
+STAGE = CAPTION_STAGE
 
 
 def chat_prompt(processor, prompt: str) -> str:

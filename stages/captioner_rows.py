@@ -16,7 +16,7 @@ import numpy as np
 from pixcap.schemas import batch as B
 from pixcap.schemas import rejects as R
 from pixcap.schemas.records import CAPTION, CAPTION_MODEL, captioner_column
-from pixcap.schemas.stages import QUOTE_SIDECAR, quoted
+from pixcap.schemas.stages import CAPTION_STAGE, CAPTIONERS_STAGE, QUOTE_SIDECAR, quoted
 
 from .outcomes import RowOutcomes
 
@@ -30,7 +30,7 @@ class CaptionerRows:
     def __init__(self, config, primary: bool = True):
         self.name = getattr(config, "name", "")
         self.primary = primary
-        self.stage = f"captioners.{self.name}" if self.name else "caption"
+        self.stage = f"{CAPTIONERS_STAGE}.{self.name}" if self.name else CAPTION_STAGE
         self.pixels = B.caption_pixels(self.name)
         self.template = config.prompt
         # A `caption:` job's prompt is literal text (it was before captioners could quote).
