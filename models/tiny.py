@@ -10,7 +10,14 @@ import contextlib
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from pixcap.schemas.models import (
+    TINY_AESTHETIC, TINY_CLIP, TINY_CLIP_NSFW, TINY_DETECTOR, TINY_DIT, TINY_IDEFICS3, TINY_INCEPTION, TINY_LLAVA,
+    TINY_NSFW, TINY_QWEN2VL, TINY_T5, TINY_VAE, TINY_VQA,
+)
 
 from .tiny_aesthetic import AESTHETIC_FILE, build_tiny_aesthetic
 from .tiny_captioning import CLIP_NAME, build_tiny_clip, build_tiny_llava
@@ -19,23 +26,39 @@ from .tiny_clip_nsfw import CLIP_NSFW_FILE, build_tiny_clip_nsfw
 from .tiny_idefics3 import build_tiny_idefics3
 from .tiny_qwen2vl import build_tiny_qwen2vl
 from .tiny_diffusion import build_tiny_dit, build_tiny_t5, build_tiny_vae
-from .tiny_eval import EVAL_BUILDERS
+from .tiny_eval import INCEPTION_FILE, build_tiny_detector, build_tiny_inception, build_tiny_vqa
 
 DONE_MARKER = ".pixcap-complete"  # written last: a folder without it was interrupted, and is rebuilt
 
-# folder under the cache -> its builder (a function of (path, seed))
-BUILDERS = {
-    "tiny-llava": build_tiny_llava,
-    "tiny-clip": build_tiny_clip,
-    "tiny-t5": build_tiny_t5,
-    "tiny-vae": build_tiny_vae,
-    "tiny-dit": build_tiny_dit,
-    "tiny-aesthetic": build_tiny_aesthetic,
-    "tiny-nsfw": build_tiny_classifier,
-    "tiny-qwen2vl": build_tiny_qwen2vl,
-    "tiny-clip-nsfw": build_tiny_clip_nsfw,
-    "tiny-idefics3": build_tiny_idefics3,
+@dataclass(frozen=True)
+class TinyModel:
+    folder: str  # its folder under the models cache
+    build: Callable  # build(folder, seed) writes it there in its real format
+    file: str = ""  # the file in the folder that the job's key names; "" names the folder itself
+    # Built with the rest by build_tiny_models (`pixcap tiny-models`); the eval's scorers are built on
+    # first use only (the Inception is 48 MB).
+    with_all: bool = True
+
+
+# Every tiny model: its `tiny:` name (schemas/models.py) -> where it lives and how it is built.
+TINY_MODELS = {
+    TINY_LLAVA: TinyModel("tiny-llava", build_tiny_llava),
+    TINY_CLIP: TinyModel("tiny-clip", build_tiny_clip, f"{CLIP_NAME}.json"),
+    TINY_T5: TinyModel("tiny-t5", build_tiny_t5),
+    TINY_VAE: TinyModel("tiny-vae", build_tiny_vae),
+    TINY_DIT: TinyModel("tiny-dit", build_tiny_dit),
+    TINY_AESTHETIC: TinyModel("tiny-aesthetic", build_tiny_aesthetic, AESTHETIC_FILE),
+    TINY_NSFW: TinyModel("tiny-nsfw", build_tiny_classifier),
+    TINY_QWEN2VL: TinyModel("tiny-qwen2vl", build_tiny_qwen2vl),
+    TINY_CLIP_NSFW: TinyModel("tiny-clip-nsfw", build_tiny_clip_nsfw, CLIP_NSFW_FILE),
+    TINY_IDEFICS3: TinyModel("tiny-idefics3", build_tiny_idefics3),
+    TINY_VQA: TinyModel("tiny-vqa", build_tiny_vqa, with_all=False),
+    TINY_DETECTOR: TinyModel("tiny-detector", build_tiny_detector, with_all=False),
+    TINY_INCEPTION: TinyModel("tiny-inception", build_tiny_inception, INCEPTION_FILE, with_all=False),
 }
+# open_clip takes a config and a checkpoint: `clip.pretrained: tiny:clip` names the checkpoint.
+TINY_CHECKPOINTS = {TINY_CLIP: TinyModel("tiny-clip", build_tiny_clip, f"{CLIP_NAME}.pt")}
+BY_FOLDER = {model.folder: model for model in TINY_MODELS.values()}
 
 
 @contextlib.contextmanager
@@ -69,16 +92,16 @@ def build_tiny_model(root, folder_name: str, seed: int = 0) -> Path:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        # The eval's scorers are built on first use only, not with the rest (the Inception is 48 MB).
         with _quietly():
-            (BUILDERS.get(folder_name) or EVAL_BUILDERS[folder_name])(folder, seed)
+            BY_FOLDER[folder_name].build(folder, seed)
         (folder / DONE_MARKER).write_text(json.dumps({"seed": seed}))
     return folder
 
 
 def build_tiny_models(root, seed: int = 0) -> dict:
     """All tiny models under root: {"llava", "clip_config", "clip_checkpoint", "t5", "vae", "dit", "aesthetic"} -> path."""
-    folders = {name: build_tiny_model(root, name, seed) for name in BUILDERS}
+    folders = {model.folder: build_tiny_model(root, model.folder, seed) for model in TINY_MODELS.values()
+               if model.with_all}
     clip = folders["tiny-clip"]
     return {
         "llava": folders["tiny-llava"],

@@ -135,9 +135,3 @@ def build_tiny_inception(path, seed: int = 0) -> Path:
     (folder / "config.json").write_text(json.dumps({"format": "torch-fidelity inception-v3-compat state dict"}))
     return weights
 
-
-EVAL_BUILDERS = {
-    "tiny-vqa": build_tiny_vqa,
-    "tiny-detector": build_tiny_detector,
-    "tiny-inception": build_tiny_inception,
-}

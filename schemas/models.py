@@ -17,8 +17,6 @@ TINY_NSFW = "tiny:nsfw"  # a ViT image classifier with Falconsai/nsfw_image_dete
 TINY_QWEN2VL = "tiny:qwen2vl"  # a second captioner family: Qwen2-VL, its dynamic-resolution processor and M-RoPE
 TINY_CLIP_NSFW = "tiny:clip_nsfw"  # LAION's CLIP-based NSFW head (PyTorch port) on tiny:clip's 32-dim embedding
 TINY_IDEFICS3 = "tiny:idefics3"  # a third captioner family: Idefics3 (SmolVLM), its image processor and connector
-TINY_MODELS = (TINY_LLAVA, TINY_CLIP, TINY_T5, TINY_VAE, TINY_DIT, TINY_AESTHETIC, TINY_NSFW, TINY_QWEN2VL,
-               TINY_CLIP_NSFW, TINY_IDEFICS3)
 # pixcap eval's scorers: BLIP VQA, OWLv2, and torch-fidelity's FID InceptionV3 (random, full size)
 TINY_VQA = "tiny:vqa"
 TINY_DETECTOR = "tiny:detector"
