@@ -24,7 +24,7 @@ from pixcap.trainer.loop import train
 from pixcap.trainer.model import build_transformer, model_forward
 
 from .shards_fixture import tiny_train_job, write_shards
-from .test_resume import assert_same_run
+from .test_resume import assert_stopped_run_ends_the_same
 
 CONTROLNET = {"adapter": "controlnet", "controlnet": {"blocks": 1}, "lr": 1e-2}
 
@@ -182,10 +182,8 @@ def test_trains_the_controlnet_alone(base, control_run):
 @pytest.mark.slow
 def test_resume_equals_one_run(base, shards, control_run, tiny_trainer_models, tmp_path):
     once, _ = control_run
-    settings = dict(load_from=str(base), checkpoint_every=2, clean_captions=False, **CONTROLNET)
-    train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=3, **settings))
-    train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=4, **settings))
-    assert_same_run(once, tmp_path / "twice")
+    assert_stopped_run_ends_the_same(once, tmp_path / "twice", shards, tiny_trainer_models, stop_at=3,
+                                     load_from=str(base), checkpoint_every=2, clean_captions=False, **CONTROLNET)
 
 
 def test_samples_follow_the_control_image(control_run, tmp_path, capsys):

@@ -19,7 +19,7 @@ from pixcap.trainer.model import build_transformer
 from pixcap.trainer.sampling import load_pipeline, sample_images
 
 from .shards_fixture import tiny_train_job, write_shards
-from .test_resume import assert_same_run
+from .test_resume import assert_stopped_run_ends_the_same
 
 LORA = {"adapter": "lora", "lora": {"rank": 4, "alpha": 4.0}, "lr": 1e-2}
 
@@ -71,10 +71,8 @@ def test_only_the_adapter_trains(base, lora_run):
 @pytest.mark.slow
 def test_resume_equals_one_run(base, shards, lora_run, tiny_trainer_models, tmp_path):
     once, _ = lora_run
-    settings = dict(load_from=str(base), checkpoint_every=2, clean_captions=False, **LORA)
-    train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=3, **settings))
-    train(tiny_train_job(shards, tmp_path / "twice", tiny_trainer_models, max_steps=4, **settings))
-    assert_same_run(once, tmp_path / "twice")
+    assert_stopped_run_ends_the_same(once, tmp_path / "twice", shards, tiny_trainer_models, stop_at=3,
+                                     load_from=str(base), checkpoint_every=2, clean_captions=False, **LORA)
 
 
 def test_export_loads_onto_a_pipeline_and_changes_it(base, lora_run, tmp_path, capsys):

@@ -36,10 +36,17 @@ def losses(run_dir):
 
 def assert_resume_is_exact(tmp_path, shards, models, max_steps, stop_at, **settings):
     train(tiny_train_job(shards, tmp_path / "once", models, max_steps=max_steps, **settings))
-    train(tiny_train_job(shards, tmp_path / "twice", models, max_steps=stop_at, **settings))
-    train(tiny_train_job(shards, tmp_path / "twice", models, max_steps=max_steps, **settings))
     assert final_state(tmp_path / "once")["step"] == max_steps
-    assert_same_run(tmp_path / "once", tmp_path / "twice")
+    assert_stopped_run_ends_the_same(tmp_path / "once", tmp_path / "twice", shards, models, stop_at, **settings)
+
+
+def assert_stopped_run_ends_the_same(once_dir, twice_dir, shards, models, stop_at, **settings):
+    """The job of the one run in once_dir, stopped at step stop_at in twice_dir and started again there,
+    ends with the same checkpoint and losses."""
+    max_steps = final_state(once_dir)["step"]
+    train(tiny_train_job(shards, twice_dir, models, max_steps=stop_at, **settings))
+    train(tiny_train_job(shards, twice_dir, models, max_steps=max_steps, **settings))
+    assert_same_run(once_dir, twice_dir)
 
 
 def assert_same_run(once_dir, twice_dir):
