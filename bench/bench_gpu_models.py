@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from bench.device_timing import first, timed
+from bench.device_timing import first, peak_gib, timed
 
 LLAVA_VOCABULARY = 32064  # llava-hf/llava-1.5-7b-hf: Llama's 32000 + <image>, <pad> and padding to 64
 BACKENDS = ("clip", "hf-eager", "hf-static", "vllm")
@@ -140,7 +140,7 @@ def memory() -> dict:
     if not torch.cuda.is_available():
         return {"torch_peak_gib": math.nan, "device_used_gib": math.nan}
     free, total = torch.cuda.mem_get_info()
-    return {"torch_peak_gib": torch.cuda.max_memory_allocated() / 2**30, "device_used_gib": (total - free) / 2**30}
+    return {"torch_peak_gib": peak_gib(), "device_used_gib": (total - free) / 2**30}
 
 
 def caption_result(images: int, tokens: int, seconds: float, **extra) -> dict:

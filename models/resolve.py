@@ -12,7 +12,7 @@ from pixcap.schemas import JobError
 from pixcap.schemas.job import local_model_path
 from pixcap.schemas.models import TINY_PREFIX
 
-from .tiny import TINY_CHECKPOINTS, TINY_MODELS, build_tiny_model
+from .tiny import TINY_MODELS, build_tiny_model
 
 
 def resolve_model(key: str, name: str, cache: str, checkpoint: bool = False) -> str:
@@ -21,9 +21,10 @@ def resolve_model(key: str, name: str, cache: str, checkpoint: bool = False) -> 
     checkpoint: the key names weights for a model named elsewhere (open_clip's `pretrained`)."""
     if not name.startswith(TINY_PREFIX):
         return local_model_path(key, name)
-    table = TINY_CHECKPOINTS if checkpoint else TINY_MODELS
-    if name not in table:
-        raise JobError(f"{key}: unknown tiny model {name!r}; known: {', '.join(table)}")
-    model = table[name]
+    known = [known for known, model in TINY_MODELS.items() if model.checkpoint or not checkpoint]
+    if name not in known:
+        raise JobError(f"{key}: unknown tiny model {name!r}; known: {', '.join(known)}")
+    model = TINY_MODELS[name]
     folder = build_tiny_model(os.path.expanduser(cache), model.folder)
-    return str(folder / model.file) if model.file else str(folder)
+    file = model.checkpoint if checkpoint else model.file
+    return str(folder / file) if file else str(folder)

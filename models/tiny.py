@@ -35,6 +35,9 @@ class TinyModel:
     folder: str  # its folder under the models cache
     build: Callable  # build(folder, seed) writes it there in its real format
     file: str = ""  # the file in the folder that the job's key names; "" names the folder itself
+    # The file a checkpoint key names, for a model given as a config and weights apart (open_clip:
+    # `clip.pretrained: tiny:clip` names the .pt beside the config JSON); "" where it has none.
+    checkpoint: str = ""
     # Built with the rest by build_tiny_models (`pixcap tiny-models`); the eval's scorers are built on
     # first use only (the Inception is 48 MB).
     with_all: bool = True
@@ -43,7 +46,7 @@ class TinyModel:
 # Every tiny model: its `tiny:` name (schemas/models.py) -> where it lives and how it is built.
 TINY_MODELS = {
     TINY_LLAVA: TinyModel("tiny-llava", build_tiny_llava),
-    TINY_CLIP: TinyModel("tiny-clip", build_tiny_clip, f"{CLIP_NAME}.json"),
+    TINY_CLIP: TinyModel("tiny-clip", build_tiny_clip, f"{CLIP_NAME}.json", checkpoint=f"{CLIP_NAME}.pt"),
     TINY_T5: TinyModel("tiny-t5", build_tiny_t5),
     TINY_VAE: TinyModel("tiny-vae", build_tiny_vae),
     TINY_DIT: TinyModel("tiny-dit", build_tiny_dit),
@@ -56,8 +59,6 @@ TINY_MODELS = {
     TINY_DETECTOR: TinyModel("tiny-detector", build_tiny_detector, with_all=False),
     TINY_INCEPTION: TinyModel("tiny-inception", build_tiny_inception, INCEPTION_FILE, with_all=False),
 }
-# open_clip takes a config and a checkpoint: `clip.pretrained: tiny:clip` names the checkpoint.
-TINY_CHECKPOINTS = {TINY_CLIP: TinyModel("tiny-clip", build_tiny_clip, f"{CLIP_NAME}.pt")}
 BY_FOLDER = {model.folder: model for model in TINY_MODELS.values()}
 
 

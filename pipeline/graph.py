@@ -105,7 +105,8 @@ def _model_inputs(batch, captioners, clip, keep_image):
 def model_inputs_arguments(job: Job) -> dict:
     """What model_inputs makes for this job: each captioner's crop column with its config, and whether
     the model image goes on (a classifier or a native captioner takes it whole)."""
-    captioners = [found for found in registry.model_stages(job) if found.spec.name in (registry.CAPTION_STAGE, registry.CAPTIONERS_STAGE)]
+    caption_stages = (registry.CAPTION_STAGE, registry.CAPTIONERS_STAGE)
+    captioners = [found for found in registry.model_stages(job) if found.spec.name in caption_stages]
     named = [(B.caption_pixels(getattr(found.config, "name", "")), found.config) for found in captioners]
     keep = bool(job.classifiers) or any(getattr(found.config, "view", "crop") == "native" for found in captioners)
     return dict(captioners=named, clip=job.clip, keep_image=keep)  # ModelInputsStage's arguments

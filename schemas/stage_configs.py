@@ -149,7 +149,7 @@ CONTROL_KINDS = (CANNY,)  # the control maps the control stage makes (stages/con
 
 
 VIEWS = ("crop", "pad", "native")
-QUOTE_SIDECAR = SIDECAR_BACKEND  # {sidecar} in a captioner's prompt: the sample's own caption (alt-text, KEY.txt)
+QUOTE_SIDECAR = "sidecar"  # {sidecar} in a captioner's prompt: the sample's own caption (alt-text, KEY.txt)
 CAPTIONER_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # a column suffix and a shard member: no "_", no "."
 COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # a classifier's column, as SQL takes it unquoted
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from . import records as R
 from .stage_configs import (  # noqa: F401 (the configs are part of the registry's API)
-    CAPTIONER_NAME, COLUMN_NAME, DEFAULT_PROMPT, HF_BACKEND, POOL_SPEED_KEYS, SIDECAR_BACKEND, VLLM_BACKEND, QUOTE_SIDECAR, VIEWS, AestheticConfig, CaptionConfig,
+    CAPTIONER_NAME, COLUMN_NAME, DEFAULT_PROMPT, HF_BACKEND, POOL_SPEED_KEYS, QUOTE_SIDECAR, SIDECAR_BACKEND,
+    VIEWS, VLLM_BACKEND, AestheticConfig, CaptionConfig,
     CaptionerConfig, ClassifierConfig, ClipConfig, ControlConfig, DecodeConfig, NounsConfig, PoolConfig, T5TokensConfig,
     ClipNsfwConfig,
 )
