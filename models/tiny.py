@@ -12,28 +12,28 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from pixcap.schemas.models import (
     TINY_AESTHETIC, TINY_CLIP, TINY_CLIP_NSFW, TINY_DETECTOR, TINY_DIT, TINY_IDEFICS3, TINY_INCEPTION, TINY_LLAVA,
     TINY_NSFW, TINY_QWEN2VL, TINY_T5, TINY_VAE, TINY_VQA,
 )
-
-from .tiny_aesthetic import AESTHETIC_FILE, build_tiny_aesthetic
-from .tiny_captioning import CLIP_NAME, build_tiny_clip, build_tiny_llava
-from .tiny_classifier import build_tiny_classifier
-from .tiny_clip_nsfw import CLIP_NSFW_FILE, build_tiny_clip_nsfw
-from .tiny_idefics3 import build_tiny_idefics3
-from .tiny_qwen2vl import build_tiny_qwen2vl
-from .tiny_diffusion import build_tiny_dit, build_tiny_t5, build_tiny_vae
-from .tiny_eval import INCEPTION_FILE, build_tiny_detector, build_tiny_inception, build_tiny_vqa
+from pixcap.schemas.stages import imported
 
 DONE_MARKER = ".pixcap-complete"  # written last: a folder without it was interrupted, and is rebuilt
+
+# The files of the tiny models that a job's key names (their builders write them under these names).
+CLIP_NAME = "tiny-clip"  # open_clip takes the config file's stem as the model name
+AESTHETIC_FILE = "tiny-aesthetic.pth"
+CLIP_NSFW_FILE = "tiny-clip-nsfw.pth"
+INCEPTION_FILE = "tiny-inception.pth"
+
 
 @dataclass(frozen=True)
 class TinyModel:
     folder: str  # its folder under the models cache
-    build: Callable  # build(folder, seed) writes it there in its real format
+    # "module:function" of build(folder, seed), which writes it there in its real format: imported only
+    # to build (the builders import torch, transformers and open_clip; resolving a name needs none).
+    build: str
     file: str = ""  # the file in the folder that the job's key names; "" names the folder itself
     # The file a checkpoint key names, for a model given as a config and weights apart (open_clip:
     # `clip.pretrained: tiny:clip` names the .pt beside the config JSON); "" where it has none.
@@ -45,19 +45,21 @@ class TinyModel:
 
 # Every tiny model: its `tiny:` name (schemas/models.py) -> where it lives and how it is built.
 TINY_MODELS = {
-    TINY_LLAVA: TinyModel("tiny-llava", build_tiny_llava),
-    TINY_CLIP: TinyModel("tiny-clip", build_tiny_clip, f"{CLIP_NAME}.json", checkpoint=f"{CLIP_NAME}.pt"),
-    TINY_T5: TinyModel("tiny-t5", build_tiny_t5),
-    TINY_VAE: TinyModel("tiny-vae", build_tiny_vae),
-    TINY_DIT: TinyModel("tiny-dit", build_tiny_dit),
-    TINY_AESTHETIC: TinyModel("tiny-aesthetic", build_tiny_aesthetic, AESTHETIC_FILE),
-    TINY_NSFW: TinyModel("tiny-nsfw", build_tiny_classifier),
-    TINY_QWEN2VL: TinyModel("tiny-qwen2vl", build_tiny_qwen2vl),
-    TINY_CLIP_NSFW: TinyModel("tiny-clip-nsfw", build_tiny_clip_nsfw, CLIP_NSFW_FILE),
-    TINY_IDEFICS3: TinyModel("tiny-idefics3", build_tiny_idefics3),
-    TINY_VQA: TinyModel("tiny-vqa", build_tiny_vqa, with_all=False),
-    TINY_DETECTOR: TinyModel("tiny-detector", build_tiny_detector, with_all=False),
-    TINY_INCEPTION: TinyModel("tiny-inception", build_tiny_inception, INCEPTION_FILE, with_all=False),
+    TINY_LLAVA: TinyModel("tiny-llava", "pixcap.models.tiny_captioning:build_tiny_llava"),
+    TINY_CLIP: TinyModel("tiny-clip", "pixcap.models.tiny_captioning:build_tiny_clip", f"{CLIP_NAME}.json",
+                         checkpoint=f"{CLIP_NAME}.pt"),
+    TINY_T5: TinyModel("tiny-t5", "pixcap.models.tiny_diffusion:build_tiny_t5"),
+    TINY_VAE: TinyModel("tiny-vae", "pixcap.models.tiny_diffusion:build_tiny_vae"),
+    TINY_DIT: TinyModel("tiny-dit", "pixcap.models.tiny_diffusion:build_tiny_dit"),
+    TINY_AESTHETIC: TinyModel("tiny-aesthetic", "pixcap.models.tiny_aesthetic:build_tiny_aesthetic", AESTHETIC_FILE),
+    TINY_NSFW: TinyModel("tiny-nsfw", "pixcap.models.tiny_classifier:build_tiny_classifier"),
+    TINY_QWEN2VL: TinyModel("tiny-qwen2vl", "pixcap.models.tiny_qwen2vl:build_tiny_qwen2vl"),
+    TINY_CLIP_NSFW: TinyModel("tiny-clip-nsfw", "pixcap.models.tiny_clip_nsfw:build_tiny_clip_nsfw", CLIP_NSFW_FILE),
+    TINY_IDEFICS3: TinyModel("tiny-idefics3", "pixcap.models.tiny_idefics3:build_tiny_idefics3"),
+    TINY_VQA: TinyModel("tiny-vqa", "pixcap.models.tiny_eval:build_tiny_vqa", with_all=False),
+    TINY_DETECTOR: TinyModel("tiny-detector", "pixcap.models.tiny_eval:build_tiny_detector", with_all=False),
+    TINY_INCEPTION: TinyModel("tiny-inception", "pixcap.models.tiny_eval:build_tiny_inception", INCEPTION_FILE,
+                              with_all=False),
 }
 BY_FOLDER = {model.folder: model for model in TINY_MODELS.values()}
 
@@ -94,7 +96,7 @@ def build_tiny_model(root, folder_name: str, seed: int = 0) -> Path:
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         with _quietly():
-            BY_FOLDER[folder_name].build(folder, seed)
+            imported(BY_FOLDER[folder_name].build)(folder, seed)
         (folder / DONE_MARKER).write_text(json.dumps({"seed": seed}))
     return folder
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from .aesthetic_mlp import AestheticMLP
+from .tiny import AESTHETIC_FILE
 from .tiny_captioning import TINY_CLIP_CONFIG
 
-AESTHETIC_FILE = "tiny-aesthetic.pth"
 
 
 def build_tiny_aesthetic(path, seed: int = 0) -> Path:

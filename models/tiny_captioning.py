@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-CLIP_NAME = "tiny-clip"  # open_clip takes the config file's stem as the model name
+from .tiny import CLIP_NAME
+
 
 # LLaVA-1.5's chat template (as shipped with llava-hf/llava-1.5-7b-hf).
 LLAVA_CHAT_TEMPLATE = (

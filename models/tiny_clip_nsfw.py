@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .clip_nsfw_head import ClipNsfwHead
 from .tiny_aesthetic import save_tiny_head
+from .tiny import CLIP_NSFW_FILE
 
-CLIP_NSFW_FILE = "tiny-clip-nsfw.pth"
 
 
 def _random_statistics(model: ClipNsfwHead) -> None:

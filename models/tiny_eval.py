@@ -22,7 +22,8 @@ from pixcap.schemas.evaluation import (
     CLASSIFIER_COLOURS, COCO_CLASSES, COUNT_WORDS, POSITIONS, PROMPT_COLOURS, SHAPES, TEXTURES,
 )
 
-INCEPTION_FILE = "tiny-inception.pth"
+from .tiny import INCEPTION_FILE
+
 # Words of the prompt templates and of the questions and queries the scorers ask.
 EXTRA_WORDS = "a an the photo of and yes no on in with is are there object colored".split()
 

@@ -16,7 +16,6 @@ from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoo
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 
 from pixcap.schemas import batch as B
 from pixcap.schemas import rejects as R
@@ -99,6 +98,10 @@ def _with_images(storage: Storage, samples: list, shard: str):
 
 
 def _write_tar(f, storage: Storage, samples: list, failpoint, schema: pa.Schema = SAMPLE_SCHEMA, shard: str = "") -> None:
+    # Imported here, in the commit task: webdataset imports torch, 1-2 s that the driver, which
+    # imports this module for the Committer, would spend on every `pixcap run`.
+    import webdataset as wds
+
     # Fixed owner and mtime: the same samples give byte-identical shards on every run.
     writer = wds.TarWriter(f, user="pixcap", group="pixcap", mtime=0.0)
     members = _text_members(schema)

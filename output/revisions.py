@@ -9,14 +9,13 @@ import os
 
 from pixcap.models.revisions import RevisionCache, hub_revision, local_revision  # noqa: F401 (this module's API too)
 from pixcap.schemas import Job
+from pixcap.schemas.models import SPACY_MODEL_MIRRORS
 from pixcap.schemas import stages as registry
 
 
 def spacy_revision(name: str) -> str:
     """The spaCy model's package version (or its registry mirror's)."""
-    from pixcap.stages.nouns import MODEL_MIRRORS
-
-    for package in (name, *MODEL_MIRRORS.get(name, ())):
+    for package in (name, *SPACY_MODEL_MIRRORS.get(name, ())):
         try:
             return f"{package}=={importlib.metadata.version(package)}"
         except importlib.metadata.PackageNotFoundError:

