@@ -254,14 +254,16 @@ PER_TAR = 1000
 IMAGES = int(os.environ.get("PIXCAP_MEMORY_IMAGES", "10000"))
 FEW_IMAGES = max(PER_TAR, IMAGES // 10 // PER_TAR * PER_TAR)  # the same run at a tenth of the inputs, to compare
 # The `pixcap run` driver's allocated pages (RssAnon + RssShmem at their peak): what the pipeline's
-# data can grow. Measured on 2 cores: 415-436 MiB at 2,000 and at 20,000 images, on this machine
-# and on CI's. About 300 MiB of it is the imports' own heap (torch, transformers, open_clip,
-# spaCy, Ray: pipeline.graph imports the stages).
-DRIVER_DATA_PEAK_BOUND = 640 * MIB
+# data can grow. Measured on 2 cores: 143 MiB at 1,000 images and 151 at 10,000. Most of it is the
+# imports' own heap (Ray, Ray Data, pyarrow, pandas); the driver imports no stage, so no model
+# library (tests/pipeline/test_graph.py): when it imported torch, transformers, open_clip and spaCy
+# it held 415-436 MiB, on this machine and on CI's, and this bound was 640 MiB.
+DRIVER_DATA_PEAK_BOUND = 320 * MIB
 # Its whole peak (VmHWM) adds the shared libraries' file pages, which follow the machine's page
-# cache and file system rather than pixcap: 738-790 MiB here, 1061-1143 MiB on CI's machine for
-# the same run. Only a loose bound, for a driver that maps something it should not.
-DRIVER_PEAK_BOUND = 1536 * MIB
+# cache and file system rather than pixcap: 273-281 MiB here (738-790 MiB with the model libraries,
+# and 1.4 times that on CI's machine for the same run). A loose bound, for a driver that maps
+# something it should not.
+DRIVER_PEAK_BOUND = 768 * MIB
 # Peak VmHWM of the largest Ray worker (a model actor). Measured, 20,000 images: 1222 MiB
 # (2,000 images: 1070 MiB); about 600 MiB of a worker is its imports. Before graph.py capped
 # blocks at 8 MiB it was 1410-1436 MiB.
