@@ -23,6 +23,7 @@ import os
 import random
 import logging
 import signal
+import threading
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -359,16 +360,38 @@ def _quiet_exit_on_sigterm(worker_id: int) -> None:
 
 
 def _started(loader):
-    """iter(loader), with SIGTERM held while it forks its workers. A SIGTERM that arrives during a fork
-    is handled inside the fork's callbacks (logging's _releaseLock), where Python drops the exception
-    the trainer's handler raises: the training would go on. Held, it is handled right after the fork."""
+    """iter(loader), with SIGTERM held while it builds its iterator and forks the workers; a SIGTERM that
+    came meanwhile is handled once the iterator is whole (its workers shut down first).
+
+    Held twice. The signal mask holds it in this thread, and the forked workers inherit it until their
+    own handler is set: a SIGTERM that arrives during a fork is otherwise handled inside the fork's
+    callbacks (logging's _releaseLock), where Python drops the exception the trainer's handler raises,
+    and the training would go on. The mask is this thread's only: a SIGTERM to the process that another
+    thread takes (torch's own) still runs Python's handler here, in the middle of the iterator's
+    __init__, and the half-built iterator's __del__ then prints "Exception ignored ... _workers_status".
+    So, in the main thread, the handler only notes the signal until the iterator is built."""
     if not loader.num_workers:
         return iter(loader)
+    noted = []
+    on_main = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum)) if on_main else None
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    batches = None
     try:
-        return iter(loader)
+        batches = iter(loader)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a SIGTERM held by the mask is noted now
+        if on_main:
+            signal.signal(signal.SIGTERM, handler)
+        if noted:
+            shutdown = getattr(batches, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            if callable(handler):
+                handler(signal.SIGTERM, None)
+            else:
+                signal.raise_signal(signal.SIGTERM)
+    return batches
 
 
 def _in_the_trainer(loader):

@@ -1,14 +1,18 @@
 """Streaming batches: filters, square or one-bucket batches, never an enlarged image, disjoint complete
 coverage across ranks and workers."""
 import json
+import os
+import signal
 import tarfile
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from pixcap.schemas import JobError, load_train_job
 from pixcap.trainer.buckets import nearest_bucket
-from pixcap.trainer.data import batch_stream, build_loader, choose_fit, expand_shards, latent_fit, step_batches
+from pixcap.trainer.data import _started, batch_stream, build_loader, choose_fit, expand_shards, latent_fit, step_batches
 
 from .shards_fixture import damage_shards, write_shards
 
@@ -193,3 +197,54 @@ def test_damaged_shards_cost_their_samples_not_the_stream(tmp_path, capsys):
     assert skipped_total(batches) == {"unreadable": 2, "broken_shard": 1}
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and damaged["truncated"] in err[0]
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_a_sigterm_another_thread_takes_while_the_loader_starts_is_handled_once_its_iterator_is_whole():
+    """Slurm's SIGTERM to the process, taken by a thread that does not hold it (the main thread holds it
+    while the loader forks), runs Python's handler in the main thread wherever it is: in the middle of
+    the loader iterator's __init__ it left a half-built iterator whose __del__ printed a traceback. It
+    must be handled after the iterator is whole, and after its workers are shut down."""
+    kill, killed = threading.Event(), threading.Event()
+
+    def sender():  # started before the mask is set: SIGTERM is not held in this thread
+        kill.wait(10)
+        os.kill(os.getpid(), signal.SIGTERM)
+        killed.set()
+
+    threading.Thread(target=sender, daemon=True).start()
+    events = []
+
+    class Iterator:
+        def __init__(self):
+            kill.set()
+            killed.wait(10)
+            time.sleep(0.1)  # the real __init__ forks and waits: where Python runs a pending signal's handler
+            events.append("built")
+
+        def __next__(self):
+            raise StopIteration
+
+        def _shutdown_workers(self):
+            events.append("shut down")
+
+    class Loader:
+        num_workers = 1
+
+        def __iter__(self):
+            return Iterator()
+
+    def stop(signum, frame):
+        events.append("handled")
+        raise _Stopped()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(_Stopped):
+            _started(Loader())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert events == ["built", "shut down", "handled"]
