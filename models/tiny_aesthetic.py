@@ -12,7 +12,6 @@ from .tiny import AESTHETIC_FILE
 from .tiny_captioning import TINY_CLIP_CONFIG
 
 
-
 def build_tiny_aesthetic(path, seed: int = 0) -> Path:
     return save_tiny_head(path, AESTHETIC_FILE, seed, AestheticMLP)
 

@@ -11,7 +11,6 @@ from .tiny_aesthetic import save_tiny_head
 from .tiny import CLIP_NSFW_FILE
 
 
-
 def _random_statistics(model: ClipNsfwHead) -> None:
     model.norm.mean.normal_(0.0, 0.05)
     model.norm.variance.uniform_(0.001, 0.01)  # unit embeddings' per-dimension spread is small

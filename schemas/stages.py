@@ -136,9 +136,6 @@ class StageInstance:
     def stage_path(self) -> str:
         return self.spec.stage_path(self.config)
 
-    def stage_class(self) -> type:
-        return self.spec.stage_class(self.config)
-
     def backend(self) -> typing.Optional[Backend]:
         return self.spec.backend(self.config)
 
