@@ -12,6 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 from ipaddress import ip_address
+from typing import NamedTuple
 
 import psutil
 import pytest
@@ -216,40 +217,55 @@ def run_cli_subprocess(tmp_path, data: dict, seconds: float = 400, watch=None) -
     return driver.returncode, out, err
 
 
-@pytest.mark.slow
-def test_a_run_with_a_ray_of_its_own_listens_on_loopback_and_logs_ray_to_a_file(tmp_path, models_cache, ray_subprocess):
-    """Every listener of the Ray a run starts is on loopback, and Ray's output is in
-    OUT/_logs/ray.log, not on the console."""
+class OwnRayRun(NamedTuple):
+    code: int
+    out: str
+    err: str
+    listeners: dict  # {(pid, name): {address, ...}} of the run's processes, seen while it ran
+    output: object  # the run's output folder (pathlib.Path)
+
+
+@pytest.fixture(scope="module")
+def own_ray_run(tmp_path_factory, models_cache, ray_subprocess) -> OwnRayRun:
+    """One `pixcap run` on a Ray of its own, watched for listeners, whose job asks every CPU of the
+    machine for each actor: the tests below read it (a run with a Ray of its own costs 20-30 s)."""
+    tmp_path = tmp_path_factory.mktemp("own-ray")
     seen = {}
 
     def watch(driver):
         for key, hosts in listeners(driver).items():
             seen.setdefault(key, set()).update(hosts)
 
-    data = collection_job(tmp_path, models_cache, ray={"cpus_per_actor": 0.25, "cpus_per_task": 0.5})
-    code, out, err = run_cli_subprocess(tmp_path, data, watch=watch)
+    data = collection_job(tmp_path, models_cache, ray={"cpus_per_actor": os.cpu_count(), "cpus_per_task": 1})
+    code, out, err = run_cli_subprocess(tmp_path, data, seconds=400, watch=watch)
+    return OwnRayRun(code, out, err, seen, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_a_run_with_a_ray_of_its_own_listens_on_loopback_and_logs_ray_to_a_file(own_ray_run):
+    """Every listener of the Ray a run starts is on loopback, and Ray's output is in
+    OUT/_logs/ray.log, not on the console."""
+    code, out, err, seen, output = own_ray_run
     assert code == 0, err[-3000:]
     assert "inputs 4 = written 4 + rejected 0" in out
     assert any("gcs_server" in name for _, name in seen) and any("raylet" in name for _, name in seen), seen
     outside = {key: hosts for key, hosts in seen.items() if not all(map(is_loopback, hosts))}
     assert outside == {}, outside
-    log = (tmp_path / "out" / "_logs" / "ray.log").read_text()
+    log = (output / "_logs" / "ray.log").read_text()
     assert "Started a local Ray instance" in log
     for noise in ("Started a local Ray instance", "Token authentication", "(raylet)", "Running Dataset", "worker.py:"):
         assert noise not in err, err
 
 
 @pytest.mark.slow
-def test_a_job_asking_more_cpus_than_the_cluster_has_runs_with_one_line_of_warning(tmp_path, models_cache, ray_subprocess):
+def test_a_job_asking_more_cpus_than_the_cluster_has_runs_with_one_line_of_warning(own_ray_run):
     """Each actor asks for every CPU of the machine: Ray would wait forever; pixcap scales the
     requests down, says so, and finishes."""
-    cpus = os.cpu_count()
-    data = collection_job(tmp_path, models_cache, ray={"cpus_per_actor": cpus, "cpus_per_task": 1})
-    code, out, err = run_cli_subprocess(tmp_path, data, seconds=300)
+    code, out, err, _, _ = own_ray_run
     assert code == 0, err[-3000:]
     assert "inputs 4 = written 4 + rejected 0" in out
     warnings = [line for line in err.splitlines() if line.startswith("pixcap: warning: ")]
-    assert len(warnings) == 1 and f"3 actors x ray.cpus_per_actor={cpus} + ray.cpus_per_task=1" in warnings[0], err
+    assert len(warnings) == 1 and f"3 actors x ray.cpus_per_actor={os.cpu_count()} + ray.cpus_per_task=1" in warnings[0], err
 
 
 def test_native_writes_to_fd_2_go_to_the_log_and_python_s_stderr_stays_on_the_console(tmp_path, capfd):
