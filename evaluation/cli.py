@@ -10,15 +10,6 @@ from pixcap.schemas import JobError
 DEFAULT_PROMPTS = "builtin"
 
 
-def quiet_loading() -> None:
-    """No per-file progress bars while the models load: the command prints its own progress."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-
-
 def eval_job_from(args):
     from pixcap.schemas import read_job_yaml
     from pixcap.schemas.eval_job import load_eval_job
@@ -44,8 +35,7 @@ def eval_command(args) -> int:
     if not args.source:
         raise JobError("eval: name a training run or a pipeline folder (or --pairwise EVAL_A EVAL_B)")
     job = eval_job_from(args)
-    quiet_loading()
-    from .run import run_eval
+    from .run import run_eval  # it quiets the model libraries once the command line is found good
 
     summary = run_eval(args.source, args.prompts, args.output, job, reference=args.reference)
     from .table import format_summary
@@ -56,6 +46,7 @@ def eval_command(args) -> int:
 
 def ablate_command(args) -> int:
     from .ablation import run_ablation
+    from .generate import quiet_loading
 
     quiet_loading()
 

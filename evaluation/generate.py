@@ -15,6 +15,18 @@ import torch
 from pixcap.schemas import JobError
 from pixcap.trainer.run_folder import PIPELINE_DIR as RUN_PIPELINE  # a training run exports RUN_DIR/pipeline
 
+
+def quiet_loading() -> None:
+    """No per-file progress bars while the models load: the command prints its own progress.
+    Called where the models load, after the command line was checked: diffusers takes 2 s to
+    import, which a mistyped folder should not wait for."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 MODEL_INDEX = "model_index.json"
 
 

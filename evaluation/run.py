@@ -25,7 +25,7 @@ from pixcap.schemas import evaluation as e
 from pixcap.schemas.eval_job import EvalJob
 
 from .frechet import frechet_between
-from .generate import image_seed, pipeline_folder
+from .generate import image_seed, pipeline_folder, quiet_loading
 from .prompts import load_prompts
 from .summary import summarise_scores
 
@@ -215,6 +215,7 @@ def run_eval(source: str, prompts_spec: str, output: str, job: EvalJob, referenc
     batches = plan(prompts, job)
     pending = [k for k in range(len(batches)) if not os.path.isfile(scores_path(output, k))]
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    quiet_loading()
     loaded = {}
 
     def scorers_of():
