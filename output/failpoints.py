@@ -11,6 +11,9 @@ test can remove that node while the point's work is under way;
 if it can create that file, so once across processes and restarts (else a restarted actor would
 be killed again forever). Unset in normal runs, where a check is one dict lookup.
 
+Several faults in one run: specs separated by commas (`caption:2,decode:1`), at most one per point;
+each then has a marker of its own, `path.POINT` (`path` itself when there is one spec).
+
 Points: read, decode, and each model stage by its name: caption, nouns, clip, captioners.NAME
 (per batch, in Ray workers); fragment (the driver, per fragment it records); shard_tar (a commit task, once a shard's tar has its first 10 KB in
 the temp file); shard_commit (a commit task, between a shard's rejects and its stats); subset_commit (select,
@@ -41,19 +44,37 @@ def worker_env() -> dict:
     return {"runtime_env": {"env_vars": {**env, DRIVER_ENV: str(os.getpid())}}}
 
 
+def _specs(spec: str) -> dict:
+    """point -> (n, action) of PIXCAP_KILL_AT's comma-separated specs."""
+    found = {}
+    for one in spec.split(","):
+        name, _, rest = one.strip().partition(":")
+        if name in found:
+            raise ValueError(f"{ENV}={spec}: point {name!r} named twice")
+        n, _, action = rest.partition(":")
+        found[name] = (int(n or 1), action)
+    return found
+
+
+def _marker(spec: str, point: str) -> str:
+    """The once-marker of `point`: PIXCAP_KILL_ONCE itself for one spec, PIXCAP_KILL_ONCE.POINT for several."""
+    once = os.environ.get(ONCE_ENV)
+    return once if not once or "," not in spec else f"{once}.{point}"
+
+
 def reached(point: str) -> None:
     spec = os.environ.get(ENV)
     if not spec:
         return
-    name, _, rest = spec.partition(":")
-    if name != point:
+    specs = _specs(spec)
+    if point not in specs:
         return
-    n, _, action = rest.partition(":")
+    n, action = specs[point]
     with _lock:
         _counts[point] = _counts.get(point, 0) + 1
-        if _counts[point] != int(n or 1):
+        if _counts[point] != n:
             return
-        once = os.environ.get(ONCE_ENV)
+        once = _marker(spec, point)
         if once:
             try:
                 os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))

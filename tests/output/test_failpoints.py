@@ -38,6 +38,29 @@ def test_a_failpoint_acts_at_the_nth_arrival_and_once_with_a_marker(failpoint_en
     failpoints.reached("shard_tar")  # the marker is there: fired once already
 
 
+def test_several_failpoints_in_one_run_each_act_once_with_a_marker_of_their_own(failpoint_env, tmp_path):
+    failpoint_env(failpoints.ENV, "shard_tar:2:enospc,write:1:enospc")
+    marker = tmp_path / "fired"
+    failpoint_env(failpoints.ONCE_ENV, str(marker))
+    failpoints.reached("shard_tar")
+    failpoints.reached("fragment")  # not named: passes
+    with pytest.raises(OSError, match="injected at write"):
+        failpoints.reached("write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fired.write"]
+    with pytest.raises(OSError, match="injected at shard_tar"):
+        failpoints.reached("shard_tar")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fired.shard_tar", "fired.write"]
+    failpoints._counts.clear()  # as in a restarted worker: both markers are there, neither acts again
+    for point in ("shard_tar", "shard_tar", "write"):
+        failpoints.reached(point)
+
+
+def test_a_point_named_twice_is_refused(failpoint_env):
+    failpoint_env(failpoints.ENV, "read:1,read:2")
+    with pytest.raises(ValueError, match="point 'read' named twice"):
+        failpoints.reached("read")
+
+
 def test_workers_get_the_spec_and_the_driver_pid(failpoint_env, tmp_path):
     failpoint_env(failpoints.ENV, "caption:1:driver")
     failpoint_env(failpoints.ONCE_ENV, str(tmp_path / "fired"))

@@ -111,18 +111,18 @@ def test_a_failed_commit_stops_the_run_at_once_with_one_line(fake_graph, failpoi
 # -- Ray workers killed, and a full disk, through the real graph -------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["caption:2", "decode:1"])
-def test_a_killed_worker_is_replaced_and_the_job_finishes(spec, reference, tmp_path, failpoint_env, models_cache):
-    """SIGKILL the worker holding the caption actor (its second batch), or the one running the
-    first decode task: Ray restarts the actor or retries the task; the output is the reference's."""
+def test_a_killed_actor_and_a_killed_task_worker_are_replaced_and_the_job_finishes(reference, tmp_path, failpoint_env,
+                                                                                 models_cache):
+    """In one run, SIGKILL the worker holding the caption actor (its second batch) and the one running the
+    first decode task: Ray restarts the actor and retries the task; the output is the reference's."""
     root, reference_out, manifest = reference
     marker = tmp_path / "fired"
-    failpoint_env(failpoints.ENV, spec)
+    failpoint_env(failpoints.ENV, "caption:2,decode:1")
     failpoint_env(failpoints.ONCE_ENV, str(marker))  # else the restarted worker dies again
-    out = root / f"worker-{spec.partition(':')[0]}"
+    out = root / "workers-killed"
     shutil.rmtree(out, ignore_errors=True)
     finished = run_job(job_for(root, out, models_cache), stream=io.StringIO())
-    assert marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fired.caption", "fired.decode"]  # both kills happened
     assert finished["totals"] == manifest["totals"]
     assert_same_as_reference(out, reference_out)
     shutil.rmtree(out)
