@@ -115,7 +115,11 @@ def preempted(tmp_path_factory, models_cache, ray_subprocess) -> Preempted:
     wait_for(lambda: fragments.is_dir() and any(fragments.iterdir()), run)  # Ray runs, rows are finishing
     while_captioning = stop(tmp_path, run)
     run = start_run(tmp_path)
-    out, err = run.communicate(timeout=600)
+    try:
+        out, err = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:  # timed out: not left running after the tests
+            run.kill()
     finished = subprocess.CompletedProcess(run.args, run.returncode, out, err)
     manifest = tmp_path / "out" / "manifest.json"
     totals = json.loads(manifest.read_text())["totals"] if manifest.exists() else {}
