@@ -56,10 +56,10 @@ def _specs(spec: str) -> dict:
     return found
 
 
-def _marker(spec: str, point: str) -> str:
+def _marker(point: str, several: bool) -> str:
     """The once-marker of `point`: PIXCAP_KILL_ONCE itself for one spec, PIXCAP_KILL_ONCE.POINT for several."""
     once = os.environ.get(ONCE_ENV)
-    return once if not once or "," not in spec else f"{once}.{point}"
+    return f"{once}.{point}" if once and several else once
 
 
 def reached(point: str) -> None:
@@ -74,7 +74,7 @@ def reached(point: str) -> None:
         _counts[point] = _counts.get(point, 0) + 1
         if _counts[point] != n:
             return
-        once = _marker(spec, point)
+        once = _marker(point, several=len(specs) > 1)
         if once:
             try:
                 os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
